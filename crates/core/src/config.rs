@@ -1,0 +1,185 @@
+//! Configuration types shared by the binaries, and the one way they are layered:
+//! defaults < `redrec.toml` (or the file named by `REDREC_CONFIG`) < `REDREC_*` environment
+//! variables with `__` for nesting (`REDREC_REDIS__URL`).
+//!
+//! Libraries never load configuration themselves: a binary calls [`figment`] with its own
+//! defaults, extracts its settings struct and hands plain values to the libraries.
+
+use std::path::PathBuf;
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    keys::Namespace,
+    schema::{IndexSchema, ItemFields, VectorSettings, items_schema},
+};
+
+/// Default port of the embedded Redis (6380, so it never collides with a system Redis on 6379).
+pub const DEFAULT_REDIS_PORT: u16 = 6380;
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Deadline for any single Redis call on the request path.
+    pub command_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: format!("redis://127.0.0.1:{DEFAULT_REDIS_PORT}"),
+            pool_size: 16,
+            command_timeout_ms: 100,
+            connect_timeout_ms: 1000,
+        }
+    }
+}
+
+/// What the item index looks like and where its keys live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Key namespace shared by every redrec key (`{namespace}:item:{id}`, ...).
+    pub namespace: String,
+    /// Optional RedisVL YAML schema; when absent the default item schema is used.
+    pub schema_file: Option<PathBuf>,
+    pub fields: ItemFields,
+    pub vector: VectorSettings,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            namespace: "redrec".into(),
+            schema_file: None,
+            fields: ItemFields::default(),
+            vector: VectorSettings::default(),
+        }
+    }
+}
+
+impl IndexConfig {
+    pub fn namespace(&self) -> Namespace {
+        Namespace::new(&self.namespace)
+    }
+
+    /// The schema of index version `version` (`{namespace}:items:v{version}`).
+    pub fn schema(&self, version: u32) -> crate::Result<IndexSchema> {
+        let ns = self.namespace();
+        let mut schema = match &self.schema_file {
+            None => items_schema(
+                &ns.index(version),
+                &ns.item_prefix(),
+                &self.fields,
+                &self.vector,
+            ),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Schema {
+                    message: format!("cannot read schema file {}: {e}", path.display()),
+                })?;
+                IndexSchema::from_yaml(&text)?
+            }
+        };
+        if self.schema_file.is_none() {
+            schema.index.name = ns.index(version);
+        }
+        schema.validate()?;
+        Ok(schema)
+    }
+}
+
+/// The layered configuration for a binary whose settings default to `defaults`.
+///
+/// `REDREC_CONFIG` names the TOML file (an error if it is set and missing); otherwise
+/// `./redrec.toml` is read when present.
+pub fn figment<T: Serialize>(defaults: &T) -> Result<Figment, figment::Error> {
+    let mut fig = Figment::from(Serialized::defaults(defaults));
+    match std::env::var_os("REDREC_CONFIG") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(figment::Error::from(format!(
+                    "REDREC_CONFIG names {}, which is not a readable file",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        None => fig = fig.merge(Toml::file_exact("redrec.toml").nested_if_present()),
+    }
+    Ok(fig.merge(Env::prefixed("REDREC_").ignore(&["config"]).split("__")))
+}
+
+/// Small extension so a missing default `redrec.toml` is not an error.
+trait NestedIfPresent {
+    fn nested_if_present(self) -> Figment;
+}
+
+impl NestedIfPresent for figment::providers::Data<Toml> {
+    fn nested_if_present(self) -> Figment {
+        if std::path::Path::new("redrec.toml").is_file() {
+            Figment::from(self)
+        } else {
+            Figment::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Settings {
+        redis: RedisConfig,
+        index: IndexConfig,
+    }
+
+    #[test]
+    fn layers_defaults_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "redrec.toml",
+                "[redis]\nurl = \"redis://file:1\"\npool_size = 3\n[index]\nnamespace = \"shop\"\n",
+            )?;
+            jail.set_env("REDREC_REDIS__URL", "redis://env:2");
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.url, "redis://env:2");
+            assert_eq!(s.redis.pool_size, 3);
+            assert_eq!(s.index.namespace, "shop");
+            assert_eq!(s.index.schema(1).unwrap().index.name, "shop:items:v1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn names_the_source_of_a_bad_value() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "[redis]\npool_size = \"many\"\n")?;
+            jail.set_env("REDREC_CONFIG", "custom.toml");
+            let err = figment(&Settings::default())
+                .unwrap()
+                .extract::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("redis.pool_size") && err.contains("custom.toml"),
+                "{err}"
+            );
+            jail.set_env("REDREC_CONFIG", "missing.toml");
+            let err = figment(&Settings::default()).unwrap_err().to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+}

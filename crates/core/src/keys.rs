@@ -1,0 +1,153 @@
+//! Redis key naming. Every key redrec writes lives under one configurable namespace
+//! (default `redrec`), so redrec can share a Redis with caches, sessions and rate limiters.
+//!
+//! Layout (with the default namespace):
+//! - `redrec:item:{id}`                 item hash / JSON document (indexed)
+//! - `redrec:user:{id}`                 long-term user features (hash)
+//! - `redrec:user:{id}:session`         session features (hash, with TTL)
+//! - `redrec:user:{id}:seen`            seen items (sorted set, score = unix ms)
+//! - `redrec:user:{id}:recent`          recent interactions (capped list)
+//! - `redrec:evt:{event_id}`            idempotency marker (string, with TTL)
+//! - `redrec:pop`                       item popularity from events (sorted set)
+//! - `redrec:rl:{key}`                  rate-limit counters
+//! - `redrec:meta:{name}`               operational metadata (migrations, seed markers)
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Longest accepted item or user id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks that an id is safe to embed in a key and a query: 1..=128 bytes of ASCII
+/// letters, digits and `-_.:@`.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidId {
+            id: id.to_owned(),
+            reason: "must not be empty",
+        });
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::InvalidId {
+            id: id.to_owned(),
+            reason: "must be at most 128 bytes",
+        });
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+    {
+        return Err(Error::InvalidId {
+            id: id.to_owned(),
+            reason: "may contain only ASCII letters, digits and - _ . : @",
+        });
+    }
+    Ok(())
+}
+
+/// The key namespace. Cheap to clone; all key builders go through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    prefix: String,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace::new("redrec")
+    }
+}
+
+impl Namespace {
+    pub fn new(name: &str) -> Namespace {
+        Namespace {
+            prefix: name.trim_end_matches(':').to_owned(),
+        }
+    }
+
+    /// The namespace name without a trailing separator, e.g. `redrec`.
+    pub fn name(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Key prefix shared by all item keys, e.g. `redrec:item:` (what `FT.CREATE ... PREFIX` takes).
+    pub fn item_prefix(&self) -> String {
+        format!("{}:item:", self.prefix)
+    }
+
+    pub fn item(&self, id: &str) -> String {
+        format!("{}:item:{id}", self.prefix)
+    }
+
+    /// Recovers the item id from an item key; `None` if the key is not an item key of this namespace.
+    pub fn item_id<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.prefix)?.strip_prefix(":item:")
+    }
+
+    pub fn user(&self, id: &str) -> String {
+        format!("{}:user:{id}", self.prefix)
+    }
+
+    pub fn user_session(&self, id: &str) -> String {
+        format!("{}:user:{id}:session", self.prefix)
+    }
+
+    pub fn user_seen(&self, id: &str) -> String {
+        format!("{}:user:{id}:seen", self.prefix)
+    }
+
+    pub fn user_recent(&self, id: &str) -> String {
+        format!("{}:user:{id}:recent", self.prefix)
+    }
+
+    pub fn event_marker(&self, event_id: &str) -> String {
+        format!("{}:evt:{event_id}", self.prefix)
+    }
+
+    pub fn popularity(&self) -> String {
+        format!("{}:pop", self.prefix)
+    }
+
+    pub fn rate_limit(&self, key: &str) -> String {
+        format!("{}:rl:{key}", self.prefix)
+    }
+
+    pub fn meta(&self, name: &str) -> String {
+        format!("{}:meta:{name}", self.prefix)
+    }
+
+    /// Name of the serving alias every query goes through, e.g. `redrec:items`.
+    pub fn alias(&self) -> String {
+        format!("{}:items", self.prefix)
+    }
+
+    /// Name of a concrete versioned index behind the alias, e.g. `redrec:items:v1`.
+    pub fn index(&self, version: u32) -> String {
+        format!("{}:items:v{version}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_namespaced_keys() {
+        let ns = Namespace::new("shop:");
+        assert_eq!(ns.item("42"), "shop:item:42");
+        assert_eq!(ns.item_prefix(), "shop:item:");
+        assert_eq!(ns.item_id("shop:item:42"), Some("42"));
+        assert_eq!(ns.item_id("other:item:42"), None);
+        assert_eq!(ns.user_seen("u1"), "shop:user:u1:seen");
+        assert_eq!(ns.alias(), "shop:items");
+        assert_eq!(ns.index(2), "shop:items:v2");
+    }
+
+    #[test]
+    fn validates_ids() {
+        assert!(validate_id("sku-1_2.3:a@b").is_ok());
+        for bad in ["", "a b", "a{b}", "é", &"x".repeat(129)] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

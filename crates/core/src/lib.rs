@@ -1,0 +1,13 @@
+//! redrec-core: the vocabulary every other crate shares.
+//!
+//! Schema model ([`schema`]), Redis key naming ([`keys`]), the little-endian f32 vector codec
+//! ([`vector`]) and configuration types ([`config`]). This crate does no network I/O: it renders
+//! commands, it never sends them.
+
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod schema;
+pub mod vector;
+
+pub use error::{Error, Result};

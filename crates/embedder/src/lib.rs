@@ -1,0 +1,1 @@
+//! redrec-embedder (work in progress: see docs/ARCHITECTURE.md).

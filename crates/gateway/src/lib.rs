@@ -1,0 +1,1 @@
+//! redrec-gateway (work in progress: see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! redrec-ingest (work in progress: see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! redrec-reranker (work in progress: see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! redrec-retriever (work in progress: see docs/ARCHITECTURE.md).

@@ -1,0 +1,111 @@
+//! Test support for crates whose tests talk to the real Redis with the Search module.
+//!
+//! The server comes from `REDREC_REDIS__URL` (set by `cargo xtask test`), defaulting to the
+//! embedded server's `redis://127.0.0.1:6380`. When it cannot be reached the test FAILS with the
+//! command to run: there is no silent skip.
+//!
+//! Each test takes a [`TestSpace`]: a unique key namespace (and so unique index and alias names)
+//! whose keys and indexes are dropped when it goes out of scope.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use redrec_core::keys::Namespace;
+
+/// URL of the Redis under test.
+pub fn redis_url() -> String {
+    std::env::var("REDREC_REDIS__URL").unwrap_or_else(|_| {
+        format!(
+            "redis://127.0.0.1:{}",
+            redrec_core::config::DEFAULT_REDIS_PORT
+        )
+    })
+}
+
+fn unreachable(url: &str, err: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "redis under test at {url} is not reachable ({err}).\n\
+         Run the tests with `cargo xtask test` (it starts the embedded Redis), or start it with \
+         `cargo xtask redis up`, or point REDREC_REDIS__URL at a Redis 7.2+/8 with the Search module."
+    )
+}
+
+/// A unique namespace for one test, cleaned up on drop.
+pub struct TestSpace {
+    pub ns: Namespace,
+    client: redis::Client,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestSpace {
+    /// Reserves a namespace such as `t:4711:3:knn_order` and checks the server has Search.
+    pub fn new(label: &str) -> TestSpace {
+        let url = redis_url();
+        let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| unreachable(&url, &e));
+        let mut con = client
+            .get_connection()
+            .unwrap_or_else(|e| unreachable(&url, &e));
+        let modules: redis::Value = redis::cmd("MODULE")
+            .arg("LIST")
+            .query(&mut con)
+            .unwrap_or_else(|e| unreachable(&url, &e));
+        assert!(
+            format!("{modules:?}").to_lowercase().contains("search"),
+            "redis at {url} has no Search module (MODULE LIST: {modules:?}); use `cargo xtask redis up`"
+        );
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let ns = Namespace::new(&format!("t:{}:{n}:{label}", std::process::id()));
+        let space = TestSpace { ns, client };
+        space.cleanup();
+        space
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A fresh multiplexed async connection.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        self.client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("async connection to redis under test")
+    }
+
+    /// A blocking connection.
+    pub fn sync_conn(&self) -> redis::Connection {
+        self.client
+            .get_connection()
+            .expect("connection to redis under test")
+    }
+
+    /// Drops every index whose name starts with this namespace and deletes its keys.
+    pub fn cleanup(&self) {
+        let Ok(mut con) = self.client.get_connection() else {
+            return;
+        };
+        let prefix = format!("{}:", self.ns.name());
+        let indexes: Vec<String> = redis::cmd("FT._LIST").query(&mut con).unwrap_or_default();
+        for idx in indexes.iter().filter(|i| i.starts_with(&prefix)) {
+            let _: redis::RedisResult<()> = redis::cmd("FT.DROPINDEX").arg(idx).query(&mut con);
+        }
+        let aliases = [self.ns.alias()];
+        for alias in aliases {
+            let _: redis::RedisResult<()> = redis::cmd("FT.ALIASDEL").arg(alias).query(&mut con);
+        }
+        let pattern = format!("{prefix}*");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut con)
+            .unwrap_or_default();
+        for chunk in keys.chunks(1000) {
+            let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(chunk).query(&mut con);
+        }
+    }
+}
+
+impl Drop for TestSpace {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
