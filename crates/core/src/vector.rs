@@ -14,7 +14,7 @@ pub fn encode(vector: &[f32]) -> Vec<u8> {
 
 /// Decodes a little-endian f32 blob.
 pub fn decode(blob: &[u8]) -> Result<Vec<f32>> {
-    if blob.len() % 4 != 0 {
+    if !blob.len().is_multiple_of(4) {
         return Err(Error::VectorBlobLength { len: blob.len() });
     }
     Ok(blob
