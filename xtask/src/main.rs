@@ -3,6 +3,7 @@
 
 mod provision;
 mod redis;
+mod tidy;
 
 use std::{
     path::PathBuf,
@@ -157,6 +158,8 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
             .args(["test", "--workspace", "--locked", "--no-run"])
             .args(cargo_args),
     )?;
+    // The embedder's reference tests need the model; fetch it once (cached afterwards).
+    let model_dir = fetch(Asset::Model)?;
     let port = redis::DEFAULT_PORT;
     let target = redis::Target::from_env(port);
     let started = redis::up(&redis::UpOptions {
@@ -169,6 +172,7 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
             .args(["test", "--workspace", "--locked"])
             .args(cargo_args)
             .env("REDREC_REDIS__URL", target.url())
+            .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
             .env("REDREC_TEST_REQUIRE_REDIS", "1"),
     );
     if started {

@@ -4,10 +4,12 @@
 //! ([`vector`]) and configuration types ([`config`]). This crate does no network I/O: it renders
 //! commands, it never sends them.
 
+pub mod candidate;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod schema;
+pub mod user;
 pub mod vector;
 
 pub use error::{Error, Result};

@@ -1,0 +1,53 @@
+//! Per-user features as the request path sees them: read from Redis by redrec-features, decay
+//! already applied, handed to the retriever (query vectors, seen set) and the reranker (affinities,
+//! price band, cart, recent categories) as plain data.
+//!
+//! The Redis layout of these features is documented in docs/FEATURES.md; extend additively.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Running statistics of the prices a user carted or bought.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PriceBand {
+    pub mean: f64,
+    pub std_dev: f64,
+    /// Number of observations behind mean and std_dev.
+    pub count: u64,
+}
+
+/// One recent interaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub item_id: String,
+    /// Event type name (`click`, `purchase`, ...).
+    pub event: String,
+    pub category: Option<String>,
+    pub at_ms: i64,
+}
+
+/// Everything the request path knows about a user. `Default` is the cold-start user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserFeatures {
+    pub user_id: String,
+    /// False when nothing is stored for this user (cold start).
+    pub known: bool,
+    /// Normalised EMA of recently interacted item vectors (session scope, expires).
+    pub session_vector: Option<Vec<f32>>,
+    /// Normalised slow EMA of interacted item vectors (kept long-term).
+    pub long_term_vector: Option<Vec<f32>>,
+    /// Category affinity, time-decayed to the moment of reading.
+    pub category_affinity: BTreeMap<String, f64>,
+    /// Brand affinity, time-decayed to the moment of reading.
+    pub brand_affinity: BTreeMap<String, f64>,
+    pub price_band: Option<PriceBand>,
+    /// Items currently in the cart.
+    pub cart: BTreeSet<String>,
+    /// Most recent interactions, newest first.
+    pub recent: Vec<Interaction>,
+    /// Items the user has seen (for seen-exclusion).
+    pub seen: BTreeSet<String>,
+    /// Event counters by event type.
+    pub counters: BTreeMap<String, u64>,
+}

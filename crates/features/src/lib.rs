@@ -1,0 +1,1 @@
+//! redrec-features (work in progress: see docs/ARCHITECTURE.md).
