@@ -160,7 +160,10 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
     )?;
     // The embedder's reference tests need the model; fetch it once (cached afterwards).
     let model_dir = fetch(Asset::Model)?;
-    let port = redis::DEFAULT_PORT;
+    let port = std::env::var("REDREC_REDIS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(redis::DEFAULT_PORT);
     let target = redis::Target::from_env(port);
     let started = redis::up(&redis::UpOptions {
         port,
