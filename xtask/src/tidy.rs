@@ -41,6 +41,8 @@ mod tests {
             &[],
         ),
         ("testkit", &["redrec-core"], &["axum"]),
+        // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP
+        ("bench", &["redrec-core", "redrec-retriever"], &["axum"]),
     ];
 
     /// Names listed in the `[dependencies]` table of a manifest (dev-dependencies are free).
