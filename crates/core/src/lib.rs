@@ -7,6 +7,7 @@
 pub mod candidate;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod keys;
 pub mod schema;
 pub mod user;
