@@ -1,0 +1,132 @@
+//! Rerank latency: 500 candidates with 384-dimensional vectors down to k = 20.
+//!
+//! `cargo bench -p redrec-reranker --bench rerank` prints the median per configuration
+//! (criterion's "time: [low median high]" line). Target: MMR case under 2 ms on 2 cores.
+
+use std::{collections::BTreeMap, hint::black_box};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use redrec_core::{
+    candidate::{Candidate, SourceHit, SourceKind},
+    schema::ItemFields,
+    user::{Interaction, PriceBand, UserFeatures},
+};
+use redrec_reranker::{
+    DiversityConfig, RankProfile, RerankRequest, Reranker, RerankerConfig,
+    profile::builtin_profiles,
+};
+
+const N: usize = 500;
+const DIMS: usize = 384;
+
+/// Deterministic pseudo-random numbers (xorshift), so every run ranks the same data.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn candidates() -> Vec<Candidate> {
+    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15);
+    (0..N)
+        .map(|i| {
+            let fields = BTreeMap::from([
+                ("category".to_owned(), format!("cat{}", i % 25)),
+                ("brand".to_owned(), format!("brand{}", i % 40)),
+                (
+                    "price".to_owned(),
+                    format!("{:.2}", 1.0 + (i % 50) as f64 * 0.7),
+                ),
+                ("popularity".to_owned(), ((i * 37) % 1000).to_string()),
+                (
+                    "in_stock".to_owned(),
+                    if i % 17 == 0 { "0" } else { "1" }.to_owned(),
+                ),
+            ]);
+            Candidate {
+                id: format!("item{i:04}"),
+                fields,
+                vector: Some((0..DIMS).map(|_| rng.next_f32()).collect()),
+                sources: vec![SourceHit {
+                    source: SourceKind::QueryText,
+                    rank: i as u32,
+                    similarity: 0.9 - i as f32 * 0.001,
+                }],
+            }
+        })
+        .collect()
+}
+
+fn user() -> UserFeatures {
+    UserFeatures {
+        user_id: "bench".into(),
+        known: true,
+        category_affinity: (0..10).map(|c| (format!("cat{c}"), c as f64)).collect(),
+        brand_affinity: (0..10).map(|b| (format!("brand{b}"), 1.0)).collect(),
+        price_band: Some(PriceBand {
+            mean: 12.0,
+            std_dev: 5.0,
+            count: 30,
+        }),
+        cart: ["item0003".to_owned()].into(),
+        recent: (0..20)
+            .map(|i| Interaction {
+                item_id: format!("item{i:04}"),
+                event: "click".into(),
+                category: Some(format!("cat{}", i % 7)),
+                at_ms: 1_700_000_000_000 - i * 1000,
+            })
+            .collect(),
+        ..UserFeatures::default()
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let candidates = candidates();
+    let user = user();
+    let fields = ItemFields::default();
+    let mut profiles = builtin_profiles();
+    let mut mmr = profiles["default"].clone();
+    mmr.diversity = DiversityConfig {
+        mmr_lambda: Some(0.7),
+        max_per_category: None,
+    };
+    profiles.insert("mmr".into(), mmr);
+    profiles.insert(
+        "no_diversity".into(),
+        RankProfile {
+            diversity: DiversityConfig::default(),
+            ..profiles["default"].clone()
+        },
+    );
+    let reranker = Reranker::from_config(RerankerConfig {
+        profiles,
+        ..RerankerConfig::default()
+    })
+    .expect("bench profiles are valid");
+
+    let mut group = c.benchmark_group("rerank_500x384_k20");
+    for (name, profile, explain) in [
+        ("mmr", "mmr", false),
+        ("mmr_explain", "mmr", true),
+        ("discovery_mmr_cap", "discovery", false),
+        ("no_diversity", "no_diversity", false),
+    ] {
+        let req = RerankRequest::new(&candidates, &user, &fields)
+            .profile(profile)
+            .k(20)
+            .explain(explain);
+        group.bench_function(name, |b| {
+            b.iter(|| reranker.rerank(black_box(&req)).expect("rerank succeeds"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

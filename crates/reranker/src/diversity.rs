@@ -1,0 +1,214 @@
+//! Result selection: pins, Maximal Marginal Relevance over item vectors, and per-category caps.
+//!
+//! Input is the eligible pool already sorted by relevance (score desc, id asc). Slots are filled
+//! in order: a slot with a pin takes its pinned item; any other slot takes the unpinned,
+//! uncapped item with the best MMR value
+//! `lambda * rel_norm - (1 - lambda) * max_sim`, where `rel_norm` is the relevance min-max
+//! normalised over the pool and `max_sim` the largest cosine similarity to an item already placed
+//! (negative cosines count as 0; items without a vector are never penalised). Without MMR the
+//! value is the relevance itself. Ties go to the earlier pool item, i.e. higher score, then
+//! smaller id, so the output is deterministic.
+//!
+//! Cost: normalising the vectors is O(n d); each placement updates every `max_sim` with one
+//! matrix-vector product, so selecting k items is O(k n d).
+
+use std::collections::HashMap;
+
+use ndarray::{Array1, Array2};
+
+use crate::{Error, Result};
+
+/// The eligible candidates, sorted by (score desc, id asc).
+pub(crate) struct Pool<'a> {
+    pub ids: Vec<&'a str>,
+    pub scores: Vec<f64>,
+    pub categories: Vec<Option<&'a str>>,
+    pub vectors: Vec<Option<&'a [f32]>>,
+    /// Index of each pool item in the request's candidate slice (for error messages).
+    pub origin: Vec<usize>,
+}
+
+/// How a selected item got its slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Placement {
+    /// Placed by a pin at this 1-based position.
+    Pinned { position: usize },
+    /// Placed by relevance order (MMR off).
+    Relevance,
+    /// Placed by MMR.
+    Mmr {
+        lambda: f64,
+        normalized_relevance: f64,
+        max_similarity: f64,
+        mmr_value: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Selected {
+    /// Index into the pool.
+    pub pool_index: usize,
+    pub placement: Placement,
+}
+
+/// What the selection should do.
+pub(crate) struct SelectionRules<'p> {
+    pub k: usize,
+    /// (pool index, 1-based position) of pinned items that are in the pool.
+    pub pins: &'p [(usize, usize)],
+    pub mmr_lambda: Option<f64>,
+    pub max_per_category: Option<usize>,
+}
+
+/// Unit-normalised item vectors as rows (zero rows for items without a usable vector).
+fn normalized_matrix(pool: &Pool<'_>) -> Result<Array2<f32>> {
+    let dims = pool.vectors.iter().flatten().map(|v| v.len()).next();
+    let Some(dims) = dims else {
+        return Ok(Array2::zeros((pool.ids.len(), 0)));
+    };
+    let mut m = Array2::<f32>::zeros((pool.ids.len(), dims));
+    for (i, v) in pool.vectors.iter().enumerate() {
+        let Some(v) = v else { continue };
+        let field = || format!("candidates[{}].vector", pool.origin[i]);
+        if v.len() != dims {
+            return Err(Error::request(
+                field(),
+                format!(
+                    "has {} dimensions but other candidates have {dims}",
+                    v.len()
+                ),
+            ));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(Error::request(field(), "contains a NaN or infinite value"));
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 && norm.is_finite() {
+            let mut row = m.row_mut(i);
+            for (dst, src) in row.iter_mut().zip(v.iter()) {
+                *dst = src / norm;
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Picks up to `rules.k` pool items in presentation order.
+pub(crate) fn select(pool: &Pool<'_>, rules: &SelectionRules<'_>) -> Result<Vec<Selected>> {
+    let n = pool.ids.len();
+    let len = rules.k.min(n);
+    let mut pin_at: Vec<Option<usize>> = vec![None; len];
+    let mut pinned = vec![false; n];
+    let mut late_pins = Vec::new();
+    for &(idx, position) in rules.pins {
+        pinned[idx] = true;
+        if position <= len {
+            pin_at[position - 1] = Some(idx);
+        } else {
+            late_pins.push(idx);
+        }
+    }
+    // A pin beyond the list length does not force its item in: it competes normally.
+    for idx in late_pins {
+        pinned[idx] = false;
+    }
+
+    let mmr = match rules.mmr_lambda {
+        Some(lambda) if n > 1 => {
+            let matrix = normalized_matrix(pool)?;
+            let (lo, hi) = pool
+                .scores
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+                    (lo.min(*s), hi.max(*s))
+                });
+            let rel_norm: Vec<f64> = pool
+                .scores
+                .iter()
+                .map(|s| if hi > lo { (s - lo) / (hi - lo) } else { 1.0 })
+                .collect();
+            Some((lambda, matrix, rel_norm))
+        }
+        _ => None,
+    };
+    let mut max_sim = Array1::<f32>::zeros(n);
+    let mut taken = vec![false; n];
+    let mut per_category: HashMap<&str, usize> = HashMap::new();
+    let capped = |i: usize, per_category: &HashMap<&str, usize>| match (
+        rules.max_per_category,
+        pool.categories[i],
+    ) {
+        (Some(cap), Some(cat)) => per_category.get(cat).copied().unwrap_or(0) >= cap,
+        _ => false,
+    };
+
+    let mut out = Vec::with_capacity(len);
+    let mut slot = 0;
+    while slot < len {
+        let pick = if let Some(idx) = pin_at[slot] {
+            Some(Selected {
+                pool_index: idx,
+                placement: Placement::Pinned { position: slot + 1 },
+            })
+        } else {
+            let mut best: Option<(usize, f64)> = None;
+            for i in 0..n {
+                if taken[i] || pinned[i] || capped(i, &per_category) {
+                    continue;
+                }
+                let value = match &mmr {
+                    Some((lambda, _, rel_norm)) => {
+                        lambda * rel_norm[i] - (1.0 - lambda) * f64::from(max_sim[i])
+                    }
+                    // Pool order is relevance order: the first free item is the best.
+                    None => {
+                        best = Some((i, pool.scores[i]));
+                        break;
+                    }
+                };
+                if best.is_none_or(|(_, b)| value > b) {
+                    best = Some((i, value));
+                }
+            }
+            best.map(|(i, value)| Selected {
+                pool_index: i,
+                placement: match &mmr {
+                    Some((lambda, _, rel_norm)) => Placement::Mmr {
+                        lambda: *lambda,
+                        normalized_relevance: rel_norm[i],
+                        max_similarity: f64::from(max_sim[i]),
+                        mmr_value: value,
+                    },
+                    None => Placement::Relevance,
+                },
+            })
+        };
+        let Some(pick) = pick else {
+            // Caps exhausted every free item: the remaining pins close the list in order.
+            for &idx in pin_at[slot..].iter().flatten() {
+                out.push(Selected {
+                    pool_index: idx,
+                    placement: Placement::Pinned {
+                        position: out.len() + 1,
+                    },
+                });
+            }
+            break;
+        };
+        let i = pick.pool_index;
+        taken[i] = true;
+        if let Some(cat) = pool.categories[i] {
+            *per_category.entry(cat).or_insert(0) += 1;
+        }
+        if let Some((_, matrix, _)) = &mmr
+            && matrix.ncols() > 0
+            && out.len() + 1 < len
+        {
+            let sims = matrix.dot(&matrix.row(i));
+            max_sim.zip_mut_with(&sims, |m, s| *m = m.max(*s));
+        }
+        out.push(pick);
+        slot += 1;
+    }
+    Ok(out)
+}

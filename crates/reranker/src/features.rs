@@ -1,0 +1,365 @@
+//! Ranking features: the named per-candidate signals a rank profile weighs, and how each is
+//! computed from a [`Candidate`] and the user's [`UserFeatures`].
+//!
+//! Every feature is a finite number where 0 means "no evidence either way", so missing data
+//! (no price, no price band, an unknown stock state, a catalog without timestamps) contributes
+//! nothing to the score instead of silently punishing or favouring an item. Ranges:
+//! similarities, popularity, affinities, freshness, recency and the cart/purchase flags are in
+//! `[0, 1]`; `price_fit` and `in_stock` are signed, in `[-1, 1]`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use redrec_core::{
+    candidate::{Candidate, SourceKind},
+    schema::ItemFields,
+    user::UserFeatures,
+};
+use serde::{Deserialize, Serialize};
+
+/// The event name the feature store uses for purchases (see docs/FEATURES.md).
+pub const PURCHASE_EVENT: &str = "purchase";
+
+/// One named ranking feature. The serde name (`snake_case`) is the key used in profile weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Best similarity over every source that produced the candidate.
+    Similarity,
+    /// Similarity from the `query_vector` source (0 when that source did not find the item).
+    SimQueryVector,
+    /// Similarity from the `query_text` source.
+    SimQueryText,
+    /// Lexical text score divided by the best lexical score in the candidate set.
+    SimLexical,
+    /// Similarity from the `similar_item` source.
+    SimSimilarItem,
+    /// Similarity from the `session` source.
+    SimSession,
+    /// Similarity from the `long_term` source.
+    SimLongTerm,
+    /// Similarity from the `examples` source.
+    SimExamples,
+    /// Score from the `popular` source (normalised popularity).
+    SimPopular,
+    /// Fraction of the sources present in this candidate set that found this item.
+    SourceAgreement,
+    /// `ln(1 + popularity) / ln(1 + max popularity)`.
+    Popularity,
+    /// The user's decayed affinity to the item's category over the user's largest category affinity.
+    CategoryAffinity,
+    /// The user's decayed affinity to the item's brand over the user's largest brand affinity.
+    BrandAffinity,
+    /// `2 exp(-z^2 / 2) - 1` for the z-score of the item price in the user's price band.
+    PriceFit,
+    /// `0.5^(age / half_life)` from a configured timestamp field; 0 when the catalog has none.
+    Freshness,
+    /// +1 known in stock, -1 known out of stock, 0 unknown.
+    InStock,
+    /// 1 when the item is in the user's cart.
+    InCart,
+    /// `1 / (1 + i)` where `i` is the position of the newest recent interaction in the item's category.
+    CategoryRecency,
+    /// 1 when a recent interaction of the user is a purchase of this very item.
+    PurchasedBefore,
+}
+
+/// The per-source similarity features, whose maximum is [`Feature::Similarity`].
+pub const SOURCE_FEATURES: [Feature; 8] = [
+    Feature::SimQueryVector,
+    Feature::SimQueryText,
+    Feature::SimLexical,
+    Feature::SimSimilarItem,
+    Feature::SimSession,
+    Feature::SimLongTerm,
+    Feature::SimExamples,
+    Feature::SimPopular,
+];
+
+/// Number of features.
+pub const FEATURE_COUNT: usize = Feature::ALL.len();
+
+/// One value per feature, indexed by [`Feature::index`].
+pub type FeatureValues = [f64; FEATURE_COUNT];
+
+impl Feature {
+    /// Every feature, in the order of [`FeatureValues`] and of explanations.
+    pub const ALL: [Feature; 19] = [
+        Feature::Similarity,
+        Feature::SimQueryVector,
+        Feature::SimQueryText,
+        Feature::SimLexical,
+        Feature::SimSimilarItem,
+        Feature::SimSession,
+        Feature::SimLongTerm,
+        Feature::SimExamples,
+        Feature::SimPopular,
+        Feature::SourceAgreement,
+        Feature::Popularity,
+        Feature::CategoryAffinity,
+        Feature::BrandAffinity,
+        Feature::PriceFit,
+        Feature::Freshness,
+        Feature::InStock,
+        Feature::InCart,
+        Feature::CategoryRecency,
+        Feature::PurchasedBefore,
+    ];
+
+    /// The configuration / explanation name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Similarity => "similarity",
+            Feature::SimQueryVector => "sim_query_vector",
+            Feature::SimQueryText => "sim_query_text",
+            Feature::SimLexical => "sim_lexical",
+            Feature::SimSimilarItem => "sim_similar_item",
+            Feature::SimSession => "sim_session",
+            Feature::SimLongTerm => "sim_long_term",
+            Feature::SimExamples => "sim_examples",
+            Feature::SimPopular => "sim_popular",
+            Feature::SourceAgreement => "source_agreement",
+            Feature::Popularity => "popularity",
+            Feature::CategoryAffinity => "category_affinity",
+            Feature::BrandAffinity => "brand_affinity",
+            Feature::PriceFit => "price_fit",
+            Feature::Freshness => "freshness",
+            Feature::InStock => "in_stock",
+            Feature::InCart => "in_cart",
+            Feature::CategoryRecency => "category_recency",
+            Feature::PurchasedBefore => "purchased_before",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Feature> {
+        Feature::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Position in [`Feature::ALL`] and [`FeatureValues`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The per-source similarity feature of a retrieval source.
+    pub fn of_source(kind: SourceKind) -> Feature {
+        match kind {
+            SourceKind::QueryVector => Feature::SimQueryVector,
+            SourceKind::QueryText => Feature::SimQueryText,
+            SourceKind::Lexical => Feature::SimLexical,
+            SourceKind::SimilarItem => Feature::SimSimilarItem,
+            SourceKind::Session => Feature::SimSession,
+            SourceKind::LongTerm => Feature::SimLongTerm,
+            SourceKind::Examples => Feature::SimExamples,
+            SourceKind::Popular => Feature::SimPopular,
+        }
+    }
+
+    /// Comma-separated list of every feature name, for error messages.
+    pub fn names_list() -> String {
+        Feature::ALL.map(Feature::name).join(", ")
+    }
+}
+
+/// Where an item's freshness timestamp lives. Our default catalog (Complete Journey) has no
+/// such field, so without this setting `freshness` is 0 for every item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessConfig {
+    /// Item field holding a Unix timestamp in seconds (e.g. `created_at`).
+    pub field: String,
+    /// Age at which freshness halves.
+    pub half_life_hours: f64,
+}
+
+/// Known stock state from an `in_stock` field value.
+pub(crate) fn parse_stock(value: Option<&str>) -> f64 {
+    match value.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "y" | "t") => 1.0,
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "n" | "f") => -1.0,
+        _ => 0.0,
+    }
+}
+
+/// Per-request statistics the features are normalised with, computed once over the candidate set.
+pub(crate) struct FeatureContext<'a> {
+    fields: &'a ItemFields,
+    user: &'a UserFeatures,
+    /// `ln(1 + max popularity)`; 0 when no candidate has a positive popularity.
+    log_popularity_max: f64,
+    /// Best lexical score in the set (0 when none).
+    lexical_max: f64,
+    /// Number of distinct sources in the set.
+    sources_in_set: usize,
+    max_category_affinity: f64,
+    max_brand_affinity: f64,
+    /// Position of the newest recent interaction in each category.
+    category_position: HashMap<&'a str, usize>,
+    purchased: HashSet<&'a str>,
+    freshness: Option<(&'a str, f64, i64)>,
+}
+
+fn max_positive<'v>(values: impl Iterator<Item = &'v f64>) -> f64 {
+    values
+        .copied()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold(0.0, f64::max)
+}
+
+/// `x` when finite, else 0: the last guard that keeps NaN out of every score.
+fn finite_or_zero(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+impl<'a> FeatureContext<'a> {
+    /// `popularity_max` replaces the in-set maximum when configured (scores then stay comparable
+    /// across requests); `freshness` needs both the config and the request's `now_ms`.
+    pub(crate) fn new(
+        candidates: &[&Candidate],
+        user: &'a UserFeatures,
+        fields: &'a ItemFields,
+        popularity_max: Option<f64>,
+        freshness: Option<&'a FreshnessConfig>,
+        now_ms: Option<i64>,
+    ) -> FeatureContext<'a> {
+        let pop_max = match popularity_max {
+            Some(m) => m,
+            None => candidates
+                .iter()
+                .filter_map(|c| c.numeric(&fields.popularity))
+                .fold(0.0, f64::max),
+        };
+        let log_popularity_max = if pop_max > 0.0 { pop_max.ln_1p() } else { 0.0 };
+        let mut lexical_max = 0.0f64;
+        let mut kinds = BTreeSet::new();
+        for c in candidates {
+            for hit in &c.sources {
+                kinds.insert(hit.source);
+                if hit.source == SourceKind::Lexical && hit.similarity.is_finite() {
+                    lexical_max = lexical_max.max(f64::from(hit.similarity));
+                }
+            }
+        }
+        let mut category_position = HashMap::new();
+        let mut purchased = HashSet::new();
+        for (i, interaction) in user.recent.iter().enumerate() {
+            if let Some(cat) = &interaction.category {
+                category_position.entry(cat.as_str()).or_insert(i);
+            }
+            if interaction.event == PURCHASE_EVENT {
+                purchased.insert(interaction.item_id.as_str());
+            }
+        }
+        let freshness = match (freshness, now_ms) {
+            (Some(f), Some(now)) if f.half_life_hours > 0.0 => {
+                Some((f.field.as_str(), f.half_life_hours * 3_600_000.0, now))
+            }
+            _ => None,
+        };
+        FeatureContext {
+            fields,
+            user,
+            log_popularity_max,
+            lexical_max,
+            sources_in_set: kinds.len(),
+            max_category_affinity: max_positive(user.category_affinity.values()),
+            max_brand_affinity: max_positive(user.brand_affinity.values()),
+            category_position,
+            purchased,
+            freshness,
+        }
+    }
+
+    /// All feature values of one candidate; each is finite.
+    pub(crate) fn compute(&self, c: &Candidate) -> FeatureValues {
+        let mut v: FeatureValues = [0.0; FEATURE_COUNT];
+        let f = self.fields;
+
+        let mut seen_sources = BTreeSet::new();
+        for hit in &c.sources {
+            let raw = f64::from(hit.similarity);
+            let sim = match hit.source {
+                SourceKind::Lexical if self.lexical_max > 0.0 => raw / self.lexical_max,
+                SourceKind::Lexical => 0.0,
+                _ => raw,
+            };
+            let sim = finite_or_zero(sim).clamp(0.0, 1.0);
+            let slot = &mut v[Feature::of_source(hit.source).index()];
+            *slot = slot.max(sim);
+            seen_sources.insert(hit.source);
+        }
+        v[Feature::Similarity.index()] = SOURCE_FEATURES
+            .iter()
+            .map(|f| v[f.index()])
+            .fold(0.0, f64::max);
+        if self.sources_in_set > 0 {
+            v[Feature::SourceAgreement.index()] =
+                seen_sources.len() as f64 / self.sources_in_set as f64;
+        }
+
+        if self.log_popularity_max > 0.0
+            && let Some(p) = c.numeric(&f.popularity)
+        {
+            v[Feature::Popularity.index()] =
+                (p.max(0.0).ln_1p() / self.log_popularity_max).clamp(0.0, 1.0);
+        }
+
+        let category = c.field(&f.category);
+        if let Some(cat) = category {
+            if self.max_category_affinity > 0.0
+                && let Some(a) = self.user.category_affinity.get(cat)
+            {
+                v[Feature::CategoryAffinity.index()] =
+                    (a / self.max_category_affinity).clamp(0.0, 1.0);
+            }
+            if let Some(i) = self.category_position.get(cat) {
+                v[Feature::CategoryRecency.index()] = 1.0 / (1.0 + *i as f64);
+            }
+        }
+        if self.max_brand_affinity > 0.0
+            && let Some(brand) = c.field(&f.brand)
+            && let Some(a) = self.user.brand_affinity.get(brand)
+        {
+            v[Feature::BrandAffinity.index()] = (a / self.max_brand_affinity).clamp(0.0, 1.0);
+        }
+
+        if let (Some(band), Some(price)) = (self.user.price_band, c.numeric(&f.price))
+            && band.count > 0
+            && band.mean.is_finite()
+        {
+            v[Feature::PriceFit.index()] = price_fit(price, band.mean, band.std_dev);
+        }
+
+        if let Some((field, half_life_ms, now_ms)) = self.freshness
+            && let Some(t) = c.numeric(field)
+        {
+            let age_ms = (now_ms as f64 - t * 1000.0).max(0.0);
+            v[Feature::Freshness.index()] = 0.5f64.powf(age_ms / half_life_ms);
+        }
+
+        v[Feature::InStock.index()] = parse_stock(c.field(&f.in_stock));
+        if self.user.cart.contains(&c.id) {
+            v[Feature::InCart.index()] = 1.0;
+        }
+        if self.purchased.contains(c.id.as_str()) {
+            v[Feature::PurchasedBefore.index()] = 1.0;
+        }
+
+        for x in &mut v {
+            *x = finite_or_zero(*x);
+        }
+        v
+    }
+}
+
+/// Gaussian fit of `price` in a band, mapped to `[-1, 1]`: 1 at the mean, 0 at |z| = 1.18,
+/// towards -1 far away. The spread is floored at 10% of the mean (and 0.01) so a band built from
+/// a single purchase (std dev 0) is not a needle.
+pub(crate) fn price_fit(price: f64, mean: f64, std_dev: f64) -> f64 {
+    let spread = if std_dev.is_finite() {
+        std_dev.abs()
+    } else {
+        0.0
+    };
+    let sigma = spread.max(0.1 * mean.abs()).max(0.01);
+    let z = (price - mean) / sigma;
+    finite_or_zero(2.0 * (-0.5 * z * z).exp() - 1.0)
+}

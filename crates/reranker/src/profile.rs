@@ -1,0 +1,371 @@
+//! Rank profiles: named scoring configurations (feature weights, business rules, diversity),
+//! their serde shape ([`RerankerConfig`], the `[reranker]` config section), the built-in
+//! `default`, `discovery` and `repurchase` profiles, and validation into [`RankProfiles`].
+//!
+//! Validation happens once, at construction: a profile set that exists is valid, so a request
+//! can only fail on its own inputs (e.g. an unknown profile name).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error, Result,
+    features::{FEATURE_COUNT, Feature, FeatureValues, FreshnessConfig},
+};
+
+/// Largest accepted pin position; results are short lists, a larger position is a typo.
+pub const MAX_PIN_POSITION: usize = 1000;
+
+/// The `[reranker]` configuration section. Profiles given here are added to the built-in ones;
+/// a profile named like a built-in replaces it entirely.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankerConfig {
+    pub profiles: BTreeMap<String, RankProfile>,
+    /// Popularity that maps to `popularity = 1`. Unset: the largest popularity in the
+    /// candidate set (scores are then relative to the request).
+    pub popularity_max: Option<f64>,
+    /// Where item timestamps live, for the `freshness` feature. Unset: freshness is 0.
+    pub freshness: Option<FreshnessConfig>,
+}
+
+/// One named scoring configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankProfile {
+    /// Feature name -> weight. Features not listed weigh 0.
+    pub weights: BTreeMap<String, f64>,
+    /// Add `amount` to the score of items whose `field` matches `value`.
+    pub boost: Vec<FieldRule>,
+    /// Subtract `amount` from the score of items whose `field` matches `value`.
+    pub bury: Vec<FieldRule>,
+    /// Put these items at fixed 1-based positions when they are among the candidates.
+    pub pins: Vec<Pin>,
+    /// Remove items whose stock field says they are out of stock (unknown stock is kept).
+    pub drop_out_of_stock: bool,
+    pub diversity: DiversityConfig,
+}
+
+/// A boost or bury rule. `value` matches the field case-insensitively, either the whole value or
+/// one element of a comma-separated TAG value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRule {
+    pub field: String,
+    pub value: String,
+    /// Positive, finite amount added (boost) or subtracted (bury).
+    pub amount: f64,
+}
+
+impl FieldRule {
+    pub(crate) fn matches(&self, field_value: Option<&str>) -> bool {
+        let Some(v) = field_value else { return false };
+        let want = self.value.trim();
+        v.trim().eq_ignore_ascii_case(want)
+            || v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(want))
+    }
+}
+
+/// Pin an item to a 1-based position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub id: String,
+    pub position: usize,
+}
+
+/// Diversity settings. Both are optional and combine: the cap filters, MMR orders.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiversityConfig {
+    /// MMR trade-off in `[0, 1]`: 1 = pure relevance (MMR off), 0 = pure novelty.
+    pub mmr_lambda: Option<f64>,
+    /// At most this many results per category value (items without a category are not capped).
+    pub max_per_category: Option<usize>,
+}
+
+/// A validated profile, with weights resolved to a dense vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledProfile {
+    pub name: String,
+    pub weights: FeatureValues,
+    pub config: RankProfile,
+}
+
+impl CompiledProfile {
+    /// The MMR lambda when MMR changes anything (lambda < 1).
+    pub fn mmr_lambda(&self) -> Option<f64> {
+        self.config.diversity.mmr_lambda.filter(|l| *l < 1.0)
+    }
+
+    pub fn weight(&self, feature: Feature) -> f64 {
+        self.weights[feature.index()]
+    }
+}
+
+/// The validated, immutable set of profiles a [`crate::Reranker`] serves. Reloading config means
+/// building a new `RankProfiles` (which validates) and swapping it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankProfiles {
+    profiles: BTreeMap<String, CompiledProfile>,
+    popularity_max: Option<f64>,
+    freshness: Option<FreshnessConfig>,
+}
+
+impl Default for RankProfiles {
+    fn default() -> Self {
+        RankProfiles::builtin()
+    }
+}
+
+impl RankProfiles {
+    /// Validates `config` and merges its profiles over the built-ins. The error names the
+    /// offending key, e.g. `profiles.discovery.weights.simlarity`.
+    pub fn new(config: RerankerConfig) -> Result<RankProfiles> {
+        if let Some(m) = config.popularity_max
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(Error::config(
+                "popularity_max",
+                format!("expected a finite number > 0, got {m}"),
+            ));
+        }
+        if let Some(f) = &config.freshness {
+            if f.field.trim().is_empty() {
+                return Err(Error::config("freshness.field", "expected a field name"));
+            }
+            if !(f.half_life_hours.is_finite() && f.half_life_hours > 0.0) {
+                return Err(Error::config(
+                    "freshness.half_life_hours",
+                    format!("expected a finite number > 0, got {}", f.half_life_hours),
+                ));
+            }
+        }
+        let mut all = builtin_profiles();
+        all.extend(config.profiles);
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in all {
+            let compiled = compile(&name, profile)?;
+            profiles.insert(name, compiled);
+        }
+        Ok(RankProfiles {
+            profiles,
+            popularity_max: config.popularity_max,
+            freshness: config.freshness,
+        })
+    }
+
+    /// Only the built-in profiles.
+    pub fn builtin() -> RankProfiles {
+        RankProfiles::new(RerankerConfig::default()).expect("built-in profiles are valid")
+    }
+
+    /// Profile names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+
+    /// The profile called `name`, or [`Error::UnknownProfile`] listing the available ones.
+    pub fn get(&self, name: &str) -> Result<&CompiledProfile> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| Error::UnknownProfile {
+                name: name.to_owned(),
+                available: self.names(),
+            })
+    }
+
+    pub fn popularity_max(&self) -> Option<f64> {
+        self.popularity_max
+    }
+
+    pub fn freshness(&self) -> Option<&FreshnessConfig> {
+        self.freshness.as_ref()
+    }
+}
+
+fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
+    let key = |rest: &str| format!("profiles.{name}.{rest}");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Error::config(
+            format!("profiles.{name}"),
+            "profile names must be non-empty and use only ASCII letters, digits, `_` and `-`",
+        ));
+    }
+    let mut weights = [0.0; FEATURE_COUNT];
+    for (feature_name, weight) in &profile.weights {
+        let k = key(&format!("weights.{feature_name}"));
+        let Some(feature) = Feature::from_name(feature_name) else {
+            return Err(Error::config(
+                k,
+                format!(
+                    "unknown feature `{feature_name}`; expected one of: {}",
+                    Feature::names_list()
+                ),
+            ));
+        };
+        if !weight.is_finite() {
+            return Err(Error::config(
+                k,
+                format!("expected a finite weight, got {weight}"),
+            ));
+        }
+        weights[feature.index()] = *weight;
+    }
+    for (list, rules) in [("boost", &profile.boost), ("bury", &profile.bury)] {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.field.trim().is_empty() {
+                return Err(Error::config(
+                    key(&format!("{list}[{i}].field")),
+                    "expected a field name",
+                ));
+            }
+            if rule.value.trim().is_empty() {
+                return Err(Error::config(
+                    key(&format!("{list}[{i}].value")),
+                    "expected a non-empty value to match",
+                ));
+            }
+            if !(rule.amount.is_finite() && rule.amount > 0.0) {
+                return Err(Error::config(
+                    key(&format!("{list}[{i}].amount")),
+                    format!(
+                        "expected a finite amount > 0 (use `{}` to go the other way), got {}",
+                        if list == "boost" { "bury" } else { "boost" },
+                        rule.amount
+                    ),
+                ));
+            }
+        }
+    }
+    let mut pin_ids = HashSet::new();
+    let mut pin_positions = HashSet::new();
+    for (i, pin) in profile.pins.iter().enumerate() {
+        if pin.id.is_empty() {
+            return Err(Error::config(
+                key(&format!("pins[{i}].id")),
+                "expected an item id",
+            ));
+        }
+        if !pin_ids.insert(pin.id.as_str()) {
+            return Err(Error::config(
+                key(&format!("pins[{i}].id")),
+                format!("item `{}` is pinned twice", pin.id),
+            ));
+        }
+        if !(1..=MAX_PIN_POSITION).contains(&pin.position) {
+            return Err(Error::config(
+                key(&format!("pins[{i}].position")),
+                format!(
+                    "expected a 1-based position in 1..={MAX_PIN_POSITION}, got {}",
+                    pin.position
+                ),
+            ));
+        }
+        if !pin_positions.insert(pin.position) {
+            return Err(Error::config(
+                key(&format!("pins[{i}].position")),
+                format!("position {} is pinned twice", pin.position),
+            ));
+        }
+    }
+    if let Some(lambda) = profile.diversity.mmr_lambda
+        && !(0.0..=1.0).contains(&lambda)
+    {
+        return Err(Error::config(
+            key("diversity.mmr_lambda"),
+            format!("expected a number in [0, 1], got {lambda}"),
+        ));
+    }
+    if profile.diversity.max_per_category == Some(0) {
+        return Err(Error::config(
+            key("diversity.max_per_category"),
+            "expected at least 1 (omit it for no cap)",
+        ));
+    }
+    Ok(CompiledProfile {
+        name: name.to_owned(),
+        weights,
+        config: profile,
+    })
+}
+
+fn weights(pairs: &[(Feature, f64)]) -> BTreeMap<String, f64> {
+    pairs
+        .iter()
+        .map(|(f, w)| (f.name().to_owned(), *w))
+        .collect()
+}
+
+/// The built-in profiles, usable without any configuration:
+///
+/// - `default`: relevance first, personalised by affinities and the session, light MMR.
+/// - `discovery`: strong diversity (MMR 0.5, at most 3 per category), little weight on what the
+///   user already knows, out-of-stock items dropped.
+/// - `repurchase`: favours items and categories the user already buys, the cart, and price fit;
+///   no diversity.
+pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
+    use Feature::*;
+    let default = RankProfile {
+        weights: weights(&[
+            (Similarity, 1.0),
+            (SourceAgreement, 0.1),
+            (Popularity, 0.15),
+            (CategoryAffinity, 0.3),
+            (BrandAffinity, 0.15),
+            (PriceFit, 0.1),
+            (Freshness, 0.05),
+            (InStock, 0.05),
+            (InCart, -0.2),
+            (CategoryRecency, 0.2),
+        ]),
+        diversity: DiversityConfig {
+            mmr_lambda: Some(0.8),
+            max_per_category: None,
+        },
+        ..RankProfile::default()
+    };
+    let discovery = RankProfile {
+        weights: weights(&[
+            (Similarity, 1.0),
+            (Popularity, 0.05),
+            (CategoryAffinity, 0.05),
+            (PriceFit, 0.1),
+            (Freshness, 0.1),
+            (InCart, -0.5),
+            (CategoryRecency, -0.1),
+            (PurchasedBefore, -0.3),
+        ]),
+        drop_out_of_stock: true,
+        diversity: DiversityConfig {
+            mmr_lambda: Some(0.5),
+            max_per_category: Some(3),
+        },
+        ..RankProfile::default()
+    };
+    let repurchase = RankProfile {
+        weights: weights(&[
+            (Similarity, 0.4),
+            (Popularity, 0.1),
+            (CategoryAffinity, 0.6),
+            (BrandAffinity, 0.4),
+            (PriceFit, 0.2),
+            (InStock, 0.1),
+            (InCart, 0.3),
+            (CategoryRecency, 0.3),
+            (PurchasedBefore, 0.8),
+        ]),
+        ..RankProfile::default()
+    };
+    BTreeMap::from([
+        ("default".to_owned(), default),
+        ("discovery".to_owned(), discovery),
+        ("repurchase".to_owned(), repurchase),
+    ])
+}
