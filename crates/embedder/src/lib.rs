@@ -7,9 +7,13 @@
 
 mod config;
 mod error;
+mod http;
+mod minilm;
 
 pub use config::{ApiStyle, DEFAULT_MODEL_SUBDIR, EmbedderConfig, EmbedderKind, HttpConfig};
 pub use error::{Error, Result};
+pub use http::HttpEmbedder;
+pub use minilm::{MINILM_MODEL_ID, MODEL_DIR_ENV, MiniLm, default_model_dir};
 
 /// A text embedder. Every returned vector has [`Embedder::dims`] components and unit L2 norm.
 pub trait Embedder: Send + Sync {
@@ -31,11 +35,33 @@ pub trait Embedder: Send + Sync {
     }
 }
 
+impl std::fmt::Debug for dyn Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("model_id", &self.model_id())
+            .field("dims", &self.dims())
+            .finish()
+    }
+}
+
 /// Builds the embedder described by `config`. Loads model files (or checks the HTTP settings)
 /// once; call it at startup, not per request.
 pub fn from_config(config: &EmbedderConfig) -> Result<Box<dyn Embedder>> {
-    Err(Error::InvalidConfig {
-        field: "embedder.kind",
-        expected: format!("{:?} backend is being implemented", config.kind),
+    if config.batch_size == 0 {
+        return Err(Error::InvalidConfig {
+            field: "embedder.batch_size",
+            expected: "a batch size of at least 1".into(),
+        });
+    }
+    Ok(match config.kind {
+        EmbedderKind::Minilm => {
+            let dir = config.model_dir.clone().unwrap_or_else(default_model_dir);
+            Box::new(MiniLm::load_with(
+                &dir,
+                config.max_tokens,
+                config.batch_size,
+            )?)
+        }
+        EmbedderKind::Http => Box::new(HttpEmbedder::new(&config.http, config.batch_size)?),
     })
 }
