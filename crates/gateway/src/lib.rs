@@ -1,1 +1,140 @@
-//! redrec-gateway (work in progress: see docs/ARCHITECTURE.md).
+//! redrec-gateway: the HTTP API. It wires the retriever, reranker, feature store and embedder into
+//! a request pipeline with latency budgets, and adds what serving needs around it: API keys,
+//! rate limiting in the same Redis, strict JSON validation, metrics, request ids, `Server-Timing`
+//! and the demo page.
+//!
+//! [`app`] builds the router from an [`AppState`]; the binary (`src/main.rs`) loads the
+//! configuration, installs tracing and serves it with graceful shutdown.
+
+pub mod auth;
+pub mod budget;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use axum::{
+    Extension, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+pub use config::GatewayConfig;
+pub use error::ApiError;
+pub use state::{AppState, Settings, StartError};
+
+/// Header carrying the request id (taken from the client when present, generated otherwise).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The gateway's router with every route and middleware.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.gateway().body_limit;
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let api = Router::new()
+        .merge(routes::items::router())
+        .merge(routes::query::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::rate_limit,
+        ));
+    Router::new()
+        .merge(routes::system::router())
+        .merge(api)
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(state::BodyLimit(body_limit)))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| req.uri().path().to_owned());
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
+        .with_state(state)
+}
+
+async fn fallback(req: Request) -> ApiError {
+    ApiError::NotFound {
+        what: "route",
+        id: format!("{} {}", req.method(), req.uri().path()),
+    }
+}
+
+/// Records request metrics and adds `Server-Timing` (total plus the stages a handler reported).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let mut response = next.run(req).await.into_response();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe_request(&method, &route, response.status().as_u16(), elapsed);
+    let mut timing = format!("total;dur={:.3}", elapsed.as_secs_f64() * 1e3);
+    if let Some(stages) = response.extensions().get::<budget::ServerTiming>()
+        && !stages.0.is_empty()
+    {
+        timing = format!("{}, {timing}", stages.0);
+    }
+    if let Ok(v) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    response
+}
+
+/// Request ids: a per-process random prefix and a counter (unique without a UUID dependency).
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: std::sync::Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        RequestIds {
+            prefix: nanos ^ std::process::id().rotate_left(16),
+            next: std::sync::Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}

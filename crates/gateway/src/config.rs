@@ -1,0 +1,106 @@
+//! The gateway's settings. Plain `Deserialize` structs: only the binary (`src/main.rs`) layers
+//! them with `redrec_core::config::figment`; tests build them directly.
+
+use serde::{Deserialize, Serialize};
+
+/// HTTP-facing settings (`[gateway]` in redrec.toml, `REDREC_GATEWAY__*` in the environment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Socket address to bind, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// API keys accepted on writes (`POST /v1/events`, `DELETE /v1/users/{id}`) and admin routes
+    /// (`/v1/items/{id}`, `/v1/index`). Empty means those routes answer 401 for everyone.
+    pub api_keys: Vec<String>,
+    /// Whether read routes (recommendations, search, similar, user features) need a key too.
+    pub read_keys_required: bool,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// End-to-end deadline of one request, in milliseconds.
+    pub deadline_ms: u64,
+    /// Per-stage budgets inside that deadline.
+    pub budgets: StageBudgets,
+    /// Largest `k` a request may ask for.
+    pub max_k: usize,
+    /// Optional fixed-window rate limiting in the same Redis.
+    pub rate_limit: RateLimitConfig,
+    /// Seconds to wait for in-flight requests on shutdown before giving up.
+    pub shutdown_grace_secs: u64,
+    /// Log format of the binary: `pretty` or `json`.
+    pub log_format: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            read_keys_required: false,
+            body_limit: 256 * 1024,
+            deadline_ms: 200,
+            budgets: StageBudgets::default(),
+            max_k: 200,
+            rate_limit: RateLimitConfig::default(),
+            shutdown_grace_secs: 10,
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+/// Budgets of the request stages, in milliseconds. Each stage also stops at the end-to-end
+/// deadline, whichever comes first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StageBudgets {
+    /// Embedding the query text.
+    pub embed_ms: u64,
+    /// Reading user features.
+    pub features_ms: u64,
+    /// Candidate retrieval (all sources).
+    pub retrieve_ms: u64,
+    /// Reranking; over budget, the retrieval order is returned with `degraded: true`.
+    pub rerank_ms: u64,
+}
+
+impl Default for StageBudgets {
+    fn default() -> Self {
+        StageBudgets {
+            embed_ms: 60,
+            features_ms: 30,
+            retrieve_ms: 120,
+            rerank_ms: 40,
+        }
+    }
+}
+
+/// Who a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitBy {
+    /// The API key (requests without a key share the `anonymous` bucket).
+    ApiKey,
+    /// The `X-User-Id` header, falling back to the API key.
+    User,
+}
+
+/// Fixed-window rate limiting: at most `requests` per `window_ms` per identity, counted with
+/// `INCR` + `PEXPIRE` on `{namespace}:rl:{identity}:{window}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub requests: u64,
+    pub window_ms: u64,
+    pub by: RateLimitBy,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: false,
+            requests: 100,
+            window_ms: 1000,
+            by: RateLimitBy::ApiKey,
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `ApiError`: the one error type of every handler, and the one place that maps errors to HTTP
+//! statuses. Bodies are `{"error":{"code","message","field"}}`; 5xx bodies say nothing internal
+//! (the detail goes to the log).
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Error body: `{"error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, machine-readable (`code`) and human-readable (`message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable identifier, e.g. `malformed_json`, `invalid_field`, `unauthorized`, `unavailable`.
+    pub code: String,
+    pub message: String,
+    /// Path of the offending request field (`query.vector`, `filter.and[1].tag`), when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (syntax error, truncated): 400.
+    #[error("{message}")]
+    Malformed {
+        message: String,
+        field: Option<String>,
+    },
+    /// The body is JSON but a field has the wrong type, is unknown, missing or out of range: 422.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("request body must be `application/json`")]
+    UnsupportedMediaType,
+    #[error("request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error("{message}")]
+    Unauthorized { message: String },
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("rate limit exceeded: at most {limit} requests per {window_ms} ms")]
+    RateLimited {
+        limit: u64,
+        window_ms: u64,
+        retry_after_secs: u64,
+    },
+    /// Redis unreachable or too slow, the deadline passed, or a dependency is not loaded: 503.
+    #[error("service temporarily unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after_secs: u64,
+    },
+    /// A bug or an unexpected reply: 500 with a generic body, the detail is logged.
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn unavailable(reason: impl Into<String>) -> ApiError {
+        ApiError::Unavailable {
+            reason: reason.into(),
+            retry_after_secs: 1,
+        }
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal {
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "malformed_json",
+            ApiError::Invalid { code, .. } => code,
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal { .. } => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::Malformed { field, .. } | ApiError::Invalid { field, .. } => field.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal { detail } => {
+                tracing::error!(detail = %detail, "internal error");
+                "internal error; see the gateway log".to_owned()
+            }
+            ApiError::Unavailable { reason, .. } => {
+                tracing::warn!(reason = %reason, "unavailable");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+                field: self.field(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let retry_after = match &self {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if matches!(self, ApiError::Unauthorized { .. }) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"redrec\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<redrec_core::Error> for ApiError {
+    /// Core errors are all user errors (bad vector, bad filter, bad id).
+    fn from(e: redrec_core::Error) -> ApiError {
+        use redrec_core::Error as E;
+        let field = match &e {
+            E::Filter { path, .. } => Some(if path.is_empty() {
+                "filter".to_owned()
+            } else {
+                format!("filter.{path}")
+            }),
+            E::UnknownField { .. } | E::FieldType { .. } => Some("filter".to_owned()),
+            E::VectorDimension { .. } | E::VectorNotFinite { .. } | E::VectorZero => {
+                Some("vector".to_owned())
+            }
+            E::InvalidId { .. } => Some("id".to_owned()),
+            _ => None,
+        };
+        ApiError::Invalid {
+            code: "invalid_field",
+            message: e.to_string(),
+            field,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

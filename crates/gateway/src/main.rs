@@ -1,0 +1,133 @@
+//! The `redrec-gateway` binary: loads the layered configuration (defaults < redrec.toml <
+//! `REDREC_*` env), installs the tracing subscriber, loads the embedder, and serves the API until
+//! SIGINT/SIGTERM, then drains in-flight requests for at most `gateway.shutdown_grace_secs`.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use redrec_gateway::{AppState, Settings, app};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+fn load_settings() -> Result<Settings> {
+    redrec_core::config::figment(&Settings::default())
+        .context("cannot read the configuration")?
+        .extract::<Settings>()
+        .context("invalid configuration")
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    if format == "json" {
+        registry.with(fmt::layer().json()).init();
+    } else {
+        registry.with(fmt::layer()).init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let settings = load_settings()?;
+    init_tracing(&settings.gateway.log_format);
+    let embedder_cfg = settings.embedder.clone();
+    let embedder = tokio::task::spawn_blocking(move || redrec_embedder::from_config(&embedder_cfg))
+        .await
+        .context("embedder loader panicked")?;
+    let embedder: Option<Arc<dyn redrec_embedder::Embedder>> = match embedder {
+        Ok(e) => {
+            tracing::info!(model = e.model_id(), dims = e.dims(), "embedder loaded");
+            Some(Arc::from(e))
+        }
+        Err(e) => {
+            // Serving without an embedder keeps vector, item and personalised queries working;
+            // text queries answer 503 and /readyz reports it.
+            tracing::error!(error = %e, "embedder not loaded: text queries will answer 503");
+            None
+        }
+    };
+    let listen = settings.gateway.listen.clone();
+    let grace = Duration::from_secs(settings.gateway.shutdown_grace_secs);
+    let state = AppState::new(settings, embedder).context("cannot start the gateway")?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "redrec gateway listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    // The drain gets `grace`; after that the process exits regardless.
+    tokio::select! {
+        r = server => r.context("server task failed")?.context("server failed")?,
+        () = async {
+            let _ = stop_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; exiting"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_gateway_settings_from_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "redrec.toml",
+                "[gateway]\nlisten = \"0.0.0.0:9000\"\ndeadline_ms = 150\n[gateway.budgets]\nrerank_ms = 5\n",
+            )?;
+            jail.set_env("REDREC_GATEWAY__API_KEYS", "[\"k1\",\"k2\"]");
+            jail.set_env("REDREC_GATEWAY__RATE_LIMIT__ENABLED", "true");
+            let s = load_settings().map_err(|e| e.to_string())?;
+            assert_eq!(s.gateway.listen, "0.0.0.0:9000");
+            assert_eq!(s.gateway.deadline_ms, 150);
+            assert_eq!(s.gateway.budgets.rerank_ms, 5);
+            assert_eq!(s.gateway.budgets.retrieve_ms, 120);
+            assert_eq!(s.gateway.api_keys, ["k1", "k2"]);
+            assert!(s.gateway.rate_limit.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_gateway_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("redrec.toml", "[gateway]\nlisten_addr = \"x\"\n")?;
+            let err = format!("{:#}", load_settings().unwrap_err());
+            assert!(err.contains("listen_addr"), "{err}");
+            Ok(())
+        });
+    }
+}

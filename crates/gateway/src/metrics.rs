@@ -1,0 +1,263 @@
+//! A small Prometheus registry: counters and fixed-bucket histograms keyed by label values,
+//! rendered in the text exposition format (version 0.0.4). Hand-rolled because the gateway
+//! needs five metric families and the `prometheus` crate would add a protobuf build.
+
+use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
+
+/// Histogram bucket bounds in seconds: 0.5 ms .. 2.5 s.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Non-cumulative counts per bucket; the last slot is +Inf.
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        let slot = BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[slot] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Families {
+    requests: BTreeMap<Labels, u64>,
+    request_duration: BTreeMap<Labels, Histogram>,
+    stage_duration: BTreeMap<Labels, Histogram>,
+    redis_errors: BTreeMap<Labels, u64>,
+    degraded: BTreeMap<Labels, u64>,
+    rate_limited: u64,
+}
+
+/// Pool occupancy read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolGauges {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+/// The gateway's metrics. Cheap to update (one short mutex hold per observation).
+#[derive(Default)]
+pub struct Metrics {
+    families: Mutex<Families>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Families) -> R) -> R {
+        let mut guard = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// One finished HTTP request. `route` is the matched route template, never the raw path.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.with(|f| {
+            *f.requests
+                .entry(vec![
+                    ("method", method.to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", status.to_string()),
+                ])
+                .or_default() += 1;
+            f.request_duration
+                .entry(vec![("route", route.to_owned())])
+                .or_default()
+                .observe(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One pipeline stage (`embed`, `features`, `retrieve`, `rerank`, ...).
+    pub fn observe_stage(&self, stage: &str, elapsed: Duration) {
+        self.with(|f| {
+            f.stage_duration
+                .entry(vec![("stage", stage.to_owned())])
+                .or_default()
+                .observe(elapsed.as_secs_f64());
+        });
+    }
+
+    /// A failed Redis call; `kind` is `timeout`, `connection` or `command`.
+    pub fn redis_error(&self, kind: &'static str) {
+        self.with(|f| {
+            *f.redis_errors
+                .entry(vec![("kind", kind.to_owned())])
+                .or_default() += 1
+        });
+    }
+
+    /// A response served in degraded mode.
+    pub fn degraded(&self, reason: &'static str) {
+        self.with(|f| {
+            *f.degraded
+                .entry(vec![("reason", reason.to_owned())])
+                .or_default() += 1
+        });
+    }
+
+    pub fn rate_limited(&self) {
+        self.with(|f| f.rate_limited += 1);
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self, pool: PoolGauges) -> String {
+        let mut out = String::with_capacity(4096);
+        self.with(|f| {
+            counter(
+                &mut out,
+                "redrec_http_requests_total",
+                "HTTP requests by method, route template and status.",
+                &f.requests,
+            );
+            histogram(
+                &mut out,
+                "redrec_http_request_duration_seconds",
+                "End-to-end HTTP request latency by route template.",
+                &f.request_duration,
+            );
+            histogram(
+                &mut out,
+                "redrec_stage_duration_seconds",
+                "Latency of each request pipeline stage.",
+                &f.stage_duration,
+            );
+            counter(
+                &mut out,
+                "redrec_redis_errors_total",
+                "Failed Redis calls by kind (timeout, connection, command).",
+                &f.redis_errors,
+            );
+            counter(
+                &mut out,
+                "redrec_degraded_responses_total",
+                "Responses served in degraded mode, by reason.",
+                &f.degraded,
+            );
+            let _ = writeln!(
+                out,
+                "# HELP redrec_rate_limited_total Requests refused by the rate limiter.\n\
+                 # TYPE redrec_rate_limited_total counter\nredrec_rate_limited_total {}",
+                f.rate_limited
+            );
+        });
+        let _ = writeln!(
+            out,
+            "# HELP redrec_redis_pool_connections Redis connection pool occupancy.\n\
+             # TYPE redrec_redis_pool_connections gauge\n\
+             redrec_redis_pool_connections{{state=\"max\"}} {}\n\
+             redrec_redis_pool_connections{{state=\"open\"}} {}\n\
+             redrec_redis_pool_connections{{state=\"idle\"}} {}\n\
+             redrec_redis_pool_connections{{state=\"in_use\"}} {}\n\
+             # HELP redrec_redis_pool_waiting Requests waiting for a Redis connection.\n\
+             # TYPE redrec_redis_pool_waiting gauge\nredrec_redis_pool_waiting {}",
+            pool.max_size,
+            pool.size,
+            pool.available,
+            pool.size.saturating_sub(pool.available),
+            pool.waiting
+        );
+        out
+    }
+}
+
+fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels, u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in values {
+        let _ = writeln!(out, "{name}{} {v}", label_text(labels, None));
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels, Histogram>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in values {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += h.counts[i];
+            let le = format!("{bound}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {cumulative}",
+                label_text(labels, Some(("le", &le)))
+            );
+        }
+        cumulative += h.counts[BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {cumulative}",
+            label_text(labels, Some(("le", "+Inf")))
+        );
+        let _ = writeln!(out, "{name}_sum{} {}", label_text(labels, None), h.sum);
+        let _ = writeln!(out, "{name}_count{} {}", label_text(labels, None), h.count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_cumulative_buckets() {
+        let m = Metrics::new();
+        m.observe_stage("rerank", Duration::from_micros(300));
+        m.observe_stage("rerank", Duration::from_millis(30));
+        m.observe_stage("rerank", Duration::from_secs(10));
+        let text = m.render(PoolGauges::default());
+        assert!(
+            text.contains("redrec_stage_duration_seconds_bucket{stage=\"rerank\",le=\"0.0005\"} 1")
+        );
+        assert!(
+            text.contains("redrec_stage_duration_seconds_bucket{stage=\"rerank\",le=\"0.05\"} 2")
+        );
+        assert!(
+            text.contains("redrec_stage_duration_seconds_bucket{stage=\"rerank\",le=\"+Inf\"} 3")
+        );
+        assert!(text.contains("redrec_stage_duration_seconds_count{stage=\"rerank\"} 3"));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        let m = Metrics::new();
+        m.observe_request("GET", "/a\"b", 200, Duration::from_millis(1));
+        assert!(
+            m.render(PoolGauges::default())
+                .contains("route=\"/a\\\"b\"")
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP routes, one module per resource; each exposes `router()`.
+
+pub mod items;
+pub mod query;
+pub mod system;

@@ -1,0 +1,222 @@
+//! `AppState`: what every handler shares (settings, the Redis pool, metrics, the embedder and
+//! the pipeline's components), and the one way handlers talk to Redis: through a pooled
+//! connection with a per-call timeout, where every failure becomes a fast 503.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use deadpool_redis::{Connection, Pool, Runtime};
+use redrec_core::{
+    config::{IndexConfig, RedisConfig},
+    keys::Namespace,
+    schema::IndexSchema,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::GatewayConfig,
+    error::ApiError,
+    metrics::{Metrics, PoolGauges},
+};
+
+/// Everything the gateway binary reads from its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisConfig,
+    pub index: IndexConfig,
+    pub gateway: GatewayConfig,
+    pub embedder: redrec_embedder::EmbedderConfig,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid setting `{field}`: {message}")]
+    Config {
+        field: &'static str,
+        message: String,
+    },
+    #[error("cannot create the redis pool for {url}: {message}")]
+    Pool { url: String, message: String },
+}
+
+/// Request-body limit, handed to the JSON extractor as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub settings: Settings,
+    pub ns: Namespace,
+    pub schema: IndexSchema,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
+    pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Builds the state. The pool connects lazily, so this succeeds while Redis is down
+    /// (`/readyz` then reports it).
+    pub fn new(
+        settings: Settings,
+        embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
+    ) -> Result<AppState, StartError> {
+        let schema = settings.index.schema(1).map_err(|e| StartError::Config {
+            field: "index",
+            message: e.to_string(),
+        })?;
+        if settings.gateway.max_k == 0 {
+            return Err(StartError::Config {
+                field: "gateway.max_k",
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(e) = &embedder
+            && e.dims() != settings.index.vector.dims
+        {
+            return Err(StartError::Config {
+                field: "index.vector.dims",
+                message: format!(
+                    "is {} but the embedder `{}` produces {} dimensions",
+                    settings.index.vector.dims,
+                    e.model_id(),
+                    e.dims()
+                ),
+            });
+        }
+        let pool = build_pool(&settings.redis)?;
+        let ns = settings.index.namespace();
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                ns,
+                schema,
+                pool,
+                metrics: Metrics::new(),
+                embedder,
+                settings,
+            }),
+        })
+    }
+
+    pub fn gateway(&self) -> &GatewayConfig {
+        &self.settings.gateway
+    }
+
+    pub fn index_config(&self) -> &IndexConfig {
+        &self.settings.index
+    }
+
+    /// Timeout of one Redis call.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.redis.command_timeout_ms.max(1))
+    }
+
+    /// A pooled connection, or a 503 within the command timeout.
+    pub async fn conn(&self) -> Result<Connection, ApiError> {
+        match tokio::time::timeout(self.command_timeout(), self.pool.get()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => {
+                self.metrics.redis_error("connection");
+                Err(ApiError::unavailable(format!("redis is unreachable: {e}")))
+            }
+            Err(_) => {
+                self.metrics.redis_error("timeout");
+                Err(ApiError::unavailable(
+                    "timed out waiting for a redis connection",
+                ))
+            }
+        }
+    }
+
+    /// Runs one Redis call with the per-call timeout; transport failures and timeouts are 503.
+    pub async fn redis<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.command_timeout(), fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.redis_failure(what, &e)),
+            Err(_) => {
+                self.metrics.redis_error("timeout");
+                Err(ApiError::unavailable(format!(
+                    "redis did not answer {what} within {} ms",
+                    self.command_timeout().as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Classifies a Redis error: transport problems are 503, anything else 500.
+    pub fn redis_failure(&self, what: &str, e: &redis::RedisError) -> ApiError {
+        if is_transport_error(e) {
+            self.metrics.redis_error("connection");
+            ApiError::unavailable(format!("redis failed during {what}: {e}"))
+        } else {
+            self.metrics.redis_error("command");
+            ApiError::internal(format!("redis {what}: {e}"))
+        }
+    }
+
+    pub fn pool_gauges(&self) -> PoolGauges {
+        let s = self.pool.status();
+        PoolGauges {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+}
+
+/// True for errors that mean "Redis is not there right now" rather than "the command was wrong".
+pub fn is_transport_error(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        )
+}
+
+fn build_pool(cfg: &RedisConfig) -> Result<Pool, StartError> {
+    let pool_err = |message: String| StartError::Pool {
+        url: cfg.url.clone(),
+        message,
+    };
+    if cfg.pool_size == 0 {
+        return Err(StartError::Config {
+            field: "redis.pool_size",
+            message: "must be at least 1".into(),
+        });
+    }
+    let connect = Duration::from_millis(cfg.connect_timeout_ms.max(1));
+    deadpool_redis::Config::from_url(cfg.url.clone())
+        .builder()
+        .map_err(|e| pool_err(e.to_string()))?
+        .max_size(cfg.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(connect))
+        .create_timeout(Some(connect))
+        .recycle_timeout(Some(connect))
+        .build()
+        .map_err(|e| pool_err(e.to_string()))
+}
