@@ -7,6 +7,7 @@
 //! - `redrec:user:{id}:session`         session features (hash, with TTL)
 //! - `redrec:user:{id}:seen`            seen items (sorted set, score = unix ms)
 //! - `redrec:user:{id}:recent`          recent interactions (capped list)
+//! - `redrec:user:{id}:cart`            items in the cart (set, with TTL)
 //! - `redrec:evt:{event_id}`            idempotency marker (string, with TTL)
 //! - `redrec:pop`                       item popularity from events (sorted set)
 //! - `redrec:rl:{key}`                  rate-limit counters
@@ -98,6 +99,10 @@ impl Namespace {
 
     pub fn user_recent(&self, id: &str) -> String {
         format!("{}:user:{id}:recent", self.prefix)
+    }
+
+    pub fn user_cart(&self, id: &str) -> String {
+        format!("{}:user:{id}:cart", self.prefix)
     }
 
     pub fn event_marker(&self, event_id: &str) -> String {

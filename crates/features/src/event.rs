@@ -1,0 +1,236 @@
+//! User events as they arrive (`{"type":"click","user_id":"u1","item_id":"123"}`) and their
+//! validation. Events are deserialised loosely (the type is a string, dwell a signed number) so
+//! that a bad event in a batch is reported by its index and field, not by a serde position.
+
+use std::{fmt, str::FromStr};
+
+use redrec_core::keys::validate_id;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, FeaturesConfig, Result};
+
+/// The event types redrec understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    View,
+    Click,
+    Dwell,
+    CartAdd,
+    Purchase,
+    Skip,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::View,
+        EventKind::Click,
+        EventKind::Dwell,
+        EventKind::CartAdd,
+        EventKind::Purchase,
+        EventKind::Skip,
+    ];
+
+    /// The wire name (`cart_add`, ...), also used in counter field names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::View => "view",
+            EventKind::Click => "click",
+            EventKind::Dwell => "dwell",
+            EventKind::CartAdd => "cart_add",
+            EventKind::Purchase => "purchase",
+            EventKind::Skip => "skip",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown event type `{s}`, expected one of view, click, dwell, cart_add, purchase, skip"
+                )
+            })
+    }
+}
+
+/// One event as submitted. `event_id` makes retries count once; `dwell_ms` is required for
+/// `dwell` events and must not be negative.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub user_id: String,
+    pub item_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dwell_ms: Option<i64>,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, user_id: &str, item_id: &str) -> Event {
+        Event {
+            event_type: kind.as_str().to_owned(),
+            user_id: user_id.to_owned(),
+            item_id: item_id.to_owned(),
+            event_id: None,
+            dwell_ms: None,
+        }
+    }
+
+    pub fn with_event_id(mut self, event_id: &str) -> Event {
+        self.event_id = Some(event_id.to_owned());
+        self
+    }
+
+    pub fn with_dwell_ms(mut self, dwell_ms: i64) -> Event {
+        self.dwell_ms = Some(dwell_ms);
+        self
+    }
+}
+
+/// A validated event with its weight resolved from the config.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CheckedEvent<'a> {
+    pub kind: EventKind,
+    pub user_id: &'a str,
+    pub item_id: &'a str,
+    pub event_id: Option<&'a str>,
+    pub weight: f64,
+}
+
+fn invalid(index: usize, field: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        index,
+        field,
+        message: message.into(),
+    }
+}
+
+/// Validates one event (everything except item existence, which only Redis knows).
+pub(crate) fn check_event<'a>(
+    index: usize,
+    event: &'a Event,
+    config: &FeaturesConfig,
+) -> Result<CheckedEvent<'a>> {
+    let kind: EventKind = event
+        .event_type
+        .parse()
+        .map_err(|m: String| invalid(index, "type", m))?;
+    validate_id(&event.user_id).map_err(|e| invalid(index, "user_id", e.to_string()))?;
+    validate_id(&event.item_id).map_err(|e| invalid(index, "item_id", e.to_string()))?;
+    if let Some(id) = &event.event_id {
+        validate_id(id).map_err(|e| invalid(index, "event_id", e.to_string()))?;
+    }
+    if let Some(ms) = event.dwell_ms
+        && ms < 0
+    {
+        return Err(invalid(
+            index,
+            "dwell_ms",
+            format!("is {ms}, expected a non-negative number of milliseconds"),
+        ));
+    }
+    let w = &config.weights;
+    let weight = match kind {
+        EventKind::View => w.view,
+        EventKind::Click => w.click,
+        EventKind::CartAdd => w.cart_add,
+        EventKind::Purchase => w.purchase,
+        EventKind::Skip => w.skip,
+        EventKind::Dwell => {
+            let ms = event.dwell_ms.ok_or_else(|| {
+                invalid(
+                    index,
+                    "dwell_ms",
+                    "is required for `dwell` events (milliseconds, non-negative)",
+                )
+            })?;
+            w.dwell * (ms.min(w.dwell_cap_ms as i64) as f64) / 1000.0
+        }
+    };
+    Ok(CheckedEvent {
+        kind,
+        user_id: &event.user_id,
+        item_id: &event.item_id,
+        event_id: event.event_id.as_deref(),
+        weight,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<f64> {
+        let e: Event = serde_json::from_str(json).unwrap();
+        check_event(3, &e, &FeaturesConfig::default()).map(|c| c.weight)
+    }
+
+    fn err(json: &str) -> String {
+        check(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn resolves_weights() {
+        assert_eq!(
+            check(r#"{"type":"click","user_id":"u1","item_id":"123"}"#).unwrap(),
+            1.0
+        );
+        assert_eq!(
+            check(r#"{"type":"dwell","user_id":"u1","item_id":"1","dwell_ms":5000}"#).unwrap(),
+            0.5
+        );
+        // capped at 60 s
+        assert_eq!(
+            check(r#"{"type":"dwell","user_id":"u1","item_id":"1","dwell_ms":600000}"#).unwrap(),
+            6.0
+        );
+        assert_eq!(
+            check(r#"{"type":"skip","user_id":"u1","item_id":"1"}"#).unwrap(),
+            -0.5
+        );
+    }
+
+    #[test]
+    fn names_index_and_field_of_bad_events() {
+        let e = err(r#"{"type":"like","user_id":"u1","item_id":"1"}"#);
+        assert!(
+            e.starts_with("event 3: field `type`: unknown event type `like`"),
+            "{e}"
+        );
+        let e = err(r#"{"type":"dwell","user_id":"u1","item_id":"1","dwell_ms":-5}"#);
+        assert!(e.contains("`dwell_ms`: is -5"), "{e}");
+        let e = err(r#"{"type":"dwell","user_id":"u1","item_id":"1"}"#);
+        assert!(e.contains("`dwell_ms`: is required"), "{e}");
+        let e = err(r#"{"type":"view","user_id":"u 1","item_id":"1"}"#);
+        assert!(e.contains("`user_id`"), "{e}");
+        let e = err(r#"{"type":"view","user_id":"u1","item_id":""}"#);
+        assert!(e.contains("`item_id`"), "{e}");
+        let e = err(r#"{"type":"view","user_id":"u1","item_id":"1","event_id":"a{b}"}"#);
+        assert!(e.contains("`event_id`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_json_fields() {
+        let e = serde_json::from_str::<Event>(
+            r#"{"type":"view","user_id":"u","item_id":"1","dwel":3}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `dwel`"), "{e}");
+    }
+}

@@ -1,0 +1,273 @@
+#!lua name=__LIBRARY__
+-- redrec-features: the server-side half of the user-feature store (a Redis Function library).
+--
+-- `__APPLY__` applies a batch of already validated events atomically: it first checks every
+-- item exists (nothing is written when one does not), then applies the events one by one.
+-- `__FOLD__` moves pending popularity deltas from the popularity zset into the indexed item
+-- hashes. The Rust side (crates/features/src/store.rs) builds KEYS/ARGV; the layout is
+-- documented in docs/FEATURES.md. Time always comes from the caller (ARGV), never from TIME,
+-- so tests can inject a clock and replicas replay deterministically.
+
+local HEADER = 16      -- ARGV slots before the per-event blocks
+local STRIDE_ARGV = 7  -- per event: type, item_id, weight, has_event_id, price_flag, cart_op, pop_weight
+local STRIDE_KEYS = 7  -- per event: user, session, seen, recent, cart, item, event marker
+local CHUNK = 128      -- floats per struct.pack/unpack call (keeps the Lua stack small)
+
+local function unpack_vec(blob)
+  if blob == nil or type(blob) ~= 'string' or #blob == 0 or #blob % 4 ~= 0 then
+    return nil
+  end
+  local n = #blob / 4
+  local out = {}
+  local pos = 1
+  local done = 0
+  while done < n do
+    local k = math.min(CHUNK, n - done)
+    local vals = { struct.unpack('<' .. string.rep('f', k), blob, pos) }
+    for i = 1, k do
+      out[done + i] = vals[i]
+    end
+    pos = vals[k + 1]
+    done = done + k
+  end
+  return out
+end
+
+local function pack_vec(v)
+  local parts = {}
+  local n = #v
+  local done = 0
+  while done < n do
+    local k = math.min(CHUNK, n - done)
+    parts[#parts + 1] = struct.pack('<' .. string.rep('f', k), unpack(v, done + 1, done + k))
+    done = done + k
+  end
+  return table.concat(parts)
+end
+
+-- Unit-length copy of v, or nil when v has (numerically) zero length.
+local function normalized(v)
+  local s = 0
+  for i = 1, #v do
+    s = s + v[i] * v[i]
+  end
+  if s <= 1e-24 then
+    return nil
+  end
+  local inv = 1 / math.sqrt(s)
+  local out = {}
+  for i = 1, #v do
+    out[i] = v[i] * inv
+  end
+  return out
+end
+
+-- Weighted, normalised EMA step. An event of weight w counts as |w| steps of size alpha, so
+-- its effective rate is 1 - (1 - alpha)^|w|; a negative weight moves the vector away from the
+-- item. Returns the new vector or nil (no vector to store).
+local function ema(prev, item, alpha, w)
+  if w == 0 then
+    return prev
+  end
+  if prev == nil or #prev ~= #item then
+    if w > 0 then
+      return item
+    end
+    return prev
+  end
+  local a = 1 - math.pow(1 - alpha, math.abs(w))
+  local sign = 1
+  if w < 0 then
+    sign = -1
+  end
+  local out = {}
+  for i = 1, #prev do
+    out[i] = (1 - a) * prev[i] + sign * a * item[i]
+  end
+  local n = normalized(out)
+  if n == nil then
+    return prev
+  end
+  return n
+end
+
+local function update_vector(key, field, item_vec, alpha, w)
+  if item_vec == nil or w == 0 then
+    return
+  end
+  local prev = unpack_vec(redis.call('HGET', key, field))
+  local nextv = ema(prev, item_vec, alpha, w)
+  if nextv ~= nil and nextv ~= prev then
+    redis.call('HSET', key, field, pack_vec(nextv))
+  end
+end
+
+-- Affinity fields hold "<score>|<updated_ms>": the score as of its own last update. On write the
+-- score is decayed to `now` by 2^(-(now - updated)/half_life) and the weight added.
+local function bump_affinity(key, field, w, now, half_life)
+  local score = 0
+  local raw = redis.call('HGET', key, field)
+  if raw then
+    local s, t = string.match(raw, '^(.-)|(.*)$')
+    s = tonumber(s)
+    t = tonumber(t)
+    if s ~= nil and t ~= nil then
+      if now > t then
+        score = s * math.pow(2, -(now - t) / half_life)
+      else
+        -- an event older than the stored one: add without decaying forward
+        score = s
+        now = t
+      end
+    end
+  end
+  score = score + w
+  redis.call('HSET', key, field, string.format('%.17g|%.0f', score, now))
+end
+
+local function apply_events(keys, args)
+  local now = tonumber(args[1])
+  local n = tonumber(args[2])
+  local f_vec, f_cat, f_brand, f_price = args[3], args[4], args[5], args[6]
+  local session_alpha = tonumber(args[7])
+  local long_alpha = tonumber(args[8])
+  local half_life = tonumber(args[9])
+  local session_ttl = tonumber(args[10])
+  local seen_cap = tonumber(args[11])
+  local seen_ttl = tonumber(args[12])
+  local recent_cap = tonumber(args[13])
+  local cart_ttl = tonumber(args[14])
+  local idem_ttl = tonumber(args[15])
+  local pop_key = keys[1]
+
+  -- Phase 1: read every item; an unknown item rejects the whole batch before any write.
+  local items = {}
+  for j = 0, n - 1 do
+    local k = 2 + j * STRIDE_KEYS
+    local item_key = keys[k + 5]
+    if redis.call('EXISTS', item_key) == 0 then
+      return { 'unknown_item', j }
+    end
+    local h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
+    local vec = unpack_vec(h[1])
+    if vec ~= nil then
+      vec = normalized(vec)
+    end
+    local cat = h[2]
+    if not cat or cat == '' then
+      cat = nil
+    end
+    local brand = h[3]
+    if not brand or brand == '' then
+      brand = nil
+    end
+    items[j] = { vec = vec, cat = cat, brand = brand, price = tonumber(h[4]) }
+  end
+
+  -- Phase 2: apply.
+  local reply = { 'ok', 0 }
+  local applied = 0
+  for j = 0, n - 1 do
+    local k = 2 + j * STRIDE_KEYS
+    local user, session, seen, recent, cart, evt =
+      keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 6]
+    local a = HEADER + j * STRIDE_ARGV
+    local etype, item_id = args[a + 1], args[a + 2]
+    local w = tonumber(args[a + 3])
+    local has_eid = args[a + 4] == '1'
+    local price_flag = args[a + 5] == '1'
+    local cart_op = args[a + 6]
+    local pop_w = tonumber(args[a + 7])
+    local item = items[j]
+
+    local fresh = true
+    if has_eid then
+      fresh = redis.call('SET', evt, '1', 'PX', idem_ttl, 'NX')
+    end
+    if not fresh then
+      reply[#reply + 1] = j
+    else
+      applied = applied + 1
+      -- vectors
+      update_vector(session, 'vec', item.vec, session_alpha, w)
+      update_vector(user, 'lt_vec', item.vec, long_alpha, w)
+      -- affinities
+      if item.cat then
+        bump_affinity(user, 'cat:' .. item.cat, w, now, half_life)
+      end
+      if item.brand then
+        bump_affinity(user, 'brand:' .. item.brand, w, now, half_life)
+      end
+      -- counters
+      redis.call('HINCRBY', user, 'n:' .. etype, 1)
+      redis.call('HINCRBY', session, 'n:' .. etype, 1)
+      -- price band (Welford)
+      if price_flag and item.price ~= nil then
+        local c = tonumber(redis.call('HGET', user, 'pb_n') or '0')
+        local mean = tonumber(redis.call('HGET', user, 'pb_mean') or '0')
+        local m2 = tonumber(redis.call('HGET', user, 'pb_m2') or '0')
+        c = c + 1
+        local delta = item.price - mean
+        mean = mean + delta / c
+        m2 = m2 + delta * (item.price - mean)
+        redis.call('HSET', user, 'pb_n', c, 'pb_mean', string.format('%.17g', mean),
+          'pb_m2', string.format('%.17g', m2))
+      end
+      -- recent interactions (newest first, capped)
+      local entry = { item_id = item_id, event = etype, at_ms = now }
+      if item.cat then
+        entry.category = item.cat
+      end
+      redis.call('LPUSH', recent, cjson.encode(entry))
+      redis.call('LTRIM', recent, 0, recent_cap - 1)
+      -- seen set (score = ms, capped by count and age)
+      redis.call('ZADD', seen, now, item_id)
+      redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', now - seen_ttl))
+      redis.call('ZREMRANGEBYRANK', seen, 0, -(seen_cap + 1))
+      redis.call('PEXPIRE', seen, seen_ttl)
+      -- cart
+      if cart_op == 'add' then
+        redis.call('SADD', cart, item_id)
+        redis.call('PEXPIRE', cart, cart_ttl)
+      elseif cart_op == 'remove' then
+        redis.call('SREM', cart, item_id)
+      end
+      -- item popularity lives in its own zset, folded into the index in batches
+      if pop_w > 0 then
+        redis.call('ZINCRBY', pop_key, pop_w, item_id)
+      end
+      -- bookkeeping and TTLs: session state slides, long-term state is kept
+      redis.call('HSETNX', session, 'started_ms', string.format('%.0f', now))
+      redis.call('HSET', session, 'updated_ms', string.format('%.0f', now))
+      redis.call('PEXPIRE', session, session_ttl)
+      redis.call('HSETNX', user, 'created_ms', string.format('%.0f', now))
+      redis.call('HSET', user, 'updated_ms', string.format('%.0f', now))
+    end
+  end
+  reply[2] = applied
+  return reply
+end
+
+-- KEYS: popularity zset, then one item key per member. ARGV: popularity field, then members.
+local function fold_popularity(keys, args)
+  local pop_key = keys[1]
+  local field = args[1]
+  local folded, dropped = 0, 0
+  for i = 2, #keys do
+    local member = args[i]
+    local delta = redis.call('ZSCORE', pop_key, member)
+    if delta then
+      if redis.call('EXISTS', keys[i]) == 1 then
+        redis.call('HINCRBYFLOAT', keys[i], field, delta)
+        folded = folded + 1
+      else
+        dropped = dropped + 1
+      end
+      redis.call('ZREM', pop_key, member)
+    end
+  end
+  return { folded, dropped }
+end
+
+redis.register_function('__APPLY__', apply_events)
+redis.register_function('__FOLD__', fold_popularity)

@@ -1,0 +1,5 @@
+//! Integration tests of redrec-features against the real Redis (one binary, see STYLE.md).
+
+mod apply;
+mod concurrency;
+mod support;
