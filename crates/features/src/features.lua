@@ -103,26 +103,35 @@ local function update_vector(key, field, item_vec, alpha, w)
 end
 
 -- Affinity fields hold "<score>|<updated_ms>": the score as of its own last update. On write the
--- score is decayed to `now` by 2^(-(now - updated)/half_life) and the weight added.
+-- score is decayed to `now` by 2^(-(now - updated)/half_life) and the weight added. An event
+-- older than the stored stamp is decayed to the stamp instead, so the result never depends on
+-- the order events arrive in: score(t) = sum of w_i * 2^(-(t - t_i)/half_life).
 local function bump_affinity(key, field, w, now, half_life)
-  local score = 0
+  local score = w
+  local stamp = now
   local raw = redis.call('HGET', key, field)
   if raw then
     local s, t = string.match(raw, '^(.-)|(.*)$')
     s = tonumber(s)
     t = tonumber(t)
     if s ~= nil and t ~= nil then
-      if now > t then
-        score = s * math.pow(2, -(now - t) / half_life)
+      if now >= t then
+        score = s * math.pow(2, -(now - t) / half_life) + w
       else
-        -- an event older than the stored one: add without decaying forward
-        score = s
-        now = t
+        score = s + w * math.pow(2, -(t - now) / half_life)
+        stamp = t
       end
     end
   end
-  score = score + w
-  redis.call('HSET', key, field, string.format('%.17g|%.0f', score, now))
+  redis.call('HSET', key, field, string.format('%.17g|%.0f', score, stamp))
+end
+
+-- Timestamps only move forward, whatever order events arrive in.
+local function set_max(key, field, now)
+  local prev = tonumber(redis.call('HGET', key, field) or '')
+  if prev == nil or now > prev then
+    redis.call('HSET', key, field, string.format('%.0f', now))
+  end
 end
 
 local function apply_events(keys, args)
@@ -221,7 +230,7 @@ local function apply_events(keys, args)
       redis.call('LPUSH', recent, cjson.encode(entry))
       redis.call('LTRIM', recent, 0, recent_cap - 1)
       -- seen set (score = ms, capped by count and age)
-      redis.call('ZADD', seen, now, item_id)
+      redis.call('ZADD', seen, 'GT', now, item_id)
       redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', now - seen_ttl))
       redis.call('ZREMRANGEBYRANK', seen, 0, -(seen_cap + 1))
       redis.call('PEXPIRE', seen, seen_ttl)
@@ -238,10 +247,10 @@ local function apply_events(keys, args)
       end
       -- bookkeeping and TTLs: session state slides, long-term state is kept
       redis.call('HSETNX', session, 'started_ms', string.format('%.0f', now))
-      redis.call('HSET', session, 'updated_ms', string.format('%.0f', now))
+      set_max(session, 'updated_ms', now)
       redis.call('PEXPIRE', session, session_ttl)
       redis.call('HSETNX', user, 'created_ms', string.format('%.0f', now))
-      redis.call('HSET', user, 'updated_ms', string.format('%.0f', now))
+      set_max(user, 'updated_ms', now)
     end
   end
   reply[2] = applied

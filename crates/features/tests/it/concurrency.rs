@@ -1,1 +1,206 @@
-//! Concurrent events for one user from many tasks on separate connections: no lost update.
+//! Concurrent events for one user from many tasks on separate connections: no lost update. The
+//! expected totals are computed independently from the event list and compared exactly (up to
+//! float summation order).
+
+use std::collections::BTreeMap;
+
+use redrec_features::{Event, EventKind, FeaturesConfig, decay};
+
+use crate::support::{Fixture, T0, axis};
+
+const EVENTS: usize = 200;
+const TASKS: usize = 20;
+/// (item id, category, brand, price)
+const ITEMS: [(&str, &str, &str, f64); 4] = [
+    ("i0", "bread", "acme", 1.5),
+    ("i1", "milk", "acme", 2.25),
+    ("i2", "bread", "bolt", 3.0),
+    ("i3", "cheese", "bolt", 7.5),
+];
+const KINDS: [EventKind; 6] = [
+    EventKind::Click,
+    EventKind::View,
+    EventKind::CartAdd,
+    EventKind::Dwell,
+    EventKind::Purchase,
+    EventKind::Skip,
+];
+
+/// Event `i` of the race (a timestamp per event, deliberately not in submission order).
+fn race_event(i: usize) -> (Event, i64) {
+    let kind = KINDS[i % KINDS.len()];
+    let (item, ..) = ITEMS[i % ITEMS.len()];
+    let mut e = Event::new(kind, "racer", item);
+    if kind == EventKind::Dwell {
+        e = e.with_dwell_ms(1000 * (i as i64 % 9));
+    }
+    let at = T0 + ((i * 7919) % 1000) as i64 * 60_000;
+    (e, at)
+}
+
+fn weight(config: &FeaturesConfig, e: &Event) -> f64 {
+    let w = &config.weights;
+    match e.event_type.as_str() {
+        "click" => w.click,
+        "view" => w.view,
+        "cart_add" => w.cart_add,
+        "purchase" => w.purchase,
+        "skip" => w.skip,
+        "dwell" => w.dwell * e.dwell_ms.unwrap() as f64 / 1000.0,
+        other => panic!("{other}"),
+    }
+}
+
+struct Expected {
+    category: BTreeMap<String, f64>,
+    brand: BTreeMap<String, f64>,
+    counters: BTreeMap<String, u64>,
+    popularity: BTreeMap<String, f64>,
+    prices: Vec<f64>,
+}
+
+fn expected(config: &FeaturesConfig, events: &[(Event, i64)], read_at: i64) -> Expected {
+    let mut x = Expected {
+        category: BTreeMap::new(),
+        brand: BTreeMap::new(),
+        counters: BTreeMap::new(),
+        popularity: BTreeMap::new(),
+        prices: Vec::new(),
+    };
+    let half_life = config.affinity_half_life_ms as f64;
+    for (e, at) in events {
+        let (_, cat, brand, price) = ITEMS.iter().find(|(id, ..)| *id == e.item_id).unwrap();
+        let w = weight(config, e);
+        let decayed = decay(w, (read_at - at) as f64, half_life);
+        *x.category.entry(cat.to_string()).or_default() += decayed;
+        *x.brand.entry(brand.to_string()).or_default() += decayed;
+        *x.counters.entry(e.event_type.clone()).or_default() += 1;
+        *x.popularity.entry(e.item_id.clone()).or_default() += w.max(0.0);
+        if matches!(e.event_type.as_str(), "cart_add" | "purchase") {
+            x.prices.push(*price);
+        }
+    }
+    x
+}
+
+fn assert_close(label: &str, actual: &BTreeMap<String, f64>, expected: &BTreeMap<String, f64>) {
+    assert_eq!(
+        actual.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{label}"
+    );
+    for (k, want) in expected {
+        let got = actual[k];
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{label} {k}: got {got}, expected {want}"
+        );
+    }
+}
+
+/// Submits `events` from `TASKS` tasks, each on its own connection, one event per call, all
+/// released at once. Returns (applied, duplicates) summed over all calls.
+async fn race(fx: &Fixture, events: Vec<(Event, i64)>) -> (usize, usize) {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let mine: Vec<_> = events.iter().skip(t).step_by(TASKS).cloned().collect();
+        let store = fx.store.clone();
+        let mut con = fx.conn().await;
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let (mut applied, mut dups) = (0, 0);
+            for (e, at) in mine {
+                let r = store.apply(&mut con, &[e], at).await.unwrap();
+                applied += r.applied;
+                dups += r.duplicates.len();
+            }
+            (applied, dups)
+        }));
+    }
+    let mut total = (0, 0);
+    for h in handles {
+        let (a, d) = h.await.unwrap();
+        total.0 += a;
+        total.1 += d;
+    }
+    total
+}
+
+async fn check_totals(fx: &Fixture, unique: &[(Event, i64)]) {
+    let config = fx.store.config();
+    let read_at = T0 + 1000 * 60_000;
+    let want = expected(config, unique, read_at);
+    let mut con = fx.conn().await;
+    let f = fx.store.read(&mut con, "racer", read_at).await.unwrap();
+
+    assert_close("category", &f.category_affinity, &want.category);
+    assert_close("brand", &f.brand_affinity, &want.brand);
+    assert_eq!(f.counters, want.counters);
+    assert_eq!(
+        f.counters.values().sum::<u64>(),
+        unique.len() as u64,
+        "every event counted once"
+    );
+
+    let ids: Vec<&str> = want.popularity.keys().map(|s| s.as_str()).collect();
+    let pending = fx.store.pending_popularity(&mut con, &ids).await.unwrap();
+    let got: BTreeMap<String, f64> = ids.iter().map(|s| s.to_string()).zip(pending).collect();
+    assert_close("popularity", &got, &want.popularity);
+
+    let pb = f.price_band.expect("price band");
+    assert_eq!(pb.count, want.prices.len() as u64);
+    let mean = want.prices.iter().sum::<f64>() / want.prices.len() as f64;
+    let var =
+        want.prices.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / want.prices.len() as f64;
+    assert!((pb.mean - mean).abs() < 1e-9, "{pb:?} vs mean {mean}");
+    assert!(
+        (pb.std_dev - var.sqrt()).abs() < 1e-9,
+        "{pb:?} vs var {var}"
+    );
+
+    assert_eq!(f.recent.len(), config.recent_cap.min(unique.len()));
+    assert_eq!(f.seen.len(), ITEMS.len());
+    assert!(f.session_vector.is_some() && f.long_term_vector.is_some());
+}
+
+async fn fixture(label: &str) -> Fixture {
+    // a long session so the injected clock (spread over ~17 hours) keeps it alive
+    let config = FeaturesConfig {
+        session_ttl_ms: 48 * 3600 * 1000,
+        affinity_half_life_ms: 6 * 3600 * 1000,
+        ..FeaturesConfig::default()
+    };
+    let fx = Fixture::new(label, config).await;
+    for (i, (id, cat, brand, price)) in ITEMS.iter().enumerate() {
+        fx.item(id, &axis(i), cat, brand, *price).await;
+    }
+    fx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_events_lose_no_update() {
+    let fx = fixture("feat_race").await;
+    let events: Vec<_> = (0..EVENTS).map(race_event).collect();
+    let (applied, dups) = race(&fx, events.clone()).await;
+    assert_eq!((applied, dups), (EVENTS, 0));
+    check_totals(&fx, &events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_count_once() {
+    let fx = fixture("feat_race_dup").await;
+    // 100 distinct events, each submitted twice (same event_id, same content) by different tasks
+    let unique: Vec<_> = (0..EVENTS / 2)
+        .map(|i| {
+            let (e, at) = race_event(i);
+            (e.with_event_id(&format!("race-{i}")), at)
+        })
+        .collect();
+    let mut events = unique.clone();
+    events.extend(unique.iter().cloned());
+    let (applied, dups) = race(&fx, events).await;
+    assert_eq!((applied, dups), (EVENTS / 2, EVENTS / 2));
+    check_totals(&fx, &unique).await;
+}

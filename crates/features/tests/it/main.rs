@@ -2,4 +2,5 @@
 
 mod apply;
 mod concurrency;
+mod lifecycle;
 mod support;
