@@ -1,0 +1,10 @@
+//! Integration tests of redrec-reranker's public API (one test binary, several modules).
+
+mod config;
+mod diversity;
+mod explain;
+mod features;
+mod profiles;
+mod props;
+mod rules;
+mod support;
