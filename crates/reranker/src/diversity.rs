@@ -212,3 +212,103 @@ pub(crate) fn select(pool: &Pool<'_>, rules: &SelectionRules<'_>) -> Result<Vec<
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool from (id, score, category, vector); already in (score desc, id asc) order.
+    fn pool<'a>(items: &'a [(&'a str, f64, Option<&'a str>, Option<&'a [f32]>)]) -> Pool<'a> {
+        Pool {
+            ids: items.iter().map(|i| i.0).collect(),
+            scores: items.iter().map(|i| i.1).collect(),
+            categories: items.iter().map(|i| i.2).collect(),
+            vectors: items.iter().map(|i| i.3).collect(),
+            origin: (0..items.len()).collect(),
+        }
+    }
+
+    fn check(
+        items: &[(&str, f64, Option<&str>, Option<&[f32]>)],
+        rules: SelectionRules<'_>,
+        expect: &[&str],
+    ) {
+        let p = pool(items);
+        let got: Vec<&str> = select(&p, &rules)
+            .unwrap()
+            .iter()
+            .map(|s| p.ids[s.pool_index])
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    fn rules(
+        k: usize,
+        pins: &[(usize, usize)],
+        lambda: Option<f64>,
+        cap: Option<usize>,
+    ) -> SelectionRules<'_> {
+        SelectionRules {
+            k,
+            pins,
+            mmr_lambda: lambda,
+            max_per_category: cap,
+        }
+    }
+
+    #[test]
+    fn pins_after_exhausted_caps_close_the_list() {
+        let items = [
+            ("a1", 0.9, Some("a"), None),
+            ("a2", 0.8, Some("a"), None),
+            ("a3", 0.7, Some("a"), None),
+            ("p", 0.1, Some("b"), None),
+        ];
+        // p is pinned to position 4 but only a1 fits the cap before it: p closes the list
+        check(&items, rules(4, &[(3, 4)], None, Some(1)), &["a1", "p"]);
+        let p = pool(&items);
+        let sel = select(&p, &rules(4, &[(3, 4)], None, Some(1))).unwrap();
+        assert_eq!(sel[1].placement, Placement::Pinned { position: 2 });
+        // a pin counts towards its category's cap
+        check(&items, rules(4, &[(2, 1)], None, Some(1)), &["a3", "p"]);
+    }
+
+    #[test]
+    fn mmr_ties_go_to_the_earlier_pool_item() {
+        let v: &[f32] = &[1.0, 0.0];
+        let w: &[f32] = &[0.0, 1.0];
+        let items = [
+            ("a", 1.0, None, Some(v)),
+            ("b", 0.5, None, Some(w)),
+            ("c", 0.5, None, Some(w)),
+        ];
+        check(&items, rules(3, &[], Some(0.5), None), &["a", "b", "c"]);
+        // lambda 0: a, then b (tie at 0 with c, earlier wins), then c
+        check(&items, rules(3, &[], Some(0.0), None), &["a", "b", "c"]);
+    }
+
+    #[test]
+    fn single_item_and_empty_pools() {
+        check(&[], rules(5, &[], Some(0.5), Some(1)), &[]);
+        check(
+            &[("x", 0.0, None, None)],
+            rules(5, &[], Some(0.5), None),
+            &["x"],
+        );
+    }
+
+    #[test]
+    fn vectors_are_unit_normalised_and_zero_vectors_stay_zero() {
+        let long: &[f32] = &[3.0, 4.0];
+        let zero: &[f32] = &[0.0, 0.0];
+        let items = [
+            ("a", 1.0, None, Some(long)),
+            ("z", 0.5, None, Some(zero)),
+            ("n", 0.1, None, None),
+        ];
+        let m = normalized_matrix(&pool(&items)).unwrap();
+        assert_eq!(m.row(0).to_vec(), [0.6, 0.8]);
+        assert_eq!(m.row(1).to_vec(), [0.0, 0.0]);
+        assert_eq!(m.row(2).to_vec(), [0.0, 0.0]);
+    }
+}

@@ -4,8 +4,8 @@
 //! Every feature is a finite number where 0 means "no evidence either way", so missing data
 //! (no price, no price band, an unknown stock state, a catalog without timestamps) contributes
 //! nothing to the score instead of silently punishing or favouring an item. Ranges:
-//! similarities, popularity, affinities, freshness, recency and the cart/purchase flags are in
-//! `[0, 1]`; `price_fit` and `in_stock` are signed, in `[-1, 1]`.
+//! similarities, popularity, freshness, recency and the cart/purchase flags are in `[0, 1]`;
+//! the affinities, `price_fit` and `in_stock` are signed, in `[-1, 1]`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// The event name the feature store uses for purchases (see docs/FEATURES.md).
 pub const PURCHASE_EVENT: &str = "purchase";
+
+/// The negative event: a skipped item says nothing good about its category's recency.
+pub const SKIP_EVENT: &str = "skip";
 
 /// One named ranking feature. The serde name (`snake_case`) is the key used in profile weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,9 +48,10 @@ pub enum Feature {
     SourceAgreement,
     /// `ln(1 + popularity) / ln(1 + max popularity)`.
     Popularity,
-    /// The user's decayed affinity to the item's category over the user's largest category affinity.
+    /// The user's decayed affinity to the item's category, in `[-1, 1]`: a positive affinity
+    /// over the user's largest one, a negative one (skips) over the user's most negative one.
     CategoryAffinity,
-    /// The user's decayed affinity to the item's brand over the user's largest brand affinity.
+    /// The same for the item's brand.
     BrandAffinity,
     /// `2 exp(-z^2 / 2) - 1` for the z-score of the item price in the user's price band.
     PriceFit,
@@ -57,7 +61,8 @@ pub enum Feature {
     InStock,
     /// 1 when the item is in the user's cart.
     InCart,
-    /// `1 / (1 + i)` where `i` is the position of the newest recent interaction in the item's category.
+    /// `1 / (1 + i)` where `i` is the position (newest = 0) of the newest recent non-skip
+    /// interaction in the item's category.
     CategoryRecency,
     /// 1 when a recent interaction of the user is a purchase of this very item.
     PurchasedBefore,
@@ -189,19 +194,41 @@ pub(crate) struct FeatureContext<'a> {
     lexical_max: f64,
     /// Number of distinct sources in the set.
     sources_in_set: usize,
-    max_category_affinity: f64,
-    max_brand_affinity: f64,
+    category_scale: AffinityScale,
+    brand_scale: AffinityScale,
     /// Position of the newest recent interaction in each category.
     category_position: HashMap<&'a str, usize>,
     purchased: HashSet<&'a str>,
     freshness: Option<(&'a str, f64, i64)>,
 }
 
-fn max_positive<'v>(values: impl Iterator<Item = &'v f64>) -> f64 {
-    values
-        .copied()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .fold(0.0, f64::max)
+/// The strongest like and dislike among a user's affinities, to map them to `[-1, 1]`.
+#[derive(Debug, Clone, Copy)]
+struct AffinityScale {
+    max_positive: f64,
+    max_negative: f64,
+}
+
+impl AffinityScale {
+    fn of<'v>(values: impl Iterator<Item = &'v f64>) -> AffinityScale {
+        let mut scale = AffinityScale {
+            max_positive: 0.0,
+            max_negative: 0.0,
+        };
+        for v in values.copied().filter(|v| v.is_finite()) {
+            scale.max_positive = scale.max_positive.max(v);
+            scale.max_negative = scale.max_negative.max(-v);
+        }
+        scale
+    }
+
+    fn normalise(self, affinity: Option<&f64>) -> f64 {
+        match affinity.copied() {
+            Some(a) if a > 0.0 && self.max_positive > 0.0 => (a / self.max_positive).min(1.0),
+            Some(a) if a < 0.0 && self.max_negative > 0.0 => (a / self.max_negative).max(-1.0),
+            _ => 0.0,
+        }
+    }
 }
 
 /// `x` when finite, else 0: the last guard that keeps NaN out of every score.
@@ -240,7 +267,8 @@ impl<'a> FeatureContext<'a> {
         }
         let mut category_position = HashMap::new();
         let mut purchased = HashSet::new();
-        for (i, interaction) in user.recent.iter().enumerate() {
+        let positive = user.recent.iter().filter(|i| i.event != SKIP_EVENT);
+        for (i, interaction) in positive.enumerate() {
             if let Some(cat) = &interaction.category {
                 category_position.entry(cat.as_str()).or_insert(i);
             }
@@ -260,8 +288,8 @@ impl<'a> FeatureContext<'a> {
             log_popularity_max,
             lexical_max,
             sources_in_set: kinds.len(),
-            max_category_affinity: max_positive(user.category_affinity.values()),
-            max_brand_affinity: max_positive(user.brand_affinity.values()),
+            category_scale: AffinityScale::of(user.category_affinity.values()),
+            brand_scale: AffinityScale::of(user.brand_affinity.values()),
             category_position,
             purchased,
             freshness,
@@ -304,21 +332,17 @@ impl<'a> FeatureContext<'a> {
 
         let category = c.field(&f.category);
         if let Some(cat) = category {
-            if self.max_category_affinity > 0.0
-                && let Some(a) = self.user.category_affinity.get(cat)
-            {
-                v[Feature::CategoryAffinity.index()] =
-                    (a / self.max_category_affinity).clamp(0.0, 1.0);
-            }
+            v[Feature::CategoryAffinity.index()] = self
+                .category_scale
+                .normalise(self.user.category_affinity.get(cat));
             if let Some(i) = self.category_position.get(cat) {
                 v[Feature::CategoryRecency.index()] = 1.0 / (1.0 + *i as f64);
             }
         }
-        if self.max_brand_affinity > 0.0
-            && let Some(brand) = c.field(&f.brand)
-            && let Some(a) = self.user.brand_affinity.get(brand)
-        {
-            v[Feature::BrandAffinity.index()] = (a / self.max_brand_affinity).clamp(0.0, 1.0);
+        if let Some(brand) = c.field(&f.brand) {
+            v[Feature::BrandAffinity.index()] = self
+                .brand_scale
+                .normalise(self.user.brand_affinity.get(brand));
         }
 
         if let (Some(band), Some(price)) = (self.user.price_band, c.numeric(&f.price))
@@ -362,4 +386,53 @@ pub(crate) fn price_fit(price: f64, mean: f64, std_dev: f64) -> f64 {
     let sigma = spread.max(0.1 * mean.abs()).max(0.01);
     let z = (price - mean) / sigma;
     finite_or_zero(2.0 * (-0.5 * z * z).exp() - 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_names_round_trip_and_match_serde() {
+        for (i, f) in Feature::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i);
+            assert_eq!(Feature::from_name(f.name()), Some(*f));
+            let json = serde_json::to_string(f).unwrap();
+            assert_eq!(json, format!("\"{}\"", f.name()));
+        }
+        assert_eq!(Feature::from_name("nope"), None);
+        assert_eq!(Feature::of_source(SourceKind::Popular), Feature::SimPopular);
+    }
+
+    #[test]
+    fn stock_values() {
+        let check = |v: Option<&str>, want: f64| assert_eq!(parse_stock(v), want, "{v:?}");
+        for v in ["1", "true", "True", " yes ", "y", "t"] {
+            check(Some(v), 1.0);
+        }
+        for v in ["0", "false", "FALSE", "no", "n", "f"] {
+            check(Some(v), -1.0);
+        }
+        for v in [None, Some(""), Some("2"), Some("unknown")] {
+            check(v, 0.0);
+        }
+    }
+
+    #[test]
+    fn price_fit_shape() {
+        let check = |price: f64, mean: f64, sd: f64, want: f64| {
+            let got = price_fit(price, mean, sd);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "price_fit({price}, {mean}, {sd}) = {got}, want {want}"
+            );
+        };
+        check(10.0, 10.0, 2.0, 1.0);
+        check(8.0, 10.0, 2.0, 2.0 * (-0.5f64).exp() - 1.0);
+        check(1e9, 10.0, 2.0, -1.0);
+        // spread floors: 10% of the mean, then 0.01
+        check(11.0, 10.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
+        check(0.01, 0.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
+        check(f64::NAN, 10.0, 2.0, 0.0);
+    }
 }

@@ -133,9 +133,16 @@ fn popularity_uses_the_configured_maximum() {
 }
 
 #[test]
-fn category_and_brand_affinity_are_relative_to_the_users_top_affinity() {
+fn category_and_brand_affinity_are_relative_to_the_users_strongest_like_or_dislike() {
     let user = UserFeatures {
-        category_affinity: [("tea".to_owned(), 2.0), ("coffee".to_owned(), 4.0)].into(),
+        category_affinity: [
+            ("tea".to_owned(), 2.0),
+            ("coffee".to_owned(), 4.0),
+            // skips push affinities below zero
+            ("beer".to_owned(), -1.0),
+            ("wine".to_owned(), -0.25),
+        ]
+        .into(),
         brand_affinity: [("acme".to_owned(), 0.3)].into(),
         ..UserFeatures::default()
     };
@@ -143,13 +150,22 @@ fn category_and_brand_affinity_are_relative_to_the_users_top_affinity() {
         item("t").category("tea").field("brand", "acme"),
         item("c").category("coffee").field("brand", "other"),
         item("x").category("milk"),
+        item("b").category("beer"),
+        item("w").category("wine"),
         item("none"),
     ]);
     check(
         &c,
         &user,
         Feature::CategoryAffinity,
-        &[("t", 0.5), ("c", 1.0), ("x", 0.0), ("none", 0.0)],
+        &[
+            ("t", 0.5),
+            ("c", 1.0),
+            ("x", 0.0),
+            ("b", -1.0),
+            ("w", -0.25),
+            ("none", 0.0),
+        ],
     );
     check(
         &c,
@@ -306,8 +322,9 @@ fn cart_recency_and_purchase_history_come_from_the_user() {
     };
     let user = UserFeatures {
         cart: ["carted".to_owned()].into(),
-        // newest first
+        // newest first; a skip is not a sign of interest
         recent: vec![
+            interaction("s", "skip", Some("milk")),
             interaction("x1", "click", Some("tea")),
             interaction("bought", "purchase", Some("coffee")),
             interaction("x2", "click", Some("tea")),
