@@ -217,8 +217,11 @@ pub(crate) fn select(pool: &Pool<'_>, rules: &SelectionRules<'_>) -> Result<Vec<
 mod tests {
     use super::*;
 
-    /// A pool from (id, score, category, vector); already in (score desc, id asc) order.
-    fn pool<'a>(items: &'a [(&'a str, f64, Option<&'a str>, Option<&'a [f32]>)]) -> Pool<'a> {
+    /// (id, score, category, vector)
+    type Row<'a> = (&'a str, f64, Option<&'a str>, Option<&'a [f32]>);
+
+    /// A pool from rows already in (score desc, id asc) order.
+    fn pool<'a>(items: &'a [Row<'a>]) -> Pool<'a> {
         Pool {
             ids: items.iter().map(|i| i.0).collect(),
             scores: items.iter().map(|i| i.1).collect(),
@@ -228,11 +231,7 @@ mod tests {
         }
     }
 
-    fn check(
-        items: &[(&str, f64, Option<&str>, Option<&[f32]>)],
-        rules: SelectionRules<'_>,
-        expect: &[&str],
-    ) {
+    fn check(items: &[Row<'_>], rules: SelectionRules<'_>, expect: &[&str]) {
         let p = pool(items);
         let got: Vec<&str> = select(&p, &rules)
             .unwrap()
