@@ -1,0 +1,20 @@
+//! redrec-bench: the load generator behind `cargo xtask bench`.
+//!
+//! One run seeds (or reuses) a deterministic synthetic catalog, drives the same query mix at raw
+//! Redis (`FT.SEARCH`) and at the gateway (`POST /v1/recommendations`) in closed and open loop,
+//! walks a filter-selectivity ladder with recall against brute force, adds background writes,
+//! compares one multiplexed connection with a deadpool pool, samples CPU and RSS from `/proc`,
+//! and writes `report.md`, `report.json` and `latency.png`.
+
+pub mod catalog;
+pub mod driver;
+pub mod http;
+pub mod plot;
+pub mod raw;
+pub mod recall;
+pub mod report;
+pub mod rng;
+pub mod schedule;
+pub mod stats;
+pub mod suite;
+pub mod workload;

@@ -1,0 +1,114 @@
+//! `redrec-bench`: runs the whole benchmark suite once and writes the report. Normally started
+//! by `cargo xtask bench`, which also starts a dedicated Redis and the gateway.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::Parser;
+use redrec_bench::suite::{self, Options};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redrec-bench",
+    about = "raw FT.SEARCH vs the redrec gateway, open loop, with a report"
+)]
+struct Cli {
+    /// Redis with the Search module (use a dedicated instance: the bench drops its namespace)
+    #[arg(
+        long,
+        env = "REDREC_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6391"
+    )]
+    redis_url: String,
+    /// Base URL of a running gateway (http://host:port); without it only raw Redis is measured
+    #[arg(long)]
+    gateway_url: Option<String>,
+    /// Process id of the gateway, for its CPU and RSS
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Key namespace of the catalog (the gateway must serve the same one)
+    #[arg(long, default_value = "bench")]
+    namespace: String,
+    /// Items in the synthetic catalog [default: 100000, 20000 with --quick]
+    #[arg(long)]
+    items: Option<usize>,
+    /// Vector dimension
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Seconds per measured phase [default: 20, 4 with --quick]
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds of unrecorded warm-up before closed-loop phases [default: 2, 1 with --quick]
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Small catalog and short phases (finishes in a couple of minutes)
+    #[arg(long)]
+    quick: bool,
+    /// Reuse the catalog when the index already holds exactly --items documents
+    #[arg(long)]
+    reuse: bool,
+    /// EF_RUNTIME of raw KNN queries (the retriever's default)
+    #[arg(long, default_value_t = 100)]
+    ef_runtime: u32,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Closed-loop concurrency levels, comma separated [default: 4,16,64; 8,32 with --quick]
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Option<Vec<usize>>,
+    /// Most requests outstanding in open loop
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Synthetic users for personalised queries
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Where report.md, report.json and latency.png go
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quick = cli.quick;
+    let opts = Options {
+        redis_url: cli.redis_url,
+        gateway_url: cli.gateway_url,
+        gateway_pid: cli.gateway_pid,
+        namespace: cli.namespace,
+        items: cli.items.unwrap_or(if quick { 20_000 } else { 100_000 }),
+        dim: cli.dim,
+        seed: cli.seed,
+        duration_secs: cli.duration.unwrap_or(if quick { 4.0 } else { 20.0 }),
+        warmup_secs: cli.warmup.unwrap_or(if quick { 1.0 } else { 2.0 }),
+        quick,
+        reuse: cli.reuse,
+        ef_runtime: cli.ef_runtime,
+        k: cli.k,
+        concurrency: cli
+            .concurrency
+            .unwrap_or_else(|| if quick { vec![8, 32] } else { vec![4, 16, 64] }),
+        max_in_flight: cli.max_in_flight,
+        users: cli.users,
+        out: cli.out,
+    };
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: Options) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(suite::run(&opts))?;
+    let paths = suite::write_report(&report, &opts.out)?;
+    for p in paths {
+        println!("{}", p.display());
+    }
+    Ok(())
+}

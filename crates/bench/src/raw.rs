@@ -1,0 +1,298 @@
+//! The raw baseline: the query mix sent straight to Redis with `FT.SEARCH` (no gateway), over
+//! either one shared multiplexed connection or a deadpool-redis pool.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use redis::{Value, aio::MultiplexedConnection};
+use redrec_core::{
+    filter::Filter,
+    keys::Namespace,
+    schema::{IndexSchema, ItemFields, items_schema},
+    vector,
+};
+
+use crate::{
+    catalog::{value_string, vector_settings},
+    workload::{BenchQuery, Kind},
+};
+
+/// Fields every KNN returns besides the distance (what the reranker needs).
+pub const RETURN_FIELDS: &[&str] = &["category", "brand", "price", "popularity"];
+/// Name of the distance the KNN clause yields.
+pub const DIST: &str = "__dist";
+
+/// How raw queries reach Redis.
+#[derive(Clone)]
+pub enum RawConn {
+    /// One multiplexed connection shared by every task (redis-rs pipelines requests on it).
+    Mux(MultiplexedConnection),
+    /// A deadpool-redis pool: one request per connection at a time.
+    Pool(deadpool_redis::Pool),
+}
+
+impl RawConn {
+    pub async fn mux(url: &str) -> Result<RawConn> {
+        Ok(RawConn::Mux(crate::catalog::connect(url).await?))
+    }
+
+    pub fn pool(url: &str, size: usize) -> Result<RawConn> {
+        let mut cfg = deadpool_redis::Config::from_url(url);
+        cfg.pool = Some(deadpool_redis::PoolConfig::new(size));
+        Ok(RawConn::Pool(
+            cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .context("creating the deadpool-redis pool")?,
+        ))
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            RawConn::Mux(_) => "multiplexed",
+            RawConn::Pool(_) => "pool",
+        }
+    }
+
+    async fn query(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>> {
+        Ok(match self {
+            RawConn::Mux(c) => pipe.query_async(&mut c.clone()).await?,
+            RawConn::Pool(p) => {
+                let mut c = p.get().await.context("pool checkout")?;
+                pipe.query_async(&mut c).await?
+            }
+        })
+    }
+}
+
+/// Renders and sends the mix to Redis the way the retriever would.
+#[derive(Clone)]
+pub struct RawTarget {
+    pub conn: RawConn,
+    pub ns: Namespace,
+    pub schema: IndexSchema,
+    pub ef_runtime: u32,
+    pub timeout: Duration,
+}
+
+impl RawTarget {
+    pub fn new(conn: RawConn, ns: Namespace, dim: usize, ef_runtime: u32) -> RawTarget {
+        let schema = items_schema(
+            &ns.alias(),
+            &ns.item_prefix(),
+            &ItemFields::default(),
+            &vector_settings(dim),
+        );
+        RawTarget {
+            conn,
+            ns,
+            schema,
+            ef_runtime,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The `FT.SEARCH` for a filtered KNN query.
+    pub fn knn_cmd(&self, filter: &Filter, vector_: &[f32], k: usize) -> Result<redis::Cmd> {
+        let pre = filter.render(&self.schema)?;
+        let pre = if filter.is_all() {
+            "*".to_owned()
+        } else {
+            format!("({pre})")
+        };
+        let mut cmd = redis::cmd("FT.SEARCH");
+        cmd.arg(self.ns.alias())
+            .arg(format!(
+                "{pre}=>[KNN $k @embedding $vec EF_RUNTIME $ef AS {DIST}]"
+            ))
+            .arg("PARAMS")
+            .arg(6)
+            .arg("k")
+            .arg(k)
+            .arg("vec")
+            .arg(vector::encode(vector_))
+            .arg("ef")
+            .arg(self.ef_runtime)
+            .arg("SORTBY")
+            .arg(DIST)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(k)
+            .arg("RETURN")
+            .arg(RETURN_FIELDS.len() + 1)
+            .arg(DIST)
+            .arg(RETURN_FIELDS)
+            .arg("DIALECT")
+            .arg(2);
+        Ok(cmd)
+    }
+
+    /// A BM25 text search with the same filter (the text half of text queries).
+    pub fn text_cmd(&self, filter: &Filter, text: &str, k: usize) -> Result<redis::Cmd> {
+        let words = redrec_core::filter::text_terms(text).join(" ");
+        let pre = if filter.is_all() {
+            String::new()
+        } else {
+            format!(" ({})", filter.render(&self.schema)?)
+        };
+        let mut cmd = redis::cmd("FT.SEARCH");
+        cmd.arg(self.ns.alias())
+            .arg(format!("@text:({words}){pre}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(k)
+            .arg("RETURN")
+            .arg(RETURN_FIELDS.len())
+            .arg(RETURN_FIELDS)
+            .arg("DIALECT")
+            .arg(2);
+        Ok(cmd)
+    }
+
+    /// Runs one query of the mix; returns the item ids of the (KNN) result.
+    pub async fn run(&self, q: &BenchQuery) -> Result<Vec<String>> {
+        tokio::time::timeout(self.timeout, self.run_inner(q))
+            .await
+            .context("raw query timed out")?
+    }
+
+    async fn run_inner(&self, q: &BenchQuery) -> Result<Vec<String>> {
+        match q.kind {
+            Kind::Vector => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                let r = self.conn.query(&pipe).await?;
+                self.ids(&r[0])
+            }
+            Kind::Personal => {
+                // Round trip 1: the user's feature keys (what the gateway reads before retrieval).
+                let user = q
+                    .user_id
+                    .as_deref()
+                    .context("personal query without user")?;
+                let mut read = redis::pipe();
+                read.cmd("HGETALL")
+                    .arg(self.ns.user(user))
+                    .cmd("HGETALL")
+                    .arg(self.ns.user_session(user))
+                    .cmd("ZRANGE")
+                    .arg(self.ns.user_seen(user))
+                    .arg(0)
+                    .arg(-1)
+                    .cmd("LRANGE")
+                    .arg(self.ns.user_recent(user))
+                    .arg(0)
+                    .arg(19)
+                    .cmd("SMEMBERS")
+                    .arg(format!("{}:user:{user}:cart", self.ns.name()));
+                self.conn.query(&read).await?;
+                // Round trip 2: KNN with the session vector.
+                let mut pipe = redis::pipe();
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                let r = self.conn.query(&pipe).await?;
+                self.ids(&r[0])
+            }
+            Kind::Text => {
+                let text = q.text.as_deref().context("text query without text")?;
+                let mut pipe = redis::pipe();
+                pipe.add_command(self.text_cmd(&q.filter, text, q.k)?);
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                let r = self.conn.query(&pipe).await?;
+                self.ids(&r[0])?;
+                self.ids(&r[1])
+            }
+        }
+    }
+
+    /// Item ids of an FT.SEARCH reply (RESP2: `[total, key, fields, key, fields, ...]`).
+    pub fn ids(&self, reply: &Value) -> Result<Vec<String>> {
+        let Value::Array(items) = reply else {
+            bail!("unexpected FT.SEARCH reply {reply:?}");
+        };
+        Ok(items
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .filter_map(value_string)
+            .map(|key| self.ns.item_id(&key).unwrap_or(&key).to_owned())
+            .collect())
+    }
+
+    /// Overwrites one item's vector (the write of the write-interference phase).
+    pub async fn write_vector(&self, id: &str, v: &[f32]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.ns.item(id))
+            .arg("embedding")
+            .arg(vector::encode(v));
+        self.conn.query(&pipe).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Bound;
+
+    fn target() -> RawTarget {
+        let cfg = deadpool_redis::Config::from_url("redis://127.0.0.1:1");
+        let pool = cfg
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap();
+        RawTarget::new(RawConn::Pool(pool), Namespace::new("b"), 4, 100)
+    }
+
+    fn args(cmd: &redis::Cmd) -> Vec<String> {
+        cmd.args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Arg::Cursor => "<cursor>".into(),
+                _ => "<other>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn renders_filtered_knn_like_the_retriever() {
+        let t = target();
+        let f = Filter::and(vec![
+            Filter::tag_any("category", ["cat01"]),
+            Filter::range("price", Bound::Included(1.0), Bound::Included(5.5)),
+        ]);
+        let a = args(&t.knn_cmd(&f, &[0.0; 4], 10).unwrap());
+        assert_eq!(a[0], "FT.SEARCH");
+        assert_eq!(a[1], "b:items");
+        assert!(
+            a[2].starts_with("(") && a[2].contains("@category:{cat01}"),
+            "{}",
+            a[2]
+        );
+        assert!(
+            a[2].ends_with("=>[KNN $k @embedding $vec EF_RUNTIME $ef AS __dist]"),
+            "{}",
+            a[2]
+        );
+        assert!(a.windows(2).any(|w| w[0] == "ef" && w[1] == "100"));
+        assert_eq!(&a[a.len() - 2..], ["DIALECT", "2"]);
+        let all = args(&t.knn_cmd(&Filter::All, &[0.0; 4], 5).unwrap());
+        assert!(all[2].starts_with("*=>[KNN"), "{}", all[2]);
+        let text = args(&t.text_cmd(&Filter::All, "Fresh, apple!", 5).unwrap());
+        assert!(
+            text[2].starts_with("@text:(") && text[2].contains("apple"),
+            "{}",
+            text[2]
+        );
+    }
+
+    #[test]
+    fn reads_ids_from_a_resp2_reply() {
+        let t = target();
+        let reply = Value::Array(vec![
+            Value::Int(2),
+            Value::BulkString(b"b:item:7".to_vec()),
+            Value::Array(vec![]),
+            Value::BulkString(b"b:item:9".to_vec()),
+            Value::Array(vec![]),
+        ]);
+        assert_eq!(t.ids(&reply).unwrap(), ["7", "9"]);
+        assert!(t.ids(&Value::Nil).is_err());
+    }
+}

@@ -1,0 +1,753 @@
+//! The report: every figure of a run as one serialisable value, the targets of issue 9 evaluated
+//! as ratios from the same run, and the Markdown rendering written to `target/bench/report.md`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    catalog::IngestResult,
+    driver::RunResult,
+    stats::{CpuUse, LatencySummary, RssSeries},
+    workload::Mix,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map_or("unknown".into(), |(_, v)| v.trim().to_owned()),
+            memory_gib: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0 / 1024.0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    pub items: usize,
+    pub dim: usize,
+    pub seed: u64,
+    pub quick: bool,
+    pub duration_secs: f64,
+    pub warmup_secs: f64,
+    pub k: usize,
+    pub ef_runtime: u32,
+    pub mix: Mix,
+    pub closed_loop_concurrency: Vec<usize>,
+    pub open_loop_max_in_flight: usize,
+    pub redis_url: String,
+    pub gateway_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Raw,
+    Gateway,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Raw => "raw",
+            Side::Gateway => "gateway",
+        }
+    }
+}
+
+/// Background writes during a phase (write-interference runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteStats {
+    pub rate_per_sec: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub latency: LatencySummary,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub side: Side,
+    /// `closed` or `open`.
+    pub mode: String,
+    /// Closed loop: concurrency. Open loop: None.
+    pub concurrency: Option<usize>,
+    /// Open loop: offered load as a share of the raw max QPS.
+    pub load: Option<f64>,
+    pub writes: Option<WriteStats>,
+    pub run: RunResult,
+    pub cpu: Vec<CpuUse>,
+}
+
+impl Phase {
+    pub fn label(&self) -> String {
+        let mut s = match (self.mode.as_str(), self.concurrency, self.load) {
+            ("closed", Some(c), _) => format!("closed c={c}"),
+            (_, _, Some(l)) => format!("open {:.0}%", l * 100.0),
+            (m, _, _) => m.to_owned(),
+        };
+        if self.writes.is_some() {
+            s.push_str(" +writes");
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LadderRung {
+    pub label: String,
+    pub target_share: f64,
+    pub actual_share: f64,
+    pub queries: usize,
+    pub mean_recall: f64,
+    pub min_recall: f64,
+    /// Sequential (one in flight) latency of the filtered KNN on raw Redis.
+    pub latency: LatencySummary,
+    /// Recall of the same queries through the gateway, when it runs.
+    pub gateway_mean_recall: Option<f64>,
+}
+
+/// Multiplexed connection vs deadpool pool for raw queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnCompare {
+    pub concurrency: usize,
+    pub multiplexed: RunResult,
+    pub pool: RunResult,
+    pub pool_size: usize,
+    pub faster: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Cmp {
+    #[serde(rename = "<=")]
+    AtMost,
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<")]
+    Below,
+}
+
+impl Cmp {
+    fn symbol(self) -> &'static str {
+        match self {
+            Cmp::AtMost => "<=",
+            Cmp::AtLeast => ">=",
+            Cmp::Below => "<",
+        }
+    }
+    fn holds(self, x: f64, limit: f64) -> bool {
+        match self {
+            Cmp::AtMost => x <= limit,
+            Cmp::AtLeast => x >= limit,
+            Cmp::Below => x < limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    pub name: String,
+    pub measured: Option<f64>,
+    pub cmp: Cmp,
+    pub limit: f64,
+    pub pass: Option<bool>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub started_unix: u64,
+    pub machine: Machine,
+    pub params: Params,
+    pub ingest: Option<IngestResult>,
+    pub phases: Vec<Phase>,
+    pub ladder: Vec<LadderRung>,
+    pub connections: Option<ConnCompare>,
+    pub rss: Vec<RssSeries>,
+    pub targets: Vec<TargetCheck>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Highest closed-loop throughput of a side.
+    pub fn max_qps(&self, side: Side) -> Option<f64> {
+        self.phases
+            .iter()
+            .filter(|p| p.side == side && p.mode == "closed")
+            .map(|p| p.run.achieved_qps)
+            .reduce(f64::max)
+    }
+
+    pub fn open(&self, side: Side, load: f64, writes: bool) -> Option<&Phase> {
+        self.phases.iter().find(|p| {
+            p.side == side
+                && p.mode == "open"
+                && p.load.is_some_and(|l| (l - load).abs() < 1e-6)
+                && p.writes.is_some() == writes
+        })
+    }
+
+    /// Evaluates the issue's targets from this run's figures.
+    pub fn evaluate_targets(&self) -> Vec<TargetCheck> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, measured: Option<f64>, cmp: Cmp, limit: f64, missing: &str| {
+            out.push(TargetCheck {
+                name: name.to_owned(),
+                measured,
+                cmp,
+                limit,
+                pass: measured.map(|m| cmp.holds(m, limit)),
+                note: if measured.is_none() {
+                    missing.to_owned()
+                } else {
+                    String::new()
+                },
+            });
+        };
+        let no_gw = "not measured: the gateway was not part of this run";
+        for load in [0.5, 0.8] {
+            let ratio = match (
+                self.open(Side::Gateway, load, false),
+                self.open(Side::Raw, load, false),
+            ) {
+                (Some(g), Some(r)) if r.run.latency.p99_ms > 0.0 && g.run.latency.count > 0 => {
+                    Some(g.run.latency.p99_ms / r.run.latency.p99_ms)
+                }
+                _ => None,
+            };
+            check(
+                &format!("gateway p99 / raw p99 at {:.0}% of raw max", load * 100.0),
+                ratio,
+                Cmp::AtMost,
+                1.2,
+                no_gw,
+            );
+        }
+        let qps_ratio = match (self.max_qps(Side::Gateway), self.max_qps(Side::Raw)) {
+            (Some(g), Some(r)) if r > 0.0 => Some(g / r),
+            _ => None,
+        };
+        check(
+            "gateway max QPS / raw max QPS",
+            qps_ratio,
+            Cmp::AtLeast,
+            0.8,
+            no_gw,
+        );
+        let filtered: Vec<&LadderRung> = self.ladder.iter().filter(|r| r.label != "none").collect();
+        let min_recall = filtered.iter().map(|r| r.mean_recall).reduce(f64::min);
+        check(
+            "filtered recall@10, worst rung (raw FT.SEARCH)",
+            min_recall,
+            Cmp::AtLeast,
+            0.95,
+            "not measured: no ladder",
+        );
+        let rung = |label: &str| self.ladder.iter().find(|r| r.label == label);
+        let sel = match (rung("1%"), rung("none")) {
+            (Some(a), Some(b)) if b.latency.p99_ms > 0.0 => {
+                Some(a.latency.p99_ms / b.latency.p99_ms)
+            }
+            _ => None,
+        };
+        check(
+            "p99 at 1% selectivity / unfiltered p99",
+            sel,
+            Cmp::AtMost,
+            2.0,
+            "not measured: no ladder",
+        );
+        for side in [Side::Raw, Side::Gateway] {
+            let ratio = match (self.open(side, 0.5, true), self.open(side, 0.5, false)) {
+                (Some(w), Some(r)) if r.run.latency.p99_ms > 0.0 && w.run.latency.count > 0 => {
+                    Some(w.run.latency.p99_ms / r.run.latency.p99_ms)
+                }
+                _ => None,
+            };
+            check(
+                &format!(
+                    "{} p99 with 1:10 writes / read-only p99 (50% load)",
+                    side.name()
+                ),
+                ratio,
+                Cmp::AtMost,
+                1.5,
+                if side == Side::Gateway {
+                    no_gw
+                } else {
+                    "not measured"
+                },
+            );
+        }
+        let (abs_side, abs_note) = if self.open(Side::Gateway, 0.8, false).is_some() {
+            (Side::Gateway, "")
+        } else {
+            (Side::Raw, " (raw: no gateway in this run)")
+        };
+        check(
+            &format!(
+                "{} p99 at 80% of raw max, ms, on {} items{abs_note}",
+                abs_side.name(),
+                self.params.items
+            ),
+            self.open(abs_side, 0.8, false)
+                .map(|p| p.run.latency.p99_ms),
+            Cmp::Below,
+            10.0,
+            "not measured",
+        );
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let p = &self.params;
+        let m = &self.machine;
+        let _ = writeln!(md, "# redrec benchmark report\n");
+        let _ = writeln!(
+            md,
+            "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}. Everything (Redis, gateway, load \
+             generator) shares these CPUs.\n",
+            m.cpus, m.cpu_model, m.memory_gib, m.kernel
+        );
+        let _ = writeln!(
+            md,
+            "Catalog: {} items x {} dims (seed {}), k = {}, EF_RUNTIME = {}, mix = {}% vector / {}% \
+             personalised / {}% text. Measured phases last {:.0} s after {:.0} s warm-up{}.\n",
+            p.items,
+            p.dim,
+            p.seed,
+            p.k,
+            p.ef_runtime,
+            p.mix.vector,
+            p.mix.personal,
+            p.mix.text,
+            p.duration_secs,
+            p.warmup_secs,
+            if p.quick { " (--quick)" } else { "" }
+        );
+
+        let _ = writeln!(md, "## Targets\n");
+        let _ = writeln!(md, "| target | measured | limit | result |");
+        let _ = writeln!(md, "|---|---:|---:|---|");
+        for t in &self.targets {
+            let (measured, result) = match (t.measured, t.pass) {
+                (Some(v), Some(true)) => (format!("{v:.2}"), "PASS".to_owned()),
+                (Some(v), _) => (format!("{v:.2}"), "MISS".to_owned()),
+                (None, _) => ("-".to_owned(), t.note.clone()),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {measured} | {} {} | {result} |",
+                t.name,
+                t.cmp.symbol(),
+                t.limit
+            );
+        }
+
+        let _ = writeln!(md, "\n## Throughput and latency\n");
+        let _ = writeln!(
+            md,
+            "Latency in ms. Open loop: measured from each request's intended send time.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| side | phase | offered QPS | achieved QPS | ok | errors | p50 | p99 | p99.9 | max | CPU % of a core |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for ph in &self.phases {
+            let r = &ph.run;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                ph.side.name(),
+                ph.label(),
+                r.offered_qps.map_or("-".into(), |q| format!("{q:.0}")),
+                r.achieved_qps,
+                r.ok,
+                r.errors,
+                r.latency.p50_ms,
+                r.latency.p99_ms,
+                r.latency.p999_ms,
+                r.latency.max_ms,
+                cpu_cell(&ph.cpu)
+            );
+        }
+        let errors: Vec<String> = self
+            .phases
+            .iter()
+            .filter_map(|ph| {
+                Some(format!(
+                    "{} {}: {}",
+                    ph.side.name(),
+                    ph.label(),
+                    ph.run.first_error.as_ref()?
+                ))
+            })
+            .collect();
+        if !errors.is_empty() {
+            let _ = writeln!(md, "\nFirst error of each phase with errors:\n");
+            for e in errors {
+                let _ = writeln!(md, "- {e}");
+            }
+        }
+
+        let _ = writeln!(md, "\n### p99 by query kind (ms)\n");
+        let _ = writeln!(md, "| side | phase | vector | personal | text |");
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        for ph in &self.phases {
+            let cell = |name: &str| {
+                ph.run
+                    .by_kind
+                    .iter()
+                    .find(|k| k.kind.name() == name)
+                    .map_or("-".into(), |k| format!("{:.2}", k.latency.p99_ms))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                ph.side.name(),
+                ph.label(),
+                cell("vector"),
+                cell("personal"),
+                cell("text")
+            );
+        }
+
+        let writes: Vec<&Phase> = self.phases.iter().filter(|p| p.writes.is_some()).collect();
+        if !writes.is_empty() {
+            let _ = writeln!(md, "\n### Background writes (item vector HSETs)\n");
+            let _ = writeln!(
+                md,
+                "| side | phase | write rate/s | ok | errors | write p99 ms |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+            for ph in writes {
+                let w = ph.writes.as_ref().expect("filtered");
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} | {:.2} |",
+                    ph.side.name(),
+                    ph.label(),
+                    w.rate_per_sec,
+                    w.ok,
+                    w.errors,
+                    w.latency.p99_ms
+                );
+            }
+        }
+
+        if !self.ladder.is_empty() {
+            let _ = writeln!(md, "\n## Filter selectivity ladder\n");
+            let _ = writeln!(
+                md,
+                "Price-range filters holding the given share of the catalog; recall@{} against exact \
+                 brute force over the matching items; latency of raw FT.SEARCH with one request in \
+                 flight.\n",
+                p.k
+            );
+            let _ = writeln!(
+                md,
+                "| rung | actual share | queries | mean recall | min recall | gateway recall | p50 ms | p99 ms |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for r in &self.ladder {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.2}% | {} | {:.3} | {:.2} | {} | {:.2} | {:.2} |",
+                    r.label,
+                    r.actual_share * 100.0,
+                    r.queries,
+                    r.mean_recall,
+                    r.min_recall,
+                    r.gateway_mean_recall
+                        .map_or("-".into(), |g| format!("{g:.3}")),
+                    r.latency.p50_ms,
+                    r.latency.p99_ms
+                );
+            }
+        }
+
+        if let Some(c) = &self.connections {
+            let _ = writeln!(md, "\n## One multiplexed connection vs a deadpool pool\n");
+            let _ = writeln!(
+                md,
+                "Raw vector queries, closed loop, {} workers; pool of {} connections.\n",
+                c.concurrency, c.pool_size
+            );
+            let _ = writeln!(md, "| connection | QPS | p50 ms | p99 ms | errors |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            for (name, r) in [("multiplexed", &c.multiplexed), ("pool", &c.pool)] {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {:.0} | {:.2} | {:.2} | {} |",
+                    r.achieved_qps, r.latency.p50_ms, r.latency.p99_ms, r.errors
+                );
+            }
+            let _ = writeln!(md, "\nFaster: **{}**.", c.faster);
+        }
+
+        let _ = writeln!(md, "\n## Ingest and memory\n");
+        match &self.ingest {
+            Some(i) => {
+                let _ = writeln!(
+                    md,
+                    "| items | batch x in flight | write s | until 100% indexed s | items/s | Redis used_memory delta | bytes/item |"
+                );
+                let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|");
+                let _ = writeln!(
+                    md,
+                    "| {} | {} x {} | {:.1} | {:.1} | {:.0} | {:.1} MiB | {:.0} |",
+                    i.items,
+                    i.batch,
+                    i.in_flight,
+                    i.write_secs,
+                    i.indexed_secs,
+                    i.items_per_sec,
+                    i.used_memory_after.saturating_sub(i.used_memory_before) as f64 / 1048576.0,
+                    i.memory_per_item_bytes
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "The catalog was reused; ingest was not measured in this run."
+                );
+            }
+        }
+        for s in &self.rss {
+            if let (Some(first), Some(last), Some(max)) = (s.first_kb(), s.last_kb(), s.max_kb()) {
+                let secs = s.samples.last().map_or(0.0, |x| x.0);
+                let _ = writeln!(
+                    md,
+                    "\n{} RSS over {:.0} s of load ({} samples): first {:.1} MiB, last {:.1} MiB, max {:.1} MiB.",
+                    s.process,
+                    secs,
+                    s.samples.len(),
+                    first as f64 / 1024.0,
+                    last as f64 / 1024.0,
+                    max as f64 / 1024.0
+                );
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(md, "\n## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        md
+    }
+}
+
+fn cpu_cell(cpu: &[CpuUse]) -> String {
+    if cpu.is_empty() {
+        return "-".into();
+    }
+    cpu.iter()
+        .map(|c| format!("{} {:.0}", c.process, c.percent_of_core))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{driver::KindLatency, workload::Kind};
+
+    fn lat(p99: f64) -> LatencySummary {
+        LatencySummary {
+            count: 100,
+            mean_ms: p99 / 3.0,
+            p50_ms: p99 / 4.0,
+            p90_ms: p99 / 2.0,
+            p99_ms: p99,
+            p999_ms: p99 * 1.5,
+            max_ms: p99 * 2.0,
+            curve: vec![(0.5, p99 / 4.0), (0.99, p99)],
+        }
+    }
+
+    fn run(qps: f64, p99: f64, offered: Option<f64>) -> RunResult {
+        RunResult {
+            offered_qps: offered,
+            achieved_qps: qps,
+            ok: 1000,
+            errors: 0,
+            first_error: None,
+            elapsed_secs: 10.0,
+            latency: lat(p99),
+            by_kind: vec![KindLatency {
+                kind: Kind::Vector,
+                latency: lat(p99),
+            }],
+        }
+    }
+
+    fn phase(side: Side, mode: &str, load: Option<f64>, writes: bool, qps: f64, p99: f64) -> Phase {
+        Phase {
+            side,
+            mode: mode.into(),
+            concurrency: (mode == "closed").then_some(16),
+            load,
+            writes: writes.then(|| WriteStats {
+                rate_per_sec: 100.0,
+                ok: 500,
+                errors: 0,
+                latency: lat(1.0),
+            }),
+            run: run(qps, p99, load.map(|l| l * 1000.0)),
+            cpu: vec![CpuUse {
+                process: "redis".into(),
+                percent_of_core: 93.4,
+            }],
+        }
+    }
+
+    fn report(with_gateway: bool) -> Report {
+        let mut phases = vec![
+            phase(Side::Raw, "closed", None, false, 1000.0, 8.0),
+            phase(Side::Raw, "open", Some(0.5), false, 500.0, 2.0),
+            phase(Side::Raw, "open", Some(0.8), false, 800.0, 4.0),
+            phase(Side::Raw, "open", Some(0.5), true, 500.0, 2.6),
+        ];
+        if with_gateway {
+            phases.extend([
+                phase(Side::Gateway, "closed", None, false, 700.0, 12.0),
+                phase(Side::Gateway, "open", Some(0.5), false, 500.0, 2.2),
+                phase(Side::Gateway, "open", Some(0.8), false, 800.0, 6.0),
+            ]);
+        }
+        let rung = |label: &str, recall: f64, p99: f64| LadderRung {
+            label: label.into(),
+            target_share: 0.01,
+            actual_share: 0.0102,
+            queries: 50,
+            mean_recall: recall,
+            min_recall: recall - 0.1,
+            latency: lat(p99),
+            gateway_mean_recall: None,
+        };
+        let mut r = Report {
+            started_unix: 0,
+            machine: Machine {
+                cpus: 2,
+                cpu_model: "Test CPU".into(),
+                memory_gib: 23.5,
+                kernel: "6.1".into(),
+            },
+            params: Params {
+                items: 100_000,
+                dim: 128,
+                seed: 42,
+                quick: false,
+                duration_secs: 20.0,
+                warmup_secs: 2.0,
+                k: 10,
+                ef_runtime: 100,
+                mix: Mix::default(),
+                closed_loop_concurrency: vec![16],
+                open_loop_max_in_flight: 256,
+                redis_url: "redis://127.0.0.1:6391".into(),
+                gateway_url: None,
+            },
+            ingest: None,
+            phases,
+            ladder: vec![
+                rung("1%", 0.99, 3.0),
+                rung("25%", 0.93, 1.0),
+                rung("none", 0.97, 1.0),
+            ],
+            connections: None,
+            rss: vec![RssSeries {
+                process: "gateway".into(),
+                samples: vec![(0.0, 10240), (5.0, 20480), (10.0, 15360)],
+            }],
+            targets: vec![],
+            notes: vec!["a note".into()],
+        };
+        r.targets = r.evaluate_targets();
+        r
+    }
+
+    fn target<'a>(r: &'a Report, prefix: &str) -> &'a TargetCheck {
+        r.targets
+            .iter()
+            .find(|t| t.name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no target {prefix}"))
+    }
+
+    #[test]
+    fn evaluates_every_target_as_a_ratio_of_the_same_run() {
+        let r = report(true);
+        let t = target(&r, "gateway p99 / raw p99 at 50%");
+        assert!((t.measured.unwrap() - 1.1).abs() < 1e-9 && t.pass == Some(true));
+        let t = target(&r, "gateway p99 / raw p99 at 80%");
+        assert!((t.measured.unwrap() - 1.5).abs() < 1e-9 && t.pass == Some(false));
+        let t = target(&r, "gateway max QPS");
+        assert!((t.measured.unwrap() - 0.7).abs() < 1e-9 && t.pass == Some(false));
+        let t = target(&r, "filtered recall");
+        assert_eq!((t.measured, t.pass), (Some(0.93), Some(false)));
+        let t = target(&r, "p99 at 1%");
+        assert_eq!((t.measured, t.pass), (Some(3.0), Some(false)));
+        let t = target(&r, "raw p99 with 1:10 writes");
+        assert!((t.measured.unwrap() - 1.3).abs() < 1e-9 && t.pass == Some(true));
+        let t = target(&r, "gateway p99 at 80% of raw max, ms");
+        assert_eq!((t.measured, t.pass), (Some(6.0), Some(true)));
+        assert_eq!(r.targets.len(), 8);
+    }
+
+    #[test]
+    fn missing_gateway_is_reported_not_guessed() {
+        let r = report(false);
+        let t = target(&r, "gateway max QPS");
+        assert_eq!((t.measured, t.pass), (None, None));
+        assert!(t.note.contains("gateway was not part"));
+        let t = target(&r, "raw p99 at 80% of raw max, ms");
+        assert_eq!(t.measured, Some(4.0));
+    }
+
+    #[test]
+    fn renders_the_tables() {
+        let md = report(true).to_markdown();
+        for needle in [
+            "# redrec benchmark report",
+            "2 CPUs (Test CPU), 23.5 GiB RAM",
+            "| gateway p99 / raw p99 at 80% of raw max | 1.50 | <= 1.2 | MISS |",
+            "| raw | closed c=16 | - | 1000 | 1000 | 0 | 2.00 | 8.00 | 12.00 | 16.00 | redis 93 |",
+            "| raw | open 50% +writes | 500 | 500 |",
+            "| raw | open 50% | 500 | 500 | 1000 | 0 | 0.50 | 2.00 |",
+            "| 1% | 1.02% | 50 | 0.990 | 0.89 | - | 0.75 | 3.00 |",
+            "gateway RSS over 10 s of load (3 samples): first 10.0 MiB, last 15.0 MiB, max 20.0 MiB.",
+            "The catalog was reused",
+            "- a note",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
+        }
+        let json = serde_json::to_value(report(true)).unwrap();
+        assert_eq!(json["targets"][0]["cmp"], "<=");
+        assert_eq!(json["phases"][0]["side"], "raw");
+    }
+}

@@ -1,0 +1,193 @@
+//! Latency summaries (HdrHistogram, microsecond resolution) and per-process CPU and memory read
+//! from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Longest latency the histograms hold (60 s); anything slower is clamped there.
+const MAX_MICROS: u64 = 60_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
+}
+
+pub fn record(h: &mut Histogram<u64>, latency: Duration) {
+    h.saturating_record((latency.as_micros() as u64).clamp(1, MAX_MICROS));
+}
+
+/// Quantiles drawn in the latency plot.
+pub const CURVE_QUANTILES: &[f64] = &[
+    0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// (quantile, latency ms) points of the percentile distribution.
+    pub curve: Vec<(f64, f64)>,
+}
+
+impl LatencySummary {
+    pub fn from_histogram(h: &Histogram<u64>) -> LatencySummary {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            mean_ms: h.mean() / 1000.0,
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            curve: CURVE_QUANTILES
+                .iter()
+                .map(|&q| (q, ms(h.value_at_quantile(q))))
+                .collect(),
+        }
+    }
+}
+
+/// Linux reports CPU times in clock ticks of `USER_HZ`, which is 100 on every mainstream arch.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime (ticks) from the text of `/proc/<pid>/stat`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmRSS in kB from the text of `/proc/<pid>/status`.
+pub fn parse_rss_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    parse_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    parse_rss_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// A named process whose CPU use is reported per phase.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub name: String,
+    pub pid: u32,
+}
+
+/// CPU counters of several processes at one instant.
+pub struct CpuMark {
+    at: Instant,
+    ticks: Vec<Option<u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CpuUse {
+    pub process: String,
+    /// Percent of one core over the phase (200 = both cores of a 2-core machine).
+    pub percent_of_core: f64,
+}
+
+pub fn cpu_mark(procs: &[Process]) -> CpuMark {
+    CpuMark {
+        at: Instant::now(),
+        ticks: procs.iter().map(|p| cpu_ticks(p.pid)).collect(),
+    }
+}
+
+pub fn cpu_since(procs: &[Process], mark: &CpuMark) -> Vec<CpuUse> {
+    let secs = mark.at.elapsed().as_secs_f64().max(1e-3);
+    procs
+        .iter()
+        .zip(&mark.ticks)
+        .filter_map(|(p, before)| {
+            let delta = cpu_ticks(p.pid)?.checked_sub((*before)?)?;
+            Some(CpuUse {
+                process: p.name.clone(),
+                percent_of_core: delta as f64 / TICKS_PER_SEC / secs * 100.0,
+            })
+        })
+        .collect()
+}
+
+/// Resident memory of a process sampled over a sustained run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RssSeries {
+    pub process: String,
+    /// (seconds since the first sample, kB)
+    pub samples: Vec<(f64, u64)>,
+}
+
+impl RssSeries {
+    pub fn first_kb(&self) -> Option<u64> {
+        self.samples.first().map(|s| s.1)
+    }
+    pub fn last_kb(&self) -> Option<u64> {
+        self.samples.last().map(|s| s.1)
+    }
+    pub fn max_kb(&self) -> Option<u64> {
+        self.samples.iter().map(|s| s.1).max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_with_a_tricky_name() {
+        let stat = "4242 (redis server) S 1 4242 4242 0 -1 4194560 2893 0 0 0 1234 567 0 0 20 0 5 0 \
+                    9876 123456 789 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(1234 + 567));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(parse_cpu_ticks(&own).is_some(), "{own}");
+    }
+
+    #[test]
+    fn parses_vm_rss() {
+        assert_eq!(
+            parse_rss_kb("Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t   52344 kB\n"),
+            Some(52344)
+        );
+        assert!(rss_kb(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn summarises_a_histogram() {
+        let mut h = new_histogram();
+        for ms in 1..=1000u64 {
+            record(&mut h, Duration::from_micros(ms * 100));
+        }
+        let s = LatencySummary::from_histogram(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.p50_ms - 50.0).abs() < 0.1, "{}", s.p50_ms);
+        assert!((s.p99_ms - 99.0).abs() < 0.1, "{}", s.p99_ms);
+        assert!((s.max_ms - 100.0).abs() < 0.1, "{}", s.max_ms);
+        assert_eq!(s.curve.len(), CURVE_QUANTILES.len());
+        assert_eq!(
+            LatencySummary::from_histogram(&new_histogram()),
+            LatencySummary::default()
+        );
+    }
+}

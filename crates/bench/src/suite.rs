@@ -1,0 +1,717 @@
+//! The benchmark suite: every phase of one run, in order, producing a [`Report`].
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use redis::aio::MultiplexedConnection;
+use redrec_core::keys::Namespace;
+use serde_json::json;
+
+use crate::{
+    catalog::{self, CatalogSpec, Generator, StoredCatalog},
+    driver::{RunResult, Target, closed_loop, open_loop},
+    http::{GatewayTarget, HttpClient},
+    plot,
+    raw::{RawConn, RawTarget},
+    recall,
+    report::{ConnCompare, LadderRung, Machine, Params, Phase, Report, Side, WriteStats},
+    rng::Rng,
+    schedule::Schedule,
+    stats::{self, LatencySummary, Process, RssSeries},
+    workload::{self, BenchQuery, BenchUser, Kind, Mix},
+};
+
+/// Everything a run needs (the CLI fills it).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub redis_url: String,
+    pub gateway_url: Option<String>,
+    pub gateway_pid: Option<u32>,
+    pub namespace: String,
+    pub items: usize,
+    pub dim: usize,
+    pub seed: u64,
+    pub duration_secs: f64,
+    pub warmup_secs: f64,
+    pub quick: bool,
+    pub reuse: bool,
+    pub ef_runtime: u32,
+    pub k: usize,
+    pub concurrency: Vec<usize>,
+    pub max_in_flight: usize,
+    pub users: usize,
+    pub out: PathBuf,
+}
+
+impl Options {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_secs)
+    }
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_secs)
+    }
+    /// Queries per selectivity rung for recall.
+    fn ladder_queries(&self) -> usize {
+        if self.quick { 30 } else { 100 }
+    }
+    fn ladder_latency(&self) -> Duration {
+        Duration::from_secs_f64((self.duration_secs / 4.0).max(1.5))
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// Validates options before anything is written to Redis.
+pub fn validate(opts: &Options) -> Result<()> {
+    if opts.items < 1_000 {
+        bail!("--items must be at least 1000 (got {})", opts.items);
+    }
+    if !(2..=4096).contains(&opts.dim) {
+        bail!("--dim must be between 2 and 4096 (got {})", opts.dim);
+    }
+    if !(opts.duration_secs.is_finite() && opts.duration_secs >= 0.5) {
+        bail!(
+            "--duration must be at least 0.5 seconds (got {})",
+            opts.duration_secs
+        );
+    }
+    if !(opts.warmup_secs.is_finite() && opts.warmup_secs >= 0.0) {
+        bail!("--warmup must be a non-negative number of seconds");
+    }
+    if opts.k == 0 || opts.k > 1000 {
+        bail!("--k must be between 1 and 1000 (got {})", opts.k);
+    }
+    if opts.concurrency.is_empty() || opts.concurrency.contains(&0) {
+        bail!("--concurrency needs one or more positive numbers");
+    }
+    if opts.max_in_flight == 0 {
+        bail!("--max-in-flight must be positive");
+    }
+    if opts.namespace.is_empty() || opts.namespace.contains(['*', ' ']) {
+        bail!("--namespace must be a plain name without spaces or `*`");
+    }
+    Ok(())
+}
+
+pub async fn run(opts: &Options) -> Result<Report> {
+    validate(opts)?;
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ns = Namespace::new(&opts.namespace);
+    let mut con = catalog::connect(&opts.redis_url).await?;
+    let mut procs = vec![Process {
+        name: "bench".into(),
+        pid: std::process::id(),
+    }];
+    match catalog::server_pid(&mut con).await {
+        Ok(pid) if stats::cpu_ticks(pid).is_some() => procs.push(Process {
+            name: "redis".into(),
+            pid,
+        }),
+        _ => log("redis runs elsewhere (its pid is not visible here): no redis CPU figures"),
+    }
+    if let Some(pid) = opts.gateway_pid {
+        procs.push(Process {
+            name: "gateway".into(),
+            pid,
+        });
+    }
+    let mut notes = Vec::new();
+
+    // 1. Catalog.
+    let spec = CatalogSpec {
+        items: opts.items,
+        dim: opts.dim,
+        seed: opts.seed,
+    };
+    let ingest = seed_catalog(&mut con, &ns, spec, opts.reuse).await?;
+    let cat = catalog::read_back(&mut con, &ns, opts.dim).await?;
+    if cat.len() != opts.items {
+        bail!(
+            "the index holds {} readable items, expected {}",
+            cat.len(),
+            opts.items
+        );
+    }
+    let generator = Generator::new(spec);
+    let users = workload::make_users(&generator, &cat, opts.users, opts.seed);
+    let queries = Arc::new(workload::make_queries(
+        &generator,
+        &cat,
+        &users,
+        Mix::default(),
+        4_000,
+        opts.k,
+        opts.seed,
+    ));
+
+    let gateway = match &opts.gateway_url {
+        Some(url) => {
+            let client = HttpClient::new(url)?;
+            let (status, _) = client
+                .get("/healthz")
+                .await
+                .with_context(|| format!("gateway at {url} does not answer /healthz"))?;
+            if status != 200 {
+                bail!("gateway at {url}: /healthz answered {status}");
+            }
+            let gw = Arc::new(GatewayTarget { client });
+            seed_users(&gw, &users).await?;
+            Some(gw)
+        }
+        None => {
+            notes
+                .push("No gateway in this run: the gateway rows and ratios are absent.".to_owned());
+            None
+        }
+    };
+
+    let raw = Arc::new(RawTarget::new(
+        RawConn::mux(&opts.redis_url).await?,
+        ns.clone(),
+        opts.dim,
+        opts.ef_runtime,
+    ));
+    let mut phases = Vec::new();
+
+    // 2. Raw: closed loop for the maximum, then open loop at 50% / 80% of it.
+    for &c in &opts.concurrency {
+        log(&format!("raw closed loop, {c} workers"));
+        phases.push(closed_phase(Side::Raw, raw.clone(), &queries, c, opts, &procs).await);
+    }
+    let raw_max = max_qps(&phases, Side::Raw);
+    if raw_max <= 0.0 {
+        bail!(
+            "raw queries all failed: {}",
+            phases
+                .iter()
+                .find_map(|p| p.run.first_error.clone())
+                .unwrap_or_default()
+        );
+    }
+    for load in [0.5, 0.8] {
+        log(&format!("raw open loop at {:.0} req/s", raw_max * load));
+        phases.push(
+            open_phase(
+                Side::Raw,
+                raw.clone(),
+                &queries,
+                raw_max,
+                load,
+                None,
+                opts,
+                &procs,
+            )
+            .await,
+        );
+    }
+
+    // 3. Gateway: the same, at the RAW rates; its RSS is sampled throughout.
+    let mut rss = Vec::new();
+    if let Some(gw) = &gateway {
+        let sampler = opts
+            .gateway_pid
+            .map(|pid| RssSampler::start("gateway", pid));
+        for &c in &opts.concurrency {
+            log(&format!("gateway closed loop, {c} workers"));
+            phases.push(closed_phase(Side::Gateway, gw.clone(), &queries, c, opts, &procs).await);
+        }
+        for load in [0.5, 0.8] {
+            log(&format!("gateway open loop at {:.0} req/s", raw_max * load));
+            phases.push(
+                open_phase(
+                    Side::Gateway,
+                    gw.clone(),
+                    &queries,
+                    raw_max,
+                    load,
+                    None,
+                    opts,
+                    &procs,
+                )
+                .await,
+            );
+        }
+        // 4. Filter ladder (before any write changes the catalog).
+        let ladder = selectivity_ladder(&raw, Some(gw), &cat, &generator, opts).await?;
+        // 5. Write interference.
+        for (side, target) in [
+            (Side::Raw, raw.clone() as Arc<dyn Target>),
+            (Side::Gateway, gw.clone() as Arc<dyn Target>),
+        ] {
+            log(&format!(
+                "{} open loop at 50% with 1:10 writes",
+                side.name()
+            ));
+            phases.push(
+                open_phase(
+                    side,
+                    target,
+                    &queries,
+                    raw_max,
+                    0.5,
+                    Some((&raw, &generator, &cat)),
+                    opts,
+                    &procs,
+                )
+                .await,
+            );
+        }
+        if let Some(s) = sampler {
+            rss.push(s.stop().await);
+        }
+        return finish(
+            opts,
+            started_unix,
+            ingest,
+            phases,
+            ladder,
+            rss,
+            notes,
+            &queries,
+            &ns,
+        )
+        .await;
+    }
+
+    let ladder = selectivity_ladder(&raw, None, &cat, &generator, opts).await?;
+    log("raw open loop at 50% with 1:10 writes");
+    phases.push(
+        open_phase(
+            Side::Raw,
+            raw.clone(),
+            &queries,
+            raw_max,
+            0.5,
+            Some((&raw, &generator, &cat)),
+            opts,
+            &procs,
+        )
+        .await,
+    );
+    finish(
+        opts,
+        started_unix,
+        ingest,
+        phases,
+        ladder,
+        rss,
+        notes,
+        &queries,
+        &ns,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    opts: &Options,
+    started_unix: u64,
+    ingest: Option<catalog::IngestResult>,
+    phases: Vec<Phase>,
+    ladder: Vec<LadderRung>,
+    rss: Vec<RssSeries>,
+    mut notes: Vec<String>,
+    queries: &Arc<Vec<BenchQuery>>,
+    ns: &Namespace,
+) -> Result<Report> {
+    // 6. One multiplexed connection vs a deadpool pool.
+    let connections = Some(compare_connections(opts, queries, ns).await?);
+    notes.push(
+        "Text queries: the raw side runs BM25 + KNN (with a pre-computed vector) in one pipeline; \
+         the gateway embeds the text with the model first, so its text p99 includes the embedder."
+            .to_owned(),
+    );
+    notes.push(
+        "Personalised queries: the raw side reads the user's feature keys (one pipelined round \
+         trip), then runs the KNN with the session vector (a second round trip)."
+            .to_owned(),
+    );
+    let mut report = Report {
+        started_unix,
+        machine: Machine::detect(),
+        params: Params {
+            items: opts.items,
+            dim: opts.dim,
+            seed: opts.seed,
+            quick: opts.quick,
+            duration_secs: opts.duration_secs,
+            warmup_secs: opts.warmup_secs,
+            k: opts.k,
+            ef_runtime: opts.ef_runtime,
+            mix: Mix::default(),
+            closed_loop_concurrency: opts.concurrency.clone(),
+            open_loop_max_in_flight: opts.max_in_flight,
+            redis_url: opts.redis_url.clone(),
+            gateway_url: opts.gateway_url.clone(),
+        },
+        ingest,
+        phases,
+        ladder,
+        connections,
+        rss,
+        targets: Vec::new(),
+        notes,
+    };
+    report.targets = report.evaluate_targets();
+    Ok(report)
+}
+
+/// Writes report.json, report.md and latency.png into `out`; returns the paths written.
+pub fn write_report(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join("report.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join("latency.png");
+    let mut report = report.clone();
+    let plotted = plot::latency_plot(&report.phases, &png)?;
+    if plotted {
+        report
+            .notes
+            .push("Latency plot: `latency.png` (same directory).".into());
+    } else {
+        report
+            .notes
+            .push("No latency plot: no TrueType font (DejaVu or Liberation) is installed.".into());
+    }
+    let md = out.join("report.md");
+    std::fs::write(&md, report.to_markdown())
+        .with_context(|| format!("writing {}", md.display()))?;
+    let mut paths = vec![md, json];
+    if plotted {
+        paths.push(png);
+    }
+    Ok(paths)
+}
+
+async fn seed_catalog(
+    con: &mut MultiplexedConnection,
+    ns: &Namespace,
+    spec: CatalogSpec,
+    reuse: bool,
+) -> Result<Option<catalog::IngestResult>> {
+    if reuse
+        && let Ok((docs, pct)) = catalog::index_progress(con, &ns.alias()).await
+        && docs as usize == spec.items
+        && pct >= 1.0
+    {
+        log(&format!(
+            "reusing the catalog under {} ({docs} items)",
+            ns.alias()
+        ));
+        return Ok(None);
+    }
+    log(&format!(
+        "seeding {} items x {} dims under namespace `{}`",
+        spec.items,
+        spec.dim,
+        ns.name()
+    ));
+    catalog::drop_namespace(con, ns).await?;
+    let result = catalog::load(con, ns, spec, 500, 4).await?;
+    log(&format!(
+        "seeded: {:.0} items/s until 100% indexed ({:.1} s), {:.0} bytes/item",
+        result.items_per_sec, result.indexed_secs, result.memory_per_item_bytes
+    ));
+    Ok(Some(result))
+}
+
+/// Gives each synthetic user a history through the events API, so personalised queries read
+/// real features.
+async fn seed_users(gw: &GatewayTarget, users: &[BenchUser]) -> Result<()> {
+    log(&format!(
+        "seeding {} users through POST /v1/events",
+        users.len()
+    ));
+    for chunk in users.chunks(20) {
+        let events: Vec<serde_json::Value> = chunk
+            .iter()
+            .flat_map(|u| {
+                u.clicked
+                    .iter()
+                    .map(move |item| json!({ "user_id": u.id, "item_id": item, "type": "click" }))
+            })
+            .collect();
+        let (status, body) = gw
+            .client
+            .post_json("/v1/events", &json!({ "events": events }))
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "POST /v1/events answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+    }
+    Ok(())
+}
+
+fn max_qps(phases: &[Phase], side: Side) -> f64 {
+    phases
+        .iter()
+        .filter(|p| p.side == side && p.mode == "closed")
+        .map(|p| p.run.achieved_qps)
+        .fold(0.0, f64::max)
+}
+
+async fn closed_phase(
+    side: Side,
+    target: Arc<dyn Target>,
+    queries: &Arc<Vec<BenchQuery>>,
+    concurrency: usize,
+    opts: &Options,
+    procs: &[Process],
+) -> Phase {
+    let mark = stats::cpu_mark(procs);
+    let run = closed_loop(
+        target,
+        queries.clone(),
+        concurrency,
+        opts.warmup(),
+        opts.duration(),
+    )
+    .await;
+    Phase {
+        side,
+        mode: "closed".into(),
+        concurrency: Some(concurrency),
+        load: None,
+        writes: None,
+        cpu: stats::cpu_since(procs, &mark),
+        run,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_phase(
+    side: Side,
+    target: Arc<dyn Target>,
+    queries: &Arc<Vec<BenchQuery>>,
+    raw_max: f64,
+    load: f64,
+    writes: Option<(&Arc<RawTarget>, &Generator, &StoredCatalog)>,
+    opts: &Options,
+    procs: &[Process],
+) -> Phase {
+    let rate = (raw_max * load).max(1.0);
+    let mark = stats::cpu_mark(procs);
+    let writer = writes.map(|(raw, generator, cat)| {
+        let ids: Vec<String> = cat.ids.clone();
+        let raw = raw.clone();
+        let mut rng = Rng::stream(opts.seed, 0x5EED);
+        let vectors: Vec<Vec<f32>> = (0..256).map(|_| generator.query_vector(&mut rng)).collect();
+        let schedule = Schedule::for_duration(rate / 10.0, opts.duration());
+        tokio::spawn(async move {
+            let mut h = stats::new_histogram();
+            let (mut ok, mut errors) = (0, 0);
+            let start = Instant::now();
+            for i in 0..schedule.count {
+                let intended = start + schedule.offset(i);
+                tokio::time::sleep_until(intended.into()).await;
+                let id = &ids[rng.below(ids.len())];
+                match raw
+                    .write_vector(id, &vectors[i as usize % vectors.len()])
+                    .await
+                {
+                    Ok(()) => {
+                        ok += 1;
+                        stats::record(&mut h, intended.elapsed());
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            WriteStats {
+                rate_per_sec: schedule.rate_per_sec,
+                ok,
+                errors,
+                latency: LatencySummary::from_histogram(&h),
+            }
+        })
+    });
+    let run = open_loop(
+        target,
+        queries.clone(),
+        rate,
+        opts.duration(),
+        opts.max_in_flight,
+    )
+    .await;
+    let writes = match writer {
+        Some(w) => Some(w.await.expect("writer task")),
+        None => None,
+    };
+    Phase {
+        side,
+        mode: "open".into(),
+        concurrency: None,
+        load: Some(load),
+        writes,
+        cpu: stats::cpu_since(procs, &mark),
+        run,
+    }
+}
+
+/// Recall and latency at about 1%, 5%, 25%, 90% selectivity and unfiltered.
+async fn selectivity_ladder(
+    raw: &Arc<RawTarget>,
+    gateway: Option<&Arc<GatewayTarget>>,
+    cat: &StoredCatalog,
+    generator: &Generator,
+    opts: &Options,
+) -> Result<Vec<LadderRung>> {
+    let mut rungs = Vec::new();
+    for (label, share, filter) in workload::selectivity_ladder(cat) {
+        log(&format!("selectivity ladder: {label}"));
+        let matching: Vec<bool> = (0..cat.len())
+            .map(|i| workload::ladder_matches(cat, &filter, i))
+            .collect();
+        let mut rng = Rng::stream(opts.seed, 0x1ADDE4 + rungs.len() as u64);
+        let qs: Vec<BenchQuery> = (0..opts.ladder_queries())
+            .map(|_| BenchQuery {
+                kind: Kind::Vector,
+                vector: generator.query_vector(&mut rng),
+                user_id: None,
+                text: None,
+                filter: filter.clone(),
+                k: opts.k,
+            })
+            .collect();
+        let mut recalls = Vec::new();
+        let mut gw_recalls = Vec::new();
+        for q in &qs {
+            let truth = recall::exact_top_k(cat, &q.vector, opts.k, |i| matching[i]);
+            let got = raw.run(q).await?;
+            recalls.push(recall::recall(&truth, &got));
+            if let Some(gw) = gateway
+                && let Ok(ids) = gw.recommend(q).await
+            {
+                gw_recalls.push(recall::recall(&truth, &ids));
+            }
+        }
+        let qs = Arc::new(qs);
+        let run = closed_loop(
+            raw.clone(),
+            qs.clone(),
+            1,
+            Duration::from_millis(200),
+            opts.ladder_latency(),
+        )
+        .await;
+        rungs.push(LadderRung {
+            label,
+            target_share: share,
+            actual_share: matching.iter().filter(|m| **m).count() as f64 / cat.len() as f64,
+            queries: qs.len(),
+            mean_recall: mean(&recalls),
+            min_recall: recalls.iter().copied().fold(f64::INFINITY, f64::min),
+            latency: run.latency,
+            gateway_mean_recall: (!gw_recalls.is_empty()).then(|| mean(&gw_recalls)),
+        });
+    }
+    Ok(rungs)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+async fn compare_connections(
+    opts: &Options,
+    queries: &Arc<Vec<BenchQuery>>,
+    ns: &Namespace,
+) -> Result<ConnCompare> {
+    let vector_only: Arc<Vec<BenchQuery>> = Arc::new(
+        queries
+            .iter()
+            .filter(|q| q.kind == Kind::Vector)
+            .cloned()
+            .collect(),
+    );
+    let concurrency = 16;
+    let secs = Duration::from_secs_f64((opts.duration_secs / 2.0).max(1.0));
+    let mut results: Vec<RunResult> = Vec::new();
+    for conn in [
+        RawConn::mux(&opts.redis_url).await?,
+        RawConn::pool(&opts.redis_url, concurrency)?,
+    ] {
+        log(&format!("raw {} connection, closed loop", conn.label()));
+        let target = Arc::new(RawTarget::new(conn, ns.clone(), opts.dim, opts.ef_runtime));
+        results.push(
+            closed_loop(
+                target,
+                vector_only.clone(),
+                concurrency,
+                opts.warmup(),
+                secs,
+            )
+            .await,
+        );
+    }
+    let pool = results.pop().expect("two runs");
+    let multiplexed = results.pop().expect("two runs");
+    let faster = if multiplexed.achieved_qps >= pool.achieved_qps {
+        "multiplexed"
+    } else {
+        "pool"
+    };
+    Ok(ConnCompare {
+        concurrency,
+        pool_size: concurrency,
+        faster: format!(
+            "{faster} ({:.0} vs {:.0} QPS)",
+            multiplexed.achieved_qps.max(pool.achieved_qps),
+            multiplexed.achieved_qps.min(pool.achieved_qps)
+        ),
+        multiplexed,
+        pool,
+    })
+}
+
+/// Samples a process's VmRSS every 250 ms until stopped.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<RssSeries>,
+}
+
+impl RssSampler {
+    fn start(name: &str, pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = name.to_owned();
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut series = RssSeries {
+                process: name,
+                samples: Vec::new(),
+            };
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(kb) = stats::rss_kb(pid) {
+                    series.samples.push((start.elapsed().as_secs_f64(), kb));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            series
+        });
+        RssSampler { stop, task }
+    }
+
+    async fn stop(self) -> RssSeries {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
