@@ -303,7 +303,9 @@ impl<'a> FeatureContext<'a> {
 
         let mut seen_sources = BTreeSet::new();
         for hit in &c.sources {
-            let raw = f64::from(hit.similarity);
+            // f32 carries ~7 significant digits: rounding to 6 decimals shows 0.71 as 0.71,
+            // not 0.7099999785, in explanations.
+            let raw = (f64::from(hit.similarity) * 1e6).round() / 1e6;
             let sim = match hit.source {
                 SourceKind::Lexical if self.lexical_max > 0.0 => raw / self.lexical_max,
                 SourceKind::Lexical => 0.0,

@@ -245,6 +245,11 @@ impl Reranker {
     }
 }
 
+/// `value * weight`, with the sign of a zero product dropped (`-0.0` reads badly in JSON).
+fn contribution(value: f64, weight: f64) -> f64 {
+    value * weight + 0.0
+}
+
 /// Relevance score and the boost/bury lines. Summed in the same order as
 /// [`Explanation::total`] so the explanation reproduces the score bit for bit.
 fn score(
@@ -255,7 +260,7 @@ fn score(
     let features: f64 = values
         .iter()
         .zip(profile.weights.iter())
-        .map(|(v, w)| v * w)
+        .map(|(v, w)| contribution(*v, *w))
         .sum();
     let mut adjustments = Vec::new();
     for (kind, rules, sign) in [
@@ -298,7 +303,7 @@ fn explain(
                 feature: *f,
                 value,
                 weight,
-                contribution: value * weight,
+                contribution: contribution(value, weight),
             }
         })
         .collect();

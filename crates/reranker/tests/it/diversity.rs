@@ -49,7 +49,7 @@ fn mmr_picks_the_diverse_item_over_the_near_duplicate() {
     let why_c = ranked[1].explanation.as_ref().unwrap();
     let note = why_c.diversity.expect("mmr note");
     assert_eq!(note.lambda, 0.5);
-    let rel_c = (0.6f32 as f64 - 0.5f32 as f64) / (0.9f32 as f64 - 0.5f32 as f64);
+    let rel_c = (0.6 - 0.5) / (0.9 - 0.5);
     assert_close(
         note.normalized_relevance,
         rel_c,
@@ -63,7 +63,7 @@ fn mmr_picks_the_diverse_item_over_the_near_duplicate() {
     assert_eq!(line.kind, AdjustmentKind::Diversity);
     assert_eq!(line.amount, 0.0);
     // score stays the relevance score
-    assert_close(ranked[1].score, 0.6f32 as f64, "score of c");
+    assert_close(ranked[1].score, 0.6, "score of c");
     // b was penalised by its similarity to a
     let note_b = ranked[2].explanation.as_ref().unwrap().diversity.unwrap();
     assert!(note_b.max_similarity > 0.99, "{note_b:?}");

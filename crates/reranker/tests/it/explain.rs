@@ -121,7 +121,7 @@ fn contributions_and_adjustments_sum_to_the_score_for_every_profile() {
             assert_eq!(why.position, pos + 1);
             assert_eq!(why.features.len(), Feature::ALL.len());
             for line in &why.features {
-                assert_eq!(line.contribution, line.value * line.weight);
+                assert_eq!(line.contribution, line.value * line.weight + 0.0);
             }
         }
     }
@@ -211,7 +211,7 @@ fn worked_example_default_profile() {
           price_fit          value= 0.7606 weight= 0.10 -> +0.0761
           freshness          value= 0.0000 weight= 0.05 -> +0.0000
           in_stock           value= 1.0000 weight= 0.05 -> +0.0500
-          in_cart            value= 0.0000 weight=-0.20 -> -0.0000
+          in_cart            value= 0.0000 weight=-0.20 -> +0.0000
           category_recency   value= 0.0000 weight= 0.20 -> +0.0000
           Diversity: mmr lambda 0.8: relevance rank 1 placed at position 1 (max similarity to earlier results 0.000) -> +0.0000
           mmr: lambda=0.8 normalized_relevance=1.0000 max_similarity=0.0000 mmr_value=0.8000
@@ -226,7 +226,7 @@ fn worked_example_default_profile() {
           price_fit          value=-0.8391 weight= 0.10 -> -0.0839
           freshness          value= 0.0000 weight= 0.05 -> +0.0000
           in_stock           value= 1.0000 weight= 0.05 -> +0.0500
-          in_cart            value= 0.0000 weight=-0.20 -> -0.0000
+          in_cart            value= 0.0000 weight=-0.20 -> +0.0000
           category_recency   value= 1.0000 weight= 0.20 -> +0.2000
           Diversity: mmr lambda 0.8: relevance rank 3 placed at position 2 (max similarity to earlier results 0.322) -> +0.0000
           mmr: lambda=0.8 normalized_relevance=0.6702 max_similarity=0.3215 mmr_value=0.4718

@@ -87,7 +87,7 @@ fn the_requested_profile_decides_the_order() {
     let ranked = rank(&custom, "plain", &c, &user, 2);
     assert_eq!(ids(&ranked), ["similar", "fav"]);
     assert_eq!(ranked[0].explanation.as_ref().unwrap().profile, "plain");
-    assert_eq!(ranked[0].score, 0.9f32 as f64);
+    assert_eq!(ranked[0].score, 0.9);
 }
 
 #[test]

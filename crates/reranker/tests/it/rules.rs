@@ -37,7 +37,7 @@ fn boost_lifts_matching_items_and_shows_the_line() {
     );
     // case-insensitive, and one element of a comma-separated TAG value matches
     assert_eq!(ids(&ranked), ["b", "c", "a"]);
-    assert_close(ranked[0].score, 0.7f32 as f64 + 0.25, "b");
+    assert_close(ranked[0].score, 0.7 + 0.25, "b");
     let line = &ranked[0].explanation.as_ref().unwrap().adjustments[0];
     assert_eq!(line.kind, AdjustmentKind::Boost);
     assert_eq!(line.reason, "boost brand=acme");
@@ -73,7 +73,7 @@ fn bury_sinks_matching_items() {
     let line = &ranked[1].explanation.as_ref().unwrap().adjustments[0];
     assert_eq!(line.kind, AdjustmentKind::Bury);
     assert_eq!(line.amount, -0.5);
-    assert_close(ranked[1].score, 0.9f32 as f64 - 0.5, "a");
+    assert_close(ranked[1].score, 0.9 - 0.5, "a");
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn pins_place_items_at_their_position_when_present() {
     assert_eq!(why.relevance_rank, 4);
     assert_eq!(why.position, 1);
     // the pinned item keeps its own score
-    assert_close(ranked[0].score, 0.1f32 as f64, "promo");
+    assert_close(ranked[0].score, 0.1, "promo");
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn duplicate_ids_keep_the_first_occurrence() {
         10,
     );
     assert_eq!(ids(&ranked), ["b", "a"]);
-    assert_close(ranked[1].score, 0.4f32 as f64, "first a wins");
+    assert_close(ranked[1].score, 0.4, "first a wins");
 }
 
 #[test]
