@@ -40,3 +40,8 @@ pub use profile::{
     CompiledProfile, DiversityConfig, FieldRule, Pin, RankProfile, RankProfiles, RerankerConfig,
 };
 pub use rerank::{DEFAULT_PROFILE, RankedItem, RerankRequest, Reranker, retrieval_order};
+
+/// The Rust examples of docs/RANKING.md, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/RANKING.md")]
+pub struct RankingDocExamples;

@@ -10,22 +10,16 @@ use redrec_reranker::{Error, Feature, Reranker, RerankerConfig};
 
 use crate::support::{ids, item, items, rank};
 
-/// Kept identical to the example in docs/RANKING.md.
-const EXAMPLE: &str = r#"
-[reranker]
-popularity_max = 5000.0
-
-[reranker.profiles.discovery]
-drop_out_of_stock = true
-weights = { similarity = 1.0, popularity = 0.05, category_recency = -0.1, in_cart = -0.5 }
-diversity = { mmr_lambda = 0.5, max_per_category = 3 }
-
-[reranker.profiles.house_brands]
-weights = { similarity = 1.0, brand_affinity = 0.2, price_fit = 0.2 }
-boost = [{ field = "brand", value = "private", amount = 0.15 }]
-bury = [{ field = "department", value = "KIOSK-GAS", amount = 1.0 }]
-pins = [{ id = "1082185", position = 1 }]
-"#;
+/// The first TOML block of docs/RANKING.md, so the documented example is the tested one.
+fn documented_example() -> &'static str {
+    let doc = include_str!("../../../../docs/RANKING.md");
+    let start = doc
+        .find("```toml\n")
+        .expect("docs/RANKING.md has a toml block")
+        + "```toml\n".len();
+    let len = doc[start..].find("```").expect("the toml block is closed");
+    &doc[start..start + len]
+}
 
 fn load(toml: &str) -> Result<RerankerConfig, figment::Error> {
     Figment::from(Toml::string(toml)).extract_inner("reranker")
@@ -33,7 +27,7 @@ fn load(toml: &str) -> Result<RerankerConfig, figment::Error> {
 
 #[test]
 fn the_documented_example_loads_and_serves() {
-    let reranker = Reranker::from_config(load(EXAMPLE).unwrap()).unwrap();
+    let reranker = Reranker::from_config(load(documented_example()).unwrap()).unwrap();
     assert_eq!(
         reranker.profiles().names(),
         ["default", "discovery", "house_brands", "repurchase"]

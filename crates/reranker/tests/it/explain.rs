@@ -271,3 +271,45 @@ fn worked_example_json_shape() {
     let back: redrec_reranker::RankedItem = serde_json::from_value(json).unwrap();
     assert_eq!(back, ranked[0]);
 }
+
+/// The fenced block of `lang` that follows `heading` in docs/RANKING.md.
+fn doc_block(heading: &str, lang: &str) -> &'static str {
+    let doc = include_str!("../../../../docs/RANKING.md");
+    let after = &doc[doc.find(heading).expect("heading in docs/RANKING.md")..];
+    let fence = format!("```{lang}\n");
+    let start = after.find(&fence).expect("fenced block") + fence.len();
+    let len = after[start..].find("```").expect("closed block");
+    &after[start..start + len]
+}
+
+#[test]
+fn docs_show_the_real_worked_example() {
+    let (candidates, user) = worked_example();
+    let fields = ItemFields::default();
+    let ranked = Reranker::default()
+        .rerank(
+            &RerankRequest::new(&candidates, &user, &fields)
+                .profile("default")
+                .k(3)
+                .explain(true),
+        )
+        .unwrap();
+    assert_eq!(doc_block("### Worked example", "text"), render(&ranked));
+
+    // the JSON block is the second result, with an abbreviated feature list
+    let doc: serde_json::Value =
+        serde_json::from_str(doc_block("### Worked example", "json")).unwrap();
+    // through text, as a client sees it (f32 similarities print short)
+    let mut actual: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&ranked[1]).unwrap()).unwrap();
+    let shown: Vec<serde_json::Value> = doc["explanation"]["features"].as_array().unwrap().clone();
+    let all = actual["explanation"]["features"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for f in &shown {
+        assert!(all.contains(f), "{f} is not in the real explanation");
+    }
+    actual["explanation"]["features"] = serde_json::Value::Array(shown);
+    assert_eq!(doc, actual);
+}
