@@ -21,6 +21,9 @@ pub struct EmbedderConfig {
     pub model_dir: Option<PathBuf>,
     /// Texts per forward pass / per HTTP request when embedding many texts (ingest).
     pub batch_size: usize,
+    /// Threads one large `embed` call may use for its batches (kind = minilm); 0 = one per
+    /// core. A single query always runs on the calling thread.
+    pub threads: usize,
     /// Longest input in tokens (including [CLS]/[SEP]); longer texts are truncated (kind = minilm).
     pub max_tokens: usize,
     /// Settings for kind = http.
@@ -33,6 +36,7 @@ impl Default for EmbedderConfig {
             kind: EmbedderKind::Minilm,
             model_dir: None,
             batch_size: 64,
+            threads: 0,
             max_tokens: 128,
             http: HttpConfig::default(),
         }

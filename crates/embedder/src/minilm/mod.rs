@@ -6,6 +6,7 @@ mod safetensors;
 mod tokenizer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Embedder;
 use crate::config::DEFAULT_MODEL_SUBDIR;
@@ -31,6 +32,7 @@ pub struct MiniLm {
     bert: Bert,
     max_tokens: usize,
     batch_size: usize,
+    threads: usize,
 }
 
 impl std::fmt::Debug for MiniLm {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for MiniLm {
             .field("dims", &self.bert.hidden_size())
             .field("max_tokens", &self.max_tokens)
             .field("batch_size", &self.batch_size)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -109,7 +112,20 @@ impl MiniLm {
             bert,
             max_tokens,
             batch_size,
+            threads: 1,
         })
+    }
+
+    /// Lets one `embed` call with more than one batch run batches on up to `threads` scoped
+    /// threads (0 = one per available core). A single batch, e.g. one query, always runs on the
+    /// calling thread. Default: 1.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            threads
+        };
+        self
     }
 
     /// Token ids (`[CLS] ... [SEP]`, truncated to `max_tokens`) the model sees for `text`.
@@ -133,11 +149,49 @@ impl Embedder for MiniLm {
         let encoded: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t)).collect();
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encoded[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.batch_size) {
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let run = |chunk: &[usize]| {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-            let vectors = self.bert.embed_batch(&batch, self.tokenizer.pad_id());
-            for (&i, row) in chunk.iter().zip(vectors.rows()) {
+            self.bert.embed_batch(&batch, self.tokenizer.pad_id())
+        };
+        let threads = self.threads.min(chunks.len());
+        let results: Vec<(usize, ndarray::Array2<f32>)> = if threads <= 1 {
+            chunks
+                .iter()
+                .enumerate()
+                .map(|(c, chunk)| (c, run(chunk)))
+                .collect()
+        } else {
+            // workers take the next batch from a shared counter, so long and short batches
+            // balance out
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let c = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(chunk) = chunks.get(c) else {
+                                    return done;
+                                };
+                                done.push((c, run(chunk)));
+                            }
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| {
+                        w.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        let mut out = vec![Vec::new(); texts.len()];
+        for (c, vectors) in results {
+            for (&i, row) in chunks[c].iter().zip(vectors.rows()) {
                 out[i] = row.to_vec();
             }
         }
