@@ -13,21 +13,37 @@ local STRIDE_ARGV = 7  -- per event: type, item_id, weight, has_event_id, price_
 local STRIDE_KEYS = 7  -- per event: user, session, seen, recent, cart, item, event marker
 local CHUNK = 128      -- floats per struct.pack/unpack call (keeps the Lua stack small)
 
+-- struct format strings by chunk length, built once per call of the library
+local FORMATS = {}
+local function format_for(k)
+  local f = FORMATS[k]
+  if f == nil then
+    f = '<' .. string.rep('f', k)
+    FORMATS[k] = f
+  end
+  return f
+end
+
 local function unpack_vec(blob)
   if blob == nil or type(blob) ~= 'string' or #blob == 0 or #blob % 4 ~= 0 then
     return nil
   end
   local n = #blob / 4
-  local out = {}
+  local out = nil
   local pos = 1
   local done = 0
   while done < n do
     local k = math.min(CHUNK, n - done)
-    local vals = { struct.unpack('<' .. string.rep('f', k), blob, pos) }
-    for i = 1, k do
-      out[done + i] = vals[i]
-    end
+    local vals = { struct.unpack(format_for(k), blob, pos) }
     pos = vals[k + 1]
+    if out == nil then
+      vals[k + 1] = nil
+      out = vals
+    else
+      for i = 1, k do
+        out[done + i] = vals[i]
+      end
+    end
     done = done + k
   end
   return out
@@ -39,65 +55,65 @@ local function pack_vec(v)
   local done = 0
   while done < n do
     local k = math.min(CHUNK, n - done)
-    parts[#parts + 1] = struct.pack('<' .. string.rep('f', k), unpack(v, done + 1, done + k))
+    parts[#parts + 1] = struct.pack(format_for(k), unpack(v, done + 1, done + k))
     done = done + k
   end
   return table.concat(parts)
 end
 
--- Unit-length copy of v, or nil when v has (numerically) zero length.
-local function normalized(v)
+-- Scales v to unit length in place; false when v has (numerically) zero length.
+local function normalize(v)
   local s = 0
   for i = 1, #v do
     s = s + v[i] * v[i]
   end
   if s <= 1e-24 then
-    return nil
+    return false
   end
   local inv = 1 / math.sqrt(s)
-  local out = {}
   for i = 1, #v do
-    out[i] = v[i] * inv
+    v[i] = v[i] * inv
   end
-  return out
+  return true
 end
 
--- Weighted, normalised EMA step. An event of weight w counts as |w| steps of size alpha, so
--- its effective rate is 1 - (1 - alpha)^|w|; a negative weight moves the vector away from the
--- item. Returns the new vector or nil (no vector to store).
+-- Weighted, normalised EMA step, in place on `prev` when it exists. An event of weight w counts
+-- as |w| steps of size alpha, so its effective rate is 1 - (1 - alpha)^|w|; a negative weight
+-- moves the vector away from the item. Returns the vector to store, or nil for no change.
 local function ema(prev, item, alpha, w)
-  if w == 0 then
-    return prev
-  end
   if prev == nil or #prev ~= #item then
     if w > 0 then
       return item
     end
-    return prev
+    return nil
   end
   local a = 1 - math.pow(1 - alpha, math.abs(w))
-  local sign = 1
   if w < 0 then
-    sign = -1
+    a = -a
   end
-  local out = {}
+  local keep = 1 - math.abs(a)
+  local s = 0
   for i = 1, #prev do
-    out[i] = (1 - a) * prev[i] + sign * a * item[i]
+    local x = keep * prev[i] + a * item[i]
+    prev[i] = x
+    s = s + x * x
   end
-  local n = normalized(out)
-  if n == nil then
-    return prev
+  if s <= 1e-24 then
+    return nil
   end
-  return n
+  local inv = 1 / math.sqrt(s)
+  for i = 1, #prev do
+    prev[i] = prev[i] * inv
+  end
+  return prev
 end
 
 local function update_vector(key, field, item_vec, alpha, w)
   if item_vec == nil or w == 0 then
     return
   end
-  local prev = unpack_vec(redis.call('HGET', key, field))
-  local nextv = ema(prev, item_vec, alpha, w)
-  if nextv ~= nil and nextv ~= prev then
+  local nextv = ema(unpack_vec(redis.call('HGET', key, field)), item_vec, alpha, w)
+  if nextv ~= nil then
     redis.call('HSET', key, field, pack_vec(nextv))
   end
 end
@@ -159,8 +175,8 @@ local function apply_events(keys, args)
     end
     local h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
     local vec = unpack_vec(h[1])
-    if vec ~= nil then
-      vec = normalized(vec)
+    if vec ~= nil and not normalize(vec) then
+      vec = nil
     end
     local cat = h[2]
     if not cat or cat == '' then

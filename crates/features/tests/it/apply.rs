@@ -264,3 +264,69 @@ async fn a_bad_event_rejects_the_whole_batch_by_index() {
     let report = fx.store.apply(&mut con, &[good()], T0).await.unwrap();
     assert_eq!(report.applied, 1);
 }
+
+#[tokio::test]
+async fn items_without_vectors_or_with_other_dims_update_what_they_can() {
+    let fx = Fixture::new("feat_novec", FeaturesConfig::default()).await;
+    fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
+    fx.item("wide", &[1.0; DIMS * 2], "bread", "acme", 2.0)
+        .await;
+    let mut con = fx.conn().await;
+    let _: () = redis::cmd("HSET")
+        .arg(fx.space.ns.item("bare"))
+        .arg("category")
+        .arg("milk")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let ev = |kind, item: &str| Event::new(kind, "u1", item);
+
+    // no vector: affinities and counters move, the vectors do not appear
+    fx.store
+        .apply(&mut con, &[ev(EventKind::Click, "bare")], T0)
+        .await
+        .unwrap();
+    let f = fx.store.read(&mut con, "u1", T0).await.unwrap();
+    assert_eq!(f.category_affinity.get("milk"), Some(&1.0));
+    assert!(f.brand_affinity.is_empty() && f.price_band.is_none());
+    assert!(f.session_vector.is_none() && f.long_term_vector.is_none());
+
+    // a skip before any positive event creates no vector
+    fx.store
+        .apply(&mut con, &[ev(EventKind::Skip, "i1")], T0)
+        .await
+        .unwrap();
+    assert!(
+        fx.store
+            .read(&mut con, "u1", T0)
+            .await
+            .unwrap()
+            .session_vector
+            .is_none()
+    );
+
+    // a vector of other dimensions (a re-embedded catalogue) restarts the EMA from that item
+    fx.store
+        .apply(
+            &mut con,
+            &[ev(EventKind::Click, "i1"), ev(EventKind::Click, "wide")],
+            T0,
+        )
+        .await
+        .unwrap();
+    let s = fx
+        .store
+        .read(&mut con, "u1", T0)
+        .await
+        .unwrap()
+        .session_vector
+        .unwrap();
+    assert_eq!(s.len(), DIMS * 2);
+    assert!(
+        (s[0] - 1.0 / (2.0 * DIMS as f32).sqrt()).abs() < 1e-6,
+        "{s:?}"
+    );
+
+    let err = fx.store.read(&mut con, "not valid", T0).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidUserId { .. }), "{err}");
+}
