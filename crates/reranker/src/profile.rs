@@ -17,6 +17,10 @@ use crate::{
 /// Largest accepted pin position; results are short lists, a larger position is a typo.
 pub const MAX_PIN_POSITION: usize = 1000;
 
+/// Largest accepted |weight| and rule amount. Features are in [-1, 1], so this keeps every score
+/// finite (no overflow to infinity) while leaving room for "this rule dominates everything".
+pub const MAX_WEIGHT: f64 = 1e6;
+
 /// The `[reranker]` configuration section. Profiles given here are added to the built-in ones;
 /// a profile named like a built-in replaces it entirely.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -216,6 +220,12 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
                 format!("expected a finite weight, got {weight}"),
             ));
         }
+        if weight.abs() > MAX_WEIGHT {
+            return Err(Error::config(
+                k,
+                format!("expected a weight in [-{MAX_WEIGHT:e}, {MAX_WEIGHT:e}], got {weight}"),
+            ));
+        }
         weights[feature.index()] = *weight;
     }
     for (list, rules) in [("boost", &profile.boost), ("bury", &profile.bury)] {
@@ -232,11 +242,11 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
                     "expected a non-empty value to match",
                 ));
             }
-            if !(rule.amount.is_finite() && rule.amount > 0.0) {
+            if !(rule.amount.is_finite() && rule.amount > 0.0 && rule.amount <= MAX_WEIGHT) {
                 return Err(Error::config(
                     key(&format!("{list}[{i}].amount")),
                     format!(
-                        "expected a finite amount > 0 (use `{}` to go the other way), got {}",
+                        "expected an amount in (0, {MAX_WEIGHT:e}] (use `{}` to go the other way), got {}",
                         if list == "boost" { "bury" } else { "boost" },
                         rule.amount
                     ),

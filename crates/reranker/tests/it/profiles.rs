@@ -138,6 +138,9 @@ fn validation_names_the_wrong_key() {
         invalid(with_weight("price_fit", f64::INFINITY)).0,
         "profiles.p.weights.price_fit"
     );
+    let (key, message) = invalid(with_weight("in_cart", -2e6));
+    assert_eq!(key, "profiles.p.weights.in_cart");
+    assert_eq!(message, "expected a weight in [-1e6, 1e6], got -2000000");
 
     let lambda = |l: f64| RankProfile {
         diversity: DiversityConfig {
@@ -221,6 +224,10 @@ fn validation_names_the_wrong_key() {
     );
     assert_eq!(
         invalid(bury(rule(f64::NAN, "brand", "x"))).0,
+        "profiles.p.bury[0].amount"
+    );
+    assert_eq!(
+        invalid(bury(rule(1e7, "brand", "x"))).0,
         "profiles.p.bury[0].amount"
     );
     assert_eq!(
