@@ -1,0 +1,542 @@
+//! The `redrec-ingest` CLI: bulk loads, vector refreshes, schema import/export, migrations and
+//! the built-in datasets. Configuration comes from `redrec.toml` / `REDREC_*` (see
+//! docs/INGEST.md); flags override it.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use redrec_core::{
+    config::{IndexConfig, RedisConfig},
+    keys::Namespace,
+    schema::{IndexSchema, StorageType},
+};
+use redrec_embedder::EmbedderConfig;
+use redrec_ingest::{
+    dataset::{complete_journey, synthetic},
+    index, load,
+    load::{LoadOptions, OnInvalid},
+    migrate,
+    progress::ProgressMode,
+    refresh,
+    source::{Format, SourceSpec},
+    validate::Mapping,
+    write::WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+/// The settings this binary reads (other sections of redrec.toml are ignored).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Settings {
+    redis: RedisConfig,
+    index: IndexConfig,
+    embedder: EmbedderConfig,
+    ingest: WriteOptions,
+    mapping: Mapping,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "redrec-ingest",
+    about = "Load items and vectors into redrec's Redis, manage indexes and migrations"
+)]
+struct Cli {
+    /// Key namespace (overrides `index.namespace`)
+    #[arg(long, global = true)]
+    namespace: Option<String>,
+    /// Progress display
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Items per pipeline (overrides `ingest.batch_size`)
+    #[arg(long, global = true)]
+    batch_size: Option<usize>,
+    /// Pipelines in flight (overrides `ingest.in_flight`)
+    #[arg(long, global = true)]
+    in_flight: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Progress {
+    Auto,
+    Lines,
+    Quiet,
+}
+
+#[derive(clap::Args, Clone)]
+struct InputArgs {
+    /// Input file (.jsonl, .csv, .parquet, .npy, .f32)
+    file: PathBuf,
+    /// Format, when the extension does not say
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Id file for vector files (.npy / .f32): one id per line, in row order
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// Dimension of a raw .f32 file
+    #[arg(long)]
+    dims: Option<usize>,
+    /// Write the valid rows and record the invalid ones instead of writing nothing (strict is the default)
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Where --skip-invalid writes rejected rows with reasons (JSONL)
+    #[arg(long, default_value = "rejects.jsonl")]
+    rejects: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate and load items (metadata and/or vectors) into the serving index
+    Load {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Store items as JSON documents instead of hashes (new indexes only)
+        #[arg(long)]
+        json: bool,
+        /// Rows may lack a vector (metadata-only load)
+        #[arg(long)]
+        no_vector: bool,
+        /// Index schema as RedisVL YAML (overrides `index.schema_file`)
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// Overwrite existing items' vectors in place while serving
+    Refresh {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Vector field (query name)
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// Show the serving alias, its index and indexing progress
+    Status,
+    /// Read or write the index schema as RedisVL YAML
+    Schema {
+        #[command(subcommand)]
+        action: SchemaCmd,
+    },
+    /// Model / dimension migration behind the alias (resumable)
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateCmd,
+    },
+    /// Load a built-in dataset
+    Seed {
+        #[command(subcommand)]
+        dataset: SeedCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCmd {
+    /// Print (or write to --out) the serving index's schema as RedisVL YAML
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create the index described by a RedisVL YAML file (if missing) and point the alias at it
+    Apply { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MigrateCmd {
+    /// Plan, backfill, shadow-compare and switch in one go (resumes where a previous run stopped)
+    Run {
+        #[command(flatten)]
+        input: InputArgs,
+        /// New vector dimension
+        #[arg(long)]
+        dims: usize,
+        #[arg(long)]
+        field: Option<String>,
+        /// Items sampled for shadow queries
+        #[arg(long, default_value_t = 100)]
+        shadow_sample: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Show the migration state
+    Status,
+    /// Point the alias at the new index (after backfill)
+    Switch {
+        /// Switch even if fewer items have new vectors than the old index had
+        #[arg(long)]
+        force: bool,
+    },
+    /// Point the alias back at the old index
+    Rollback,
+    /// Drop the index that is no longer served and its vector field
+    Cleanup,
+}
+
+#[derive(Subcommand)]
+enum SeedCmd {
+    /// The Complete Journey retail catalog (92,331 products), embedded with the configured model
+    CompleteJourney {
+        /// Directory with products.parquet and transactions.parquet
+        #[arg(long, default_value = "target/redrec/data/complete-journey")]
+        data_dir: PathBuf,
+    },
+    /// A deterministic synthetic catalog (benchmarks)
+    Synthetic {
+        #[arg(long, default_value_t = 100_000)]
+        items: u64,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REDREC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn spec(input: &InputArgs, mapping: &Mapping, vector_field: &str) -> Result<SourceSpec> {
+    let mut s = SourceSpec::new(&input.file).or_else(|e| match input.format {
+        Some(_) => Ok(SourceSpec {
+            path: input.file.clone(),
+            format: Format::Jsonl,
+            ids: None,
+            dims: None,
+            id_column: String::new(),
+            vector_column: String::new(),
+        }),
+        None => Err(e),
+    })?;
+    if let Some(f) = input.format {
+        s.format = f;
+    }
+    s.ids = input.ids.clone();
+    s.dims = input.dims;
+    s.id_column = mapping.id.clone();
+    s.vector_column = mapping.column(vector_field).to_owned();
+    Ok(s)
+}
+
+fn on_invalid(input: &InputArgs) -> OnInvalid {
+    if input.skip_invalid {
+        OnInvalid::Skip {
+            rejects: Some(input.rejects.clone()),
+        }
+    } else {
+        OnInvalid::Strict
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut settings: Settings = redrec_core::config::figment(&Settings::default())
+        .context("configuration")?
+        .extract()
+        .context("configuration")?;
+    if let Some(ns) = &cli.namespace {
+        settings.index.namespace = ns.clone();
+    }
+    if let Some(b) = cli.batch_size {
+        settings.ingest.batch_size = b;
+    }
+    if let Some(f) = cli.in_flight {
+        settings.ingest.in_flight = f;
+    }
+    let progress = match cli.progress {
+        Progress::Auto => ProgressMode::Auto,
+        Progress::Lines => ProgressMode::Lines,
+        Progress::Quiet => ProgressMode::Quiet,
+    };
+    let ns: Namespace = settings.index.namespace();
+    let con = redrec_ingest::connect(&settings.redis.url)
+        .await
+        .with_context(|| format!("cannot connect to redis at {}", settings.redis.url))?;
+    let mut opts = LoadOptions {
+        write: settings.ingest,
+        progress,
+        ..LoadOptions::default()
+    };
+    let vector_field = settings.index.fields.vector.clone();
+
+    match cli.cmd {
+        Cmd::Load {
+            input,
+            json,
+            no_vector,
+            schema,
+        } => {
+            if schema.is_some() {
+                settings.index.schema_file = schema;
+            }
+            let mut template = settings.index.schema(1).context("index schema")?;
+            if json {
+                template.index.storage_type = StorageType::Json;
+            }
+            let mut mapping = settings.mapping.clone();
+            if no_vector {
+                mapping.require_vector = false;
+            }
+            opts.on_invalid = on_invalid(&input);
+            let spec = spec(&input, &mapping, &vector_field)?;
+            let report = load::load(&con, &ns, &template, Arc::new(spec), &mapping, &opts).await;
+            print_load(report, &input)?;
+        }
+        Cmd::Refresh { input, field } => {
+            let field = field.unwrap_or(vector_field);
+            opts.on_invalid = on_invalid(&input);
+            let spec = spec(&input, &settings.mapping, &field)?;
+            let r = refresh::refresh(&con, &ns, &field, Arc::new(spec), &settings.mapping, &opts)
+                .await?;
+            println!("refresh: {r}");
+        }
+        Cmd::Status => {
+            let mut c = con.clone();
+            match index::info(&mut c, &ns.alias()).await? {
+                None => println!(
+                    "alias {} does not exist (nothing loaded in namespace {})",
+                    ns.alias(),
+                    ns.name()
+                ),
+                Some(i) => println!(
+                    "alias {} -> {}: {} docs, {:.1}% indexed, {} indexing failures",
+                    ns.alias(),
+                    i.name,
+                    i.num_docs,
+                    i.percent_indexed * 100.0,
+                    i.hash_indexing_failures
+                ),
+            }
+            if let Some(st) = migrate::state(&mut c, &ns).await? {
+                println!("migration: {}", serde_json::to_string_pretty(&st)?);
+            }
+        }
+        Cmd::Schema { action } => {
+            let mut c = con.clone();
+            match action {
+                SchemaCmd::Export { out } => {
+                    let schema = index::live_schema(&mut c, &ns, &ns.alias())
+                        .await?
+                        .with_context(|| format!("alias {} does not exist", ns.alias()))?;
+                    match out {
+                        Some(p) => std::fs::write(&p, schema.to_yaml())
+                            .with_context(|| format!("cannot write {}", p.display()))?,
+                        None => print!("{}", schema.to_yaml()),
+                    }
+                }
+                SchemaCmd::Apply { file } => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let schema = IndexSchema::from_yaml(&text)
+                        .with_context(|| format!("schema {}", file.display()))?;
+                    let created = index::create_if_missing(
+                        &mut c,
+                        &ns,
+                        &schema,
+                        &schema.index.name,
+                        &Default::default(),
+                    )
+                    .await?;
+                    index::point_alias(&mut c, &ns.alias(), &schema.index.name).await?;
+                    println!(
+                        "index {} {}; alias {} points to it",
+                        schema.index.name,
+                        if created {
+                            "created"
+                        } else {
+                            "already existed"
+                        },
+                        ns.alias()
+                    );
+                }
+            }
+        }
+        Cmd::Migrate { action } => match action {
+            MigrateCmd::Run {
+                input,
+                dims,
+                field,
+                shadow_sample,
+                k,
+            } => {
+                let field = field.unwrap_or(vector_field);
+                opts.on_invalid = on_invalid(&input);
+                let spec = spec(&input, &settings.mapping, &field)?;
+                let target = migrate::Target {
+                    field,
+                    dims,
+                    attrs: None,
+                };
+                let st = migrate::run(
+                    &con,
+                    &ns,
+                    &target,
+                    Arc::new(spec),
+                    &settings.mapping,
+                    &opts,
+                    shadow_sample,
+                    k,
+                )
+                .await?;
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            }
+            MigrateCmd::Status => {
+                let mut c = con.clone();
+                match migrate::state(&mut c, &ns).await? {
+                    Some(st) => println!("{}", serde_json::to_string_pretty(&st)?),
+                    None => println!("no migration recorded in {}", ns.meta("migration")),
+                }
+            }
+            MigrateCmd::Switch { force } => {
+                let st = migrate::switch(&con, &ns, force).await?;
+                println!("alias {} -> {}", ns.alias(), st.to_index);
+            }
+            MigrateCmd::Rollback => {
+                let st = migrate::rollback(&con, &ns).await?;
+                println!("alias {} -> {} (rolled back)", ns.alias(), st.from_index);
+            }
+            MigrateCmd::Cleanup => {
+                let (st, touched) = migrate::cleanup(&con, &ns).await?;
+                println!(
+                    "cleaned up after migration to {}: {touched} items lost their unused vector field",
+                    st.to_index
+                );
+            }
+        },
+        Cmd::Seed { dataset } => match dataset {
+            SeedCmd::CompleteJourney { data_dir } => {
+                let started = Instant::now();
+                let embedder = redrec_embedder::from_config(&settings.embedder)
+                    .context("embedder (run `cargo xtask fetch model` for the default model)")?;
+                let dims = embedder.dims();
+                if dims != settings.index.vector.dims {
+                    settings.index.vector.dims = dims;
+                }
+                let mut template = settings.index.schema(1).context("index schema")?;
+                complete_journey::extend_schema(&mut template);
+                let catalog = complete_journey::build(
+                    &data_dir,
+                    embedder.as_ref(),
+                    settings.embedder.batch_size,
+                    progress,
+                )?;
+                let s = &catalog.stats;
+                eprintln!(
+                    "complete-journey: {} products, {} transaction lines, {} with a price, {} bought; read in {:.1}s; {} distinct texts embedded in {:.1}s ({:.0} texts/s, model {})",
+                    s.products,
+                    s.transaction_lines,
+                    s.with_price,
+                    s.bought,
+                    s.read_secs,
+                    s.distinct_texts,
+                    s.embed_secs,
+                    s.texts_per_sec,
+                    embedder.model_id()
+                );
+                let mapping = Mapping {
+                    required: vec![settings.index.fields.text.clone()],
+                    ..Mapping::default()
+                };
+                let rows = complete_journey::MemoryRows {
+                    label: format!("{}", data_dir.join("products.parquet").display()),
+                    rows: Arc::new(catalog.rows),
+                };
+                let report =
+                    load::load(&con, &ns, &template, Arc::new(rows), &mapping, &opts).await?;
+                println!("seed complete-journey: {report}");
+                println!("total {:.1}s", started.elapsed().as_secs_f64());
+                set_seed_marker(&con, &ns, "complete-journey").await?;
+            }
+            SeedCmd::Synthetic { items, dim, seed } => {
+                if items == 0 || items > 10_000_000 || dim == 0 || dim > 4096 {
+                    bail!("--items must be 1..=10000000 and --dim 1..=4096");
+                }
+                settings.index.vector.dims = dim;
+                let template = settings.index.schema(1).context("index schema")?;
+                let generator = synthetic::Synthetic::new(synthetic::SyntheticParams {
+                    items,
+                    dims: dim,
+                    seed,
+                });
+                let rows = synthetic::SyntheticRows(Arc::new(generator));
+                // Generated rows are valid by construction: one pass.
+                opts.on_invalid = OnInvalid::Skip { rejects: None };
+                let report = load::load(
+                    &con,
+                    &ns,
+                    &template,
+                    Arc::new(rows),
+                    &Mapping::default(),
+                    &opts,
+                )
+                .await?;
+                if report.rejected > 0 {
+                    bail!(
+                        "synthetic generator produced {} invalid rows: {:?}",
+                        report.rejected,
+                        report.first_rejects
+                    );
+                }
+                println!("seed synthetic: {report}");
+                set_seed_marker(
+                    &con,
+                    &ns,
+                    &format!("synthetic items={items} dim={dim} seed={seed}"),
+                )
+                .await?;
+            }
+        },
+    }
+    Ok(())
+}
+
+async fn set_seed_marker(
+    con: &redis::aio::MultiplexedConnection,
+    ns: &Namespace,
+    what: &str,
+) -> Result<()> {
+    let mut c = con.clone();
+    let _: () = redis::cmd("SET")
+        .arg(ns.meta("seed"))
+        .arg(what)
+        .query_async(&mut c)
+        .await?;
+    Ok(())
+}
+
+fn print_load(report: redrec_ingest::Result<load::LoadReport>, input: &InputArgs) -> Result<()> {
+    match report {
+        Ok(r) => {
+            println!("load: {r}");
+            if r.rejected > 0 {
+                println!("rejected rows and reasons: {}", input.rejects.display());
+            }
+            Ok(())
+        }
+        Err(redrec_ingest::Error::Invalid { count, first }) => {
+            for r in &first {
+                eprintln!("invalid: {r}");
+            }
+            bail!(
+                "{count} invalid row(s) in {}: nothing written (strict mode; --skip-invalid writes the valid rows)",
+                input.file.display()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
