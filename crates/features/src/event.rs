@@ -66,18 +66,37 @@ impl FromStr for EventKind {
 }
 
 /// One event as submitted. `event_id` makes retries count once; `dwell_ms` is required for
-/// `dwell` events and must not be negative.
+/// `dwell` events and must not be negative. Ids may be JSON strings or non-negative integers
+/// (catalogues with numeric product ids send `"item_id": 123`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     #[serde(rename = "type")]
     pub event_type: String,
+    #[serde(deserialize_with = "string_or_integer")]
     pub user_id: String,
+    #[serde(deserialize_with = "string_or_integer")]
     pub item_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dwell_ms: Option<i64>,
+}
+
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    match Id::deserialize(d) {
+        Ok(Id::Text(s)) => Ok(s),
+        Ok(Id::Number(n)) => Ok(n.to_string()),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a string or a non-negative integer id",
+        )),
+    }
 }
 
 impl Event {
@@ -222,6 +241,20 @@ mod tests {
         assert!(e.contains("`item_id`"), "{e}");
         let e = err(r#"{"type":"view","user_id":"u1","item_id":"1","event_id":"a{b}"}"#);
         assert!(e.contains("`event_id`"), "{e}");
+    }
+
+    #[test]
+    fn accepts_integer_ids() {
+        let e: Event =
+            serde_json::from_str(r#"{"type":"view","user_id":7,"item_id":123}"#).unwrap();
+        assert_eq!((e.user_id.as_str(), e.item_id.as_str()), ("7", "123"));
+        let err = serde_json::from_str::<Event>(r#"{"type":"view","user_id":"u","item_id":-1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected a string or a non-negative integer id"),
+            "{err}"
+        );
     }
 
     #[test]

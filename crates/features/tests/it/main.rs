@@ -3,4 +3,5 @@
 mod apply;
 mod concurrency;
 mod lifecycle;
+mod ranking;
 mod support;
