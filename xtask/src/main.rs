@@ -3,6 +3,7 @@
 
 mod provision;
 mod redis;
+mod seed;
 mod tidy;
 
 use std::{
@@ -44,6 +45,8 @@ enum Cmd {
         #[arg(value_enum)]
         what: Asset,
     },
+    /// Load a dataset: the Complete Journey catalog (default) or a synthetic one
+    Seed(seed::SeedArgs),
     /// The main job: provision Redis, seed the default dataset, serve the gateway and demo page
     Demo {
         #[arg(long, env = "REDREC_REDIS_PORT", default_value_t = redis::DEFAULT_PORT)]
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Demo { port } => demo(port),
+        Cmd::Seed(args) => seed::seed(&args),
     }
 }
 

@@ -1,0 +1,69 @@
+//! `cargo xtask seed`: loads a dataset into the Redis redrec uses. Starts the embedded Redis
+//! when needed, fetches the pinned dataset and model, and runs the `redrec-ingest` binary (in
+//! release mode): xtask orchestrates, it links none of the ingest crates.
+//!
+//! - `cargo xtask seed` / `cargo xtask seed complete-journey`: the real retail catalog.
+//! - `cargo xtask seed synthetic --items 100000 --dim 128 --seed 42 [--namespace X]`.
+
+use anyhow::Result;
+
+use crate::{Asset, cargo, fetch, redis, run_step};
+
+#[derive(clap::Args, Debug)]
+pub struct SeedArgs {
+    #[command(subcommand)]
+    dataset: Option<Dataset>,
+    /// Key namespace to load into (default: `index.namespace` from the config, `redrec`)
+    #[arg(long, global = true)]
+    namespace: Option<String>,
+    /// Port of the embedded Redis (ignored when REDREC_REDIS__URL is set)
+    #[arg(long, global = true, env = "REDREC_REDIS_PORT", default_value_t = redis::DEFAULT_PORT)]
+    port: u16,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Dataset {
+    /// The Complete Journey retail catalog (default): 92,331 products, embedded with MiniLM
+    CompleteJourney,
+    /// A deterministic synthetic catalog for benchmarks
+    Synthetic {
+        #[arg(long, default_value_t = 100_000)]
+        items: u64,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+pub fn seed(args: &SeedArgs) -> Result<()> {
+    redis::up(&redis::UpOptions {
+        port: args.port,
+        persist: false,
+    })?;
+    let url = redis::Target::from_env(args.port).url();
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "-p", "redrec-ingest", "--"])
+        .env("REDREC_REDIS__URL", &url);
+    if let Some(ns) = &args.namespace {
+        cmd.args(["--namespace", ns]);
+    }
+    match args.dataset.as_ref().unwrap_or(&Dataset::CompleteJourney) {
+        Dataset::CompleteJourney => {
+            let data = fetch(Asset::CompleteJourney)?;
+            let model = fetch(Asset::Model)?;
+            cmd.env("REDREC_EMBEDDER__MODEL_DIR", &model)
+                .args(["seed", "complete-journey", "--data-dir"])
+                .arg(&data);
+        }
+        Dataset::Synthetic { items, dim, seed } => {
+            cmd.args(["seed", "synthetic", "--items"])
+                .arg(items.to_string())
+                .arg("--dim")
+                .arg(dim.to_string())
+                .arg("--seed")
+                .arg(seed.to_string());
+        }
+    }
+    run_step("redrec-ingest seed", &mut cmd)
+}
