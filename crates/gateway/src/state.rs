@@ -18,14 +18,19 @@ use crate::{
     metrics::{Metrics, PoolGauges},
 };
 
-/// Everything the gateway binary reads from its configuration.
+/// Everything the gateway binary reads from its configuration. Sections it does not know
+/// (`[ingest]`, `[mapping]`, other binaries' env vars) are ignored so one redrec.toml serves every
+/// binary; inside each known section unknown keys are errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub redis: RedisConfig,
     pub index: IndexConfig,
     pub gateway: GatewayConfig,
     pub embedder: redrec_embedder::EmbedderConfig,
+    pub features: redrec_features::FeaturesConfig,
+    pub reranker: redrec_reranker::RerankerConfig,
+    pub retriever: redrec_retriever::RetrieverConfig,
 }
 
 /// Why the state could not be built.
@@ -58,6 +63,11 @@ pub struct Inner {
     pub metrics: Metrics,
     /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
     pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
+    pub features: redrec_features::FeatureStore,
+    pub reranker: redrec_reranker::Reranker,
+    pub retriever: redrec_retriever::Retriever,
+    /// Department -> categories, cached by `GET /v1/facets`.
+    pub facets: tokio::sync::Mutex<Option<(std::time::Instant, crate::routes::query::Facets)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,16 +109,65 @@ impl AppState {
         }
         let pool = build_pool(&settings.redis)?;
         let ns = settings.index.namespace();
+        let features = redrec_features::FeatureStore::new(
+            ns.clone(),
+            settings.index.fields.clone(),
+            settings.features.clone(),
+        )
+        .map_err(|e| StartError::Config {
+            field: "features",
+            message: e.to_string(),
+        })?;
+        let reranker =
+            redrec_reranker::Reranker::from_config(settings.reranker.clone()).map_err(|e| {
+                StartError::Config {
+                    field: "reranker",
+                    message: e.to_string(),
+                }
+            })?;
+        let retriever = build_retriever(&settings, &schema, None)?;
         Ok(AppState {
             inner: Arc::new(Inner {
+                retriever,
+                facets: tokio::sync::Mutex::new(None),
                 ns,
                 schema,
                 pool,
                 metrics: Metrics::new(),
                 embedder,
+                features,
+                reranker,
                 settings,
             }),
         })
+    }
+
+    /// Like [`AppState::new`], and detects `FT.HYBRID` on the server so text queries use
+    /// server-side fusion where available (Redis 8.4+). A Redis that is down is not an error
+    /// here: client-side fusion is used and `/readyz` reports the outage.
+    pub async fn connect(
+        settings: Settings,
+        embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
+    ) -> Result<AppState, StartError> {
+        let state = AppState::new(settings, embedder)?;
+        let schema = state.schema.clone();
+        let mut probe = build_retriever(&state.settings, &schema, None)?;
+        match probe.detect_hybrid().await {
+            Ok(Some(syntax)) => {
+                tracing::info!(syntax = ?syntax, "FT.HYBRID available: server-side fusion");
+                let mut inner = Arc::try_unwrap(state.inner)
+                    .unwrap_or_else(|_| unreachable!("state not shared yet"));
+                inner.retriever = build_retriever(&inner.settings, &schema, Some(syntax))?;
+                Ok(AppState {
+                    inner: Arc::new(inner),
+                })
+            }
+            Ok(None) => Ok(state),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot probe FT.HYBRID; using client-side fusion");
+                Ok(state)
+            }
+        }
     }
 
     pub fn gateway(&self) -> &GatewayConfig {
@@ -195,6 +254,29 @@ pub fn is_transport_error(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
         )
+}
+
+fn build_retriever(
+    settings: &Settings,
+    schema: &IndexSchema,
+    hybrid: Option<redrec_core::hybrid::HybridSyntax>,
+) -> Result<redrec_retriever::Retriever, StartError> {
+    let cfg_err = |e: redrec_retriever::Error| StartError::Config {
+        field: "retriever",
+        message: e.to_string(),
+    };
+    // The retriever keeps its own RESP3 pool (it reads partial-result warnings from RESP3).
+    let pool = redrec_retriever::create_pool(&settings.redis).map_err(cfg_err)?;
+    let mut retriever = redrec_retriever::Retriever::with_pool(
+        pool,
+        settings.index.namespace(),
+        schema.clone(),
+        settings.index.fields.clone(),
+        settings.retriever.clone(),
+    )
+    .map_err(cfg_err)?;
+    retriever.set_hybrid_syntax(hybrid);
+    Ok(retriever)
 }
 
 fn build_pool(cfg: &RedisConfig) -> Result<Pool, StartError> {

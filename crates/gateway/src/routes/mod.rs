@@ -3,3 +3,4 @@
 pub mod items;
 pub mod query;
 pub mod system;
+pub mod users;

@@ -1,8 +1,458 @@
-//! Read routes that run the retrieval pipeline: recommendations, search and similar items.
+//! Read routes that run the request pipeline: `POST /v1/recommendations`, `POST /v1/search`,
+//! `GET /v1/items/{id}/similar`, and `GET /v1/facets` (department/category values for the demo).
+//!
+//! Every request is validated completely before any I/O; then the stages run within their
+//! budgets: `features` (user features), `embed` (query text), `retrieve`, `rerank`.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{error::ApiError, state::AppState};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use redrec_core::filter::Filter;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{Access, authorize},
+    budget::{ServerTiming, StageTiming},
+    error::{ApiError, ApiResult},
+    extract::{QueryParams, StrictJson},
+    pipeline::{self, Plan, QueryInput},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/recommendations", post(post_recommendations))
+        .route("/v1/search", post(post_search))
+        .route("/v1/items/{id}/similar", get(get_similar))
+        .route("/v1/facets", get(get_facets))
+}
+
+/// Default number of results.
+pub const DEFAULT_K: usize = 10;
+
+/// What to recommend around. All parts are optional and combine; none -> personalised from the
+/// user's features, or popular items for a cold user.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    /// Free text: embedded (semantic KNN) and matched lexically (BM25), fused.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A query vector of the index's dimensions.
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    /// "More like this" item id.
+    #[serde(default)]
+    pub item_id: Option<String>,
+    /// Items the result should resemble.
+    #[serde(default)]
+    pub positive: Vec<String>,
+    /// Items the result should move away from.
+    #[serde(default)]
+    pub negative: Vec<String>,
+}
+
+/// Body of `POST /v1/recommendations`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendRequest {
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub query: Option<QuerySpec>,
+    /// Filter in the JSON form of redrec-core's filter AST, e.g.
+    /// `{"and":[{"tag":{"field":"category","any":["BREAD"]}},{"range":{"field":"price","lte":5}}]}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub filter: Option<serde_json::Value>,
+    /// Number of results (1..=gateway.max_k, default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Rank profile name (`default`, `discovery`, `repurchase`, or configured ones).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Leave out items the user has seen (default true when `user_id` is given).
+    #[serde(default)]
+    pub exclude_seen: Option<bool>,
+    /// Attach per-item explanations.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// Body of `POST /v1/search`: text and/or vector, fused, with filters.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Optional user for personal reranking (search does not exclude seen items unless asked).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub exclude_seen: Option<bool>,
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// One candidate source's opinion of a result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceDoc {
+    /// `query_vector`, `query_text`, `lexical`, `similar_item`, `session`, `long_term`,
+    /// `examples` or `popular`.
+    pub source: String,
+    /// 0-based rank in that source's list.
+    pub rank: u32,
+    pub similarity: f32,
+}
+
+/// One result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultItem {
+    pub id: String,
+    pub score: f64,
+    pub fields: BTreeMap<String, String>,
+    pub sources: Vec<SourceDoc>,
+    /// Why this item is here (feature contributions, adjustments), when `explain` was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub explanation: Option<serde_json::Value>,
+}
+
+/// Response of the recommendation, search and similar routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultList {
+    pub items: Vec<ResultItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The rank profile used.
+    pub profile: String,
+    /// True when the user had no stored features (popular / query-only results).
+    pub cold_start: bool,
+    /// True when a stage was skipped to meet the deadline (e.g. reranking: retrieval order).
+    pub degraded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<String>,
+    /// Candidates retrieved before reranking.
+    pub candidates: usize,
+    /// Per-stage timings (also in the `Server-Timing` header).
+    pub timings: Vec<StageTiming>,
+}
+
+impl IntoResponse for pipeline::Outcome {
+    fn into_response(self) -> Response {
+        let header = ServerTiming(self.timings.server_timing());
+        let body = ResultList {
+            items: self
+                .items
+                .into_iter()
+                .map(|r| ResultItem {
+                    id: r.id,
+                    score: r.score,
+                    fields: r.fields,
+                    sources: r
+                        .sources
+                        .into_iter()
+                        .map(|s| SourceDoc {
+                            source: s.source.as_str().to_owned(),
+                            rank: s.rank,
+                            similarity: s.similarity,
+                        })
+                        .collect(),
+                    explanation: r.explanation.and_then(|e| serde_json::to_value(e).ok()),
+                })
+                .collect(),
+            user_id: self.user_id,
+            profile: self.profile,
+            cold_start: self.cold_start,
+            degraded: self.degraded_reason.is_some(),
+            degraded_reason: self.degraded_reason,
+            candidates: self.candidates,
+            timings: self.timings.stages,
+        };
+        let mut response = Json(body).into_response();
+        response.extensions_mut().insert(header);
+        response
+    }
+}
+
+/// Validated common options.
+fn common(
+    state: &AppState,
+    k: Option<usize>,
+    profile: Option<String>,
+    filter: Option<serde_json::Value>,
+    user_id: Option<String>,
+) -> ApiResult<(usize, String, Filter, Option<String>)> {
+    let max_k = state.gateway().max_k;
+    let k = k.unwrap_or(DEFAULT_K);
+    if k == 0 || k > max_k {
+        return Err(ApiError::invalid(
+            "k",
+            format!("k is {k}, expected 1..={max_k}"),
+        ));
+    }
+    let profile = profile.unwrap_or_else(|| redrec_reranker::DEFAULT_PROFILE.to_owned());
+    state
+        .reranker
+        .profiles()
+        .get(&profile)
+        .map_err(|e| ApiError::invalid("profile", e.to_string()))?;
+    let filter = match filter {
+        None | Some(serde_json::Value::Null) => Filter::All,
+        Some(v) => Filter::from_json(&v)?,
+    };
+    filter.check(&state.schema)?;
+    if let Some(u) = &user_id {
+        crate::routes::items::check_id(u, "user_id")?;
+    }
+    Ok((k, profile, filter, user_id))
+}
+
+fn check_vector(state: &AppState, v: &[f32], field: &str) -> ApiResult<()> {
+    redrec_core::vector::validate(v, state.index_config().vector.dims)
+        .map_err(|e| ApiError::invalid(field, e.to_string()))
+}
+
+fn check_text(text: &Option<String>, field: &str) -> ApiResult<Option<String>> {
+    match text {
+        None => Ok(None),
+        Some(t) if t.trim().is_empty() => Ok(None),
+        Some(t) if t.len() > 2048 => Err(ApiError::invalid(
+            field,
+            format!("text is {} bytes, at most 2048 are accepted", t.len()),
+        )),
+        Some(t) => Ok(Some(t.trim().to_owned())),
+    }
+}
+
+/// Personalised recommendations.
+#[utoipa::path(post, path = "/v1/recommendations", tag = "recommend", request_body = RecommendRequest,
+    responses((status = 200, body = ResultList), (status = 400, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+pub async fn post_recommendations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    StrictJson(req): StrictJson<RecommendRequest>,
+) -> ApiResult<pipeline::Outcome> {
+    authorize(&state, &headers, Access::Read)?;
+    let (k, profile, filter, user_id) =
+        common(&state, req.k, req.profile, req.filter, req.user_id)?;
+    let q = req.query.unwrap_or_default();
+    let text = check_text(&q.text, "query.text")?;
+    if let Some(v) = &q.vector {
+        check_vector(&state, v, "query.vector")?;
+    }
+    if let Some(id) = &q.item_id {
+        crate::routes::items::check_id(id, "query.item_id")?;
+    }
+    for (name, ids) in [
+        ("query.positive", &q.positive),
+        ("query.negative", &q.negative),
+    ] {
+        if ids.len() > 50 {
+            return Err(ApiError::invalid(name, "at most 50 item ids"));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            crate::routes::items::check_id(id, &format!("{name}[{i}]"))?;
+        }
+    }
+    if !q.negative.is_empty() && q.positive.is_empty() {
+        return Err(ApiError::invalid(
+            "query.negative",
+            "negative examples need at least one positive example",
+        ));
+    }
+    let exclude_seen = req.exclude_seen.unwrap_or(user_id.is_some());
+    let plan = Plan {
+        k,
+        profile,
+        filter,
+        user_id,
+        exclude_seen,
+        explain: req.explain,
+        query: QueryInput {
+            text,
+            vector: q.vector,
+            item_id: q.item_id,
+            positive: q.positive,
+            negative: q.negative,
+        },
+        personalise: true,
+    };
+    pipeline::run(&state, plan).await
+}
+
+/// Search: query text (semantic + lexical) and/or a vector, fused, with filters.
+#[utoipa::path(post, path = "/v1/search", tag = "recommend", request_body = SearchRequest,
+    responses((status = 200, body = ResultList), (status = 400, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn post_search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    StrictJson(req): StrictJson<SearchRequest>,
+) -> ApiResult<pipeline::Outcome> {
+    authorize(&state, &headers, Access::Read)?;
+    let (k, profile, filter, user_id) =
+        common(&state, req.k, req.profile, req.filter, req.user_id)?;
+    let text = check_text(&req.text, "text")?;
+    if let Some(v) = &req.vector {
+        check_vector(&state, v, "vector")?;
+    }
+    if text.is_none() && req.vector.is_none() {
+        return Err(ApiError::invalid(
+            "text",
+            "search needs `text` or `vector` (use /v1/recommendations for query-less results)",
+        ));
+    }
+    let plan = Plan {
+        k,
+        profile,
+        filter,
+        exclude_seen: req.exclude_seen.unwrap_or(false),
+        user_id,
+        explain: req.explain,
+        query: QueryInput {
+            text,
+            vector: req.vector,
+            ..QueryInput::default()
+        },
+        personalise: false,
+    };
+    pipeline::run(&state, plan).await
+}
+
+/// Items similar to one item. Query parameters: `k`, `profile`, `explain`, `user_id`,
+/// `filter` (the JSON filter, URL-encoded).
+#[utoipa::path(get, path = "/v1/items/{id}/similar", tag = "recommend",
+    params(("id" = String, Path, description = "item id"),
+        ("k" = Option<usize>, Query, description = "number of results"),
+        ("profile" = Option<String>, Query, description = "rank profile"),
+        ("explain" = Option<bool>, Query, description = "attach explanations"),
+        ("user_id" = Option<String>, Query, description = "personalise the ranking"),
+        ("filter" = Option<String>, Query, description = "JSON filter, URL-encoded")),
+    responses((status = 200, body = ResultList), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn get_similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    mut params: QueryParams,
+) -> ApiResult<pipeline::Outcome> {
+    authorize(&state, &headers, Access::Read)?;
+    crate::routes::items::check_id(&id, "id")?;
+    let k = params.take::<usize>("k", "a positive integer")?;
+    let explain = params
+        .take::<bool>("explain", "true or false")?
+        .unwrap_or(false);
+    let profile = params.take_string("profile");
+    let user_id = params.take_string("user_id");
+    let filter = match params.take_string("filter") {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<serde_json::Value>(&raw).map_err(|e| {
+                ApiError::invalid(
+                    "filter",
+                    format!("query parameter `filter` is not JSON: {e}"),
+                )
+            })?,
+        ),
+    };
+    params.finish(&["k", "profile", "explain", "user_id", "filter"])?;
+    let (k, profile, filter, user_id) = common(&state, k, profile, filter, user_id)?;
+    let plan = Plan {
+        k,
+        profile,
+        filter,
+        exclude_seen: false,
+        user_id,
+        explain,
+        query: QueryInput {
+            item_id: Some(id),
+            ..QueryInput::default()
+        },
+        personalise: false,
+    };
+    pipeline::run(&state, plan).await
+}
+
+/// Department -> categories present in the index (cached for a minute).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Facets {
+    pub departments: BTreeMap<String, Vec<String>>,
+}
+
+/// Department and category values of the catalog, for filter pickers.
+#[utoipa::path(get, path = "/v1/facets", tag = "recommend",
+    responses((status = 200, body = Facets), (status = 503, body = crate::error::ErrorBody)))]
+pub async fn get_facets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Facets>> {
+    authorize(&state, &headers, Access::Read)?;
+    {
+        let cache = state.facets.lock().await;
+        if let Some((at, facets)) = &*cache
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return Ok(Json(facets.clone()));
+        }
+    }
+    let fields = &state.index_config().fields;
+    let mut con = state.conn().await?;
+    let reply: redis::Value = state
+        .redis(
+            "FT.AGGREGATE facets",
+            redis::cmd("FT.AGGREGATE")
+                .arg(state.ns.alias())
+                .arg("*")
+                .arg("GROUPBY")
+                .arg(2)
+                .arg(format!("@{}", fields.department))
+                .arg(format!("@{}", fields.category))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(10_000)
+                .query_async(&mut con),
+        )
+        .await?;
+    let mut departments: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let redis::Value::Array(rows) = reply {
+        for row in rows.iter().skip(1) {
+            let map = crate::routes::system::pairs(row);
+            let get = |k: &str| map.get(k).map(crate::routes::system::value_text);
+            if let (Some(d), Some(c)) = (get(&fields.department), get(&fields.category))
+                && !d.is_empty()
+                && !c.is_empty()
+            {
+                departments.entry(d).or_default().push(c);
+            }
+        }
+    }
+    for cats in departments.values_mut() {
+        cats.sort();
+        cats.dedup();
+    }
+    let facets = Facets { departments };
+    *state.facets.lock().await = Some((std::time::Instant::now(), facets.clone()));
+    Ok(Json(facets))
+}
 
 /// Embeds one text on the blocking pool (the embedder is CPU-bound and synchronous).
 pub async fn embed_text(state: &AppState, text: String) -> Result<Vec<f32>, ApiError> {
@@ -14,8 +464,4 @@ pub async fn embed_text(state: &AppState, text: String) -> Result<Vec<f32>, ApiE
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::internal(format!("embedding failed: {e}")))
-}
-
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
 }

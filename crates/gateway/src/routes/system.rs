@@ -234,7 +234,7 @@ pub async fn index_info(state: &AppState) -> ApiResult<IndexInfo> {
 }
 
 /// A RESP2 `[k1, v1, k2, v2, ...]` array (or a RESP3 map) as a map keyed by text.
-fn pairs(v: &redis::Value) -> BTreeMap<String, redis::Value> {
+pub(crate) fn pairs(v: &redis::Value) -> BTreeMap<String, redis::Value> {
     let mut out = BTreeMap::new();
     match v {
         redis::Value::Array(items) => {
@@ -254,7 +254,7 @@ fn pairs(v: &redis::Value) -> BTreeMap<String, redis::Value> {
     out
 }
 
-fn value_text(v: &redis::Value) -> String {
+pub(crate) fn value_text(v: &redis::Value) -> String {
     match v {
         redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         redis::Value::SimpleString(s) => s.clone(),

@@ -71,13 +71,13 @@ pub fn catalog(per_category: usize, dims: usize) -> Vec<Item> {
     items
 }
 
-/// Index config of a test space with `dims`-dimensional vectors (FLAT: exact and fast to build).
+/// Index config of a test space with `dims`-dimensional vectors (HNSW, the default algorithm:
+/// at these sizes its results are exact).
 pub fn index_config(space: &TestSpace, dims: usize) -> IndexConfig {
     IndexConfig {
         namespace: space.ns.name().to_owned(),
         vector: VectorSettings {
             dims,
-            algorithm: redrec_core::schema::VectorAlgorithm::Flat,
             ..VectorSettings::default()
         },
         ..IndexConfig::default()
@@ -88,14 +88,25 @@ pub fn redis_config() -> RedisConfig {
     RedisConfig {
         url: redrec_testkit::redis_url(),
         pool_size: 8,
-        command_timeout_ms: 1000,
+        command_timeout_ms: 5000,
         connect_timeout_ms: 1000,
     }
 }
 
+/// A connection with a long response timeout: the shared test Redis can be busy indexing.
+pub async fn conn(space: &TestSpace) -> redis::aio::MultiplexedConnection {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    space
+        .client()
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .expect("async connection to redis under test")
+}
+
 /// Creates the index and alias of `space` and writes `items` (hashes under the item prefix).
 pub async fn load(space: &TestSpace, cfg: &IndexConfig, items: &[Item]) {
-    let mut con = space.conn().await;
+    let mut con = conn(space).await;
     let fields = ItemFields::default();
     let schema = items_schema(
         &space.ns.index(1),
@@ -144,7 +155,7 @@ pub async fn load(space: &TestSpace, cfg: &IndexConfig, items: &[Item]) {
 
 /// Waits until the alias reports `n` documents (indexing is asynchronous for large batches).
 pub async fn wait_indexed(space: &TestSpace, n: usize) {
-    let mut con = space.conn().await;
+    let mut con = conn(space).await;
     for _ in 0..200 {
         let info: Vec<redis::Value> = redis::cmd("FT.INFO")
             .arg(space.ns.alias())
@@ -170,4 +181,117 @@ pub async fn wait_indexed(space: &TestSpace, n: usize) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("index of {} did not reach {n} documents", space.ns.name());
+}
+
+/// Product names per (department, category) for catalogs embedded with a real text model.
+pub const PRODUCTS: &[(&str, &str, &[&str])] = &[
+    (
+        "GROCERY",
+        "DAIRY",
+        &[
+            "whole milk gallon",
+            "reduced fat milk",
+            "cheddar cheese block",
+            "greek yogurt",
+            "salted butter",
+            "cottage cheese",
+            "string cheese snack",
+            "heavy whipping cream",
+        ],
+    ),
+    (
+        "GROCERY",
+        "BAKERY",
+        &[
+            "white sandwich bread",
+            "plain bagels",
+            "butter croissants",
+            "whole wheat bread",
+            "blueberry muffins",
+            "hamburger buns",
+            "sourdough loaf",
+            "cinnamon rolls",
+        ],
+    ),
+    (
+        "PRODUCE",
+        "FRUIT",
+        &[
+            "bananas",
+            "red delicious apples",
+            "fresh strawberries",
+            "navel oranges",
+            "seedless grapes",
+            "blueberries pint",
+            "ripe pears",
+            "lemons",
+        ],
+    ),
+    (
+        "PRODUCE",
+        "VEGETABLES",
+        &[
+            "baby carrots",
+            "iceberg lettuce",
+            "russet potatoes",
+            "yellow onions",
+            "broccoli crowns",
+            "cucumbers",
+            "roma tomatoes",
+            "green bell peppers",
+        ],
+    ),
+    (
+        "DRUG GM",
+        "SHAMPOO",
+        &[
+            "moisturizing shampoo",
+            "anti dandruff shampoo",
+            "volumizing conditioner",
+            "kids tear free shampoo",
+            "dry shampoo spray",
+            "argan oil shampoo",
+            "2 in 1 shampoo conditioner",
+            "clarifying shampoo",
+        ],
+    ),
+    (
+        "DRUG GM",
+        "VITAMINS",
+        &[
+            "multivitamin tablets",
+            "vitamin c gummies",
+            "vitamin d3 softgels",
+            "fish oil omega 3",
+            "calcium with vitamin d",
+            "b complex vitamins",
+            "zinc lozenges",
+            "probiotic capsules",
+        ],
+    ),
+];
+
+/// The [`PRODUCTS`] catalog with vectors from `embedder` (one batch), popularity descending
+/// within a category and prices 1..8.
+pub fn text_catalog(embedder: &dyn redrec_embedder::Embedder) -> Vec<Item> {
+    let mut items = Vec::new();
+    for (dept, cat, names) in PRODUCTS {
+        for (i, name) in names.iter().enumerate() {
+            items.push(Item {
+                id: format!("{}-{i}", cat.to_lowercase()),
+                department: (*dept).to_owned(),
+                category: (*cat).to_owned(),
+                text: (*name).to_owned(),
+                price: 1.0 + i as f64,
+                popularity: (names.len() - i) as f64,
+                vector: Vec::new(),
+            });
+        }
+    }
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    let vectors = embedder.embed(&texts).expect("embed the test catalog");
+    for (item, v) in items.iter_mut().zip(vectors) {
+        item.vector = v;
+    }
+    items
 }

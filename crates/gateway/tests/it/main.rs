@@ -2,13 +2,14 @@
 
 mod fixture;
 mod ops;
+mod pipeline;
 
 use axum::{
     Router,
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode},
 };
-use redrec_gateway::{AppState, GatewayConfig, Settings, app};
+use redrec_gateway::{AppState, GatewayConfig, Settings, app, config::StageBudgets};
 use redrec_testkit::TestSpace;
 use tower::ServiceExt;
 
@@ -22,6 +23,15 @@ pub fn settings(space: &TestSpace, dims: usize) -> Settings {
         index: fixture::index_config(space, dims),
         gateway: GatewayConfig {
             api_keys: vec![KEY.to_owned()],
+            // Generous budgets: the test machine is shared and busy; budget behaviour is
+            // tested explicitly with zero budgets.
+            deadline_ms: 20_000,
+            budgets: StageBudgets {
+                embed_ms: 10_000,
+                features_ms: 10_000,
+                retrieve_ms: 10_000,
+                rerank_ms: 10_000,
+            },
             ..GatewayConfig::default()
         },
         ..Settings::default()
@@ -29,6 +39,10 @@ pub fn settings(space: &TestSpace, dims: usize) -> Settings {
 }
 
 pub fn router(settings: Settings) -> Router {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
     app(AppState::new(settings, None).expect("state"))
 }
 

@@ -1,0 +1,197 @@
+//! Events and user features: `POST /v1/events` (one event or an array, applied atomically per
+//! event by redrec-features' Redis Function), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
+use redrec_core::user::UserFeatures;
+use redrec_features::Event;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{
+    auth::{Access, authorize},
+    error::{ApiError, ApiResult},
+    extract::StrictJson,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/users/{id}", get(get_user).delete(delete_user))
+}
+
+/// One user event (the body of `POST /v1/events` is one of these or an array of them).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct EventDoc {
+    /// `view`, `click`, `dwell`, `cart_add`, `purchase` or `skip`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub user_id: String,
+    pub item_id: String,
+    /// Idempotency key: a retried event with the same id counts once.
+    pub event_id: Option<String>,
+    /// Dwell time for `dwell` events, in milliseconds (not negative).
+    pub dwell_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsAccepted {
+    /// Events that changed user state.
+    pub applied: usize,
+    /// Indexes (in the request) of events skipped as duplicates of an earlier `event_id`.
+    pub duplicates: Vec<usize>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Maps a feature-store error; `batch` says whether the request body was an array (so the
+/// field path starts with the event's index).
+pub(crate) fn features_error(state: &AppState, e: redrec_features::Error, batch: bool) -> ApiError {
+    use redrec_features::Error as E;
+    let at = |index: usize, field: &str| {
+        if batch {
+            format!("[{index}].{field}")
+        } else {
+            field.to_owned()
+        }
+    };
+    match e {
+        E::Invalid { index, field, .. } => ApiError::invalid(at(index, field), e.to_string()),
+        E::UnknownItem { index, .. } => ApiError::Invalid {
+            code: "unknown_item",
+            message: e.to_string(),
+            field: Some(at(index, "item_id")),
+        },
+        E::BatchTooLarge { .. } => ApiError::Invalid {
+            code: "batch_too_large",
+            message: e.to_string(),
+            field: None,
+        },
+        E::InvalidUserId { .. } => ApiError::invalid("user_id", e.to_string()),
+        E::Redis(ref r) => state.redis_failure("feature store", r),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Record user events (write key required).
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Vec<EventDoc>,
+    security(("api_key" = [])),
+    responses((status = 202, body = EventsAccepted), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    StrictJson(body): StrictJson<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+    authorize(&state, &headers, Access::Write)?;
+    let batch = body.is_array();
+    let events: Vec<Event> = if batch {
+        crate::extract::from_value(body)?
+    } else if body.is_object() {
+        vec![crate::extract::from_value(body)?]
+    } else {
+        return Err(ApiError::Invalid {
+            code: "invalid_field",
+            message: "expected an event object or an array of events".into(),
+            field: None,
+        });
+    };
+    if events.is_empty() {
+        return Err(ApiError::Invalid {
+            code: "invalid_field",
+            message: "the batch is empty".into(),
+            field: None,
+        });
+    }
+    let mut con = state.conn().await?;
+    let report = tokio::time::timeout(
+        state.command_timeout(),
+        state.features.apply(&mut con, &events, now_ms()),
+    )
+    .await
+    .map_err(|_| {
+        state.metrics.redis_error("timeout");
+        ApiError::unavailable("redis did not apply the events in time")
+    })?
+    .map_err(|e| features_error(&state, e, batch))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EventsAccepted {
+            applied: report.applied,
+            duplicates: report.duplicates,
+        }),
+    ))
+}
+
+/// Read a user's features as the request path sees them (decay applied).
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, description = "UserFeatures (redrec_core::user)", content_type = "application/json"),
+        (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<UserFeatures>> {
+    authorize(&state, &headers, Access::Read)?;
+    crate::routes::items::check_id(&id, "id")?;
+    let user = read_user(&state, &id).await?;
+    if !user.known {
+        return Err(ApiError::NotFound { what: "user", id });
+    }
+    Ok(Json(user))
+}
+
+pub(crate) async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
+    let mut con = state.conn().await?;
+    tokio::time::timeout(
+        state.command_timeout(),
+        state.features.read(&mut con, id, now_ms()),
+    )
+    .await
+    .map_err(|_| {
+        state.metrics.redis_error("timeout");
+        ApiError::unavailable("redis did not return the user features in time")
+    })?
+    .map_err(|e| features_error(state, e, false))
+}
+
+/// Delete everything stored for a user (write key required).
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "user id")), security(("api_key" = [])),
+    responses((status = 204, description = "deleted"), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    authorize(&state, &headers, Access::Write)?;
+    crate::routes::items::check_id(&id, "id")?;
+    let mut con = state.conn().await?;
+    let existed = tokio::time::timeout(
+        state.command_timeout(),
+        state.features.delete(&mut con, &id),
+    )
+    .await
+    .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
+    .map_err(|e| features_error(&state, e, false))?;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound { what: "user", id })
+    }
+}
