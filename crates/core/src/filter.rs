@@ -725,13 +725,15 @@ pub fn escape_tag_value(value: &str) -> String {
 }
 
 /// Splits text into the word tokens the indexer produces: runs of characters that are neither
-/// ASCII punctuation (other than `_`) nor whitespace nor control characters. The tokens contain
-/// no query syntax, so they are safe to place in a query as they are.
+/// ASCII punctuation (other than `_`) nor whitespace nor control characters, dropping tokens made
+/// only of underscores. The tokens contain no query syntax, so they are safe to place in a query
+/// as they are.
 pub fn text_terms(text: &str) -> Vec<String> {
     text.split(|c: char| {
         (c.is_ascii_punctuation() && c != '_') || c.is_whitespace() || c.is_control()
     })
-    .filter(|t| !t.is_empty())
+    // a lone `_` is a syntax error in the query parser, and underscores alone mean nothing
+    .filter(|t| !t.chars().all(|c| c == '_'))
     .map(str::to_owned)
     .collect()
 }

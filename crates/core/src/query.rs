@@ -174,7 +174,11 @@ impl KnnQuery {
             ("k".into(), Arg::Text(self.k.to_string())),
             ("vec".into(), Arg::Blob(vector::encode(&self.vector))),
         ];
-        match self.hybrid_policy {
+        // The server rejects hybrid attributes on an unfiltered query, and EF_RUNTIME under
+        // ADHOC_BF (brute force has no graph to walk).
+        let filtered = wrap_filter(&self.filter) != "*";
+        let policy = self.hybrid_policy.filter(|_| filtered);
+        match policy {
             None => {}
             Some(HybridPolicy::AdhocBf) => knn.push_str(" HYBRID_POLICY ADHOC_BF"),
             Some(HybridPolicy::Batches { batch_size }) => {
@@ -185,7 +189,10 @@ impl KnnQuery {
                 }
             }
         }
-        if let Some(ef) = self.ef_runtime {
+        if let Some(ef) = self
+            .ef_runtime
+            .filter(|_| policy != Some(HybridPolicy::AdhocBf))
+        {
             knn.push_str(" EF_RUNTIME $ef");
             params.push(("ef".into(), Arg::Text(ef.to_string())));
         }
@@ -387,17 +394,22 @@ mod tests {
     #[test]
     fn renders_knn_variants() {
         let mut q = knn();
-        q.filter = "*".into();
+        q.filter = "@in_stock:{1}".into();
         q.ef_runtime = None;
         q.projection = Projection::IdsOnly;
         q.hybrid_policy = Some(HybridPolicy::Batches {
             batch_size: Some(64),
         });
         q.timeout_ms = None;
-        expect![[r#"FT.SEARCH shop:items '*=>[KNN $k @embedding $vec HYBRID_POLICY BATCHES BATCH_SIZE $batch AS __dist]' PARAMS 6 k 20 vec <blob 16 bytes> batch 64 SORTBY __dist ASC LIMIT 0 20 RETURN 1 __dist DIALECT 2"#]]
+        expect![[r#"FT.SEARCH shop:items '(@in_stock:{1})=>[KNN $k @embedding $vec HYBRID_POLICY BATCHES BATCH_SIZE $batch AS __dist]' PARAMS 6 k 20 vec <blob 16 bytes> batch 64 SORTBY __dist ASC LIMIT 0 20 RETURN 1 __dist DIALECT 2"#]]
         .assert_eq(&q.args().unwrap().display());
         q.hybrid_policy = Some(HybridPolicy::AdhocBf);
-        expect![[r#"FT.SEARCH shop:items '*=>[KNN $k @embedding $vec HYBRID_POLICY ADHOC_BF AS __dist]' PARAMS 4 k 20 vec <blob 16 bytes> SORTBY __dist ASC LIMIT 0 20 RETURN 1 __dist DIALECT 2"#]]
+        q.ef_runtime = Some(100);
+        expect![[r#"FT.SEARCH shop:items '(@in_stock:{1})=>[KNN $k @embedding $vec HYBRID_POLICY ADHOC_BF AS __dist]' PARAMS 4 k 20 vec <blob 16 bytes> SORTBY __dist ASC LIMIT 0 20 RETURN 1 __dist DIALECT 2"#]]
+        .assert_eq(&q.args().unwrap().display());
+        // no policy without a filter (the server rejects it)
+        q.filter = "*".into();
+        expect![[r#"FT.SEARCH shop:items '*=>[KNN $k @embedding $vec EF_RUNTIME $ef AS __dist]' PARAMS 6 k 20 vec <blob 16 bytes> ef 100 SORTBY __dist ASC LIMIT 0 20 RETURN 1 __dist DIALECT 2"#]]
         .assert_eq(&q.args().unwrap().display());
         // the blob is the little-endian f32 encoding
         let args = q.args().unwrap();

@@ -1,0 +1,74 @@
+//! The one error type of redrec-retriever. User errors (a bad filter, a wrong vector dimension, an
+//! unknown item) are kept apart from internal ones (Redis down or slow, an index that is missing,
+//! a reply we cannot read), so the gateway can map them to 4xx and 5xx in one place.
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is invalid: bad filter, vector, id, k, or fusion settings.
+    #[error("bad query: {0}")]
+    BadQuery(#[from] redrec_core::Error),
+    /// A request names an item that does not exist (or has no stored vector).
+    #[error("item `{id}` not found or has no `{field}` vector")]
+    ItemNotFound { id: String, field: String },
+    /// Redis cannot be reached, the pool is exhausted, or a command ran past its deadline.
+    #[error("redis unavailable: {message}")]
+    Unavailable { message: String },
+    /// The index (or alias) the retriever searches does not exist.
+    #[error("search index `{index}` does not exist")]
+    IndexMissing { index: String },
+    /// Redis rejected a query the retriever rendered (a bug: inputs are validated first).
+    #[error("redis rejected the query: {message}")]
+    Rejected { message: String },
+    /// A reply had a shape the retriever does not understand.
+    #[error("unexpected reply from redis: {message}")]
+    Protocol { message: String },
+}
+
+impl Error {
+    /// True for errors caused by the request (4xx), false for internal ones (5xx).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::BadQuery(_) | Error::ItemNotFound { .. })
+    }
+
+    /// Classifies a redis error for a command sent to `index`.
+    pub(crate) fn from_redis(e: redis::RedisError, index: &str) -> Error {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            return Error::Unavailable {
+                message: e.to_string(),
+            };
+        }
+        let text = e.to_string();
+        let lower = text.to_lowercase();
+        if lower.contains("no such index") || lower.contains("unknown index name") {
+            return Error::IndexMissing {
+                index: index.to_owned(),
+            };
+        }
+        if lower.contains("timeout limit was reached") || lower.contains("timed out") {
+            return Error::Unavailable { message: text };
+        }
+        Error::Rejected { message: text }
+    }
+
+    pub(crate) fn from_pool(e: deadpool_redis::PoolError, index: &str) -> Error {
+        match e {
+            deadpool_redis::PoolError::Backend(e) => Error::from_redis(e, index),
+            other => Error::Unavailable {
+                message: format!("connection pool: {other}"),
+            },
+        }
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Error {
+        Error::Protocol {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Reading `FT.SEARCH`, `FT.HYBRID` and `HMGET` replies, in both protocol versions: RESP3 (maps,
+//! what the retriever's own pool speaks, and the only one that carries the `warning` list that
+//! flags partial results) and RESP2 (flat arrays, for connections handed in by callers).
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+
+use crate::error::{Error, Result};
+
+/// One document of a search reply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hit {
+    pub key: String,
+    /// `WITHSCORES` score (text queries) or the hybrid score.
+    pub score: Option<f64>,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A parsed search reply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    /// Server warnings (RESP3 only), e.g. `Timeout limit was reached` for partial results.
+    pub warnings: Vec<String>,
+}
+
+/// What the RESP2 flat array holds per document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub with_scores: bool,
+    pub with_content: bool,
+}
+
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        Value::Okay => Some("OK".into()),
+        Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Double(d) => Some(*d),
+        Value::Int(i) => Some(*i as f64),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// Key/value pairs of a RESP3 map or a RESP2 flat `[k, v, k, v]` array.
+fn pairs(v: &Value) -> Option<Vec<(String, &Value)>> {
+    match v {
+        Value::Map(m) => m.iter().map(|(k, v)| Some((text(k)?, v))).collect(),
+        Value::Array(a) if a.len() % 2 == 0 => a
+            .chunks_exact(2)
+            .map(|c| Some((text(&c[0])?, &c[1])))
+            .collect(),
+        Value::Attribute { data, .. } => pairs(data),
+        _ => None,
+    }
+}
+
+fn string_map(v: &Value) -> Result<BTreeMap<String, String>> {
+    let p = pairs(v).ok_or_else(|| Error::protocol(format!("expected field pairs, got {v:?}")))?;
+    Ok(p.into_iter()
+        .filter_map(|(k, v)| text(v).map(|v| (k, v)))
+        .collect())
+}
+
+/// Parses an `FT.SEARCH` reply.
+pub fn parse_search(v: &Value, shape: Shape) -> Result<Page> {
+    match v {
+        Value::Map(_) => parse_search_resp3(v),
+        Value::Attribute { data, .. } => parse_search(data, shape),
+        Value::Array(items) => parse_search_resp2(items, shape),
+        Value::ServerError(e) => Err(Error::protocol(format!("server error in reply: {e:?}"))),
+        other => Err(Error::protocol(format!(
+            "FT.SEARCH reply is not an array or map: {other:?}"
+        ))),
+    }
+}
+
+fn parse_search_resp3(v: &Value) -> Result<Page> {
+    let mut page = Page::default();
+    for (k, val) in pairs(v).expect("map") {
+        match k.as_str() {
+            "total_results" => page.total = number(val).unwrap_or(0.0) as u64,
+            "warning" | "warnings" => {
+                if let Value::Array(w) | Value::Set(w) = val {
+                    page.warnings = w.iter().filter_map(text).collect();
+                }
+            }
+            "results" => {
+                let Value::Array(results) = val else {
+                    return Err(Error::protocol("`results` is not an array"));
+                };
+                for r in results {
+                    let p = pairs(r).ok_or_else(|| Error::protocol("result is not a map"))?;
+                    let mut hit = Hit::default();
+                    for (rk, rv) in p {
+                        match rk.as_str() {
+                            "id" => hit.key = text(rv).unwrap_or_default(),
+                            "score" => hit.score = number(rv),
+                            "extra_attributes" => hit.fields = string_map(rv)?,
+                            _ => {}
+                        }
+                    }
+                    page.hits.push(hit);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+fn parse_search_resp2(items: &[Value], shape: Shape) -> Result<Page> {
+    let Some(first) = items.first() else {
+        return Err(Error::protocol("empty FT.SEARCH reply"));
+    };
+    let total = number(first).ok_or_else(|| Error::protocol("FT.SEARCH total is not a number"))?;
+    let mut page = Page {
+        total: total as u64,
+        ..Page::default()
+    };
+    let mut it = items[1..].iter();
+    while let Some(k) = it.next() {
+        let mut hit = Hit {
+            key: text(k).ok_or_else(|| Error::protocol("document id is not a string"))?,
+            ..Hit::default()
+        };
+        if shape.with_scores {
+            hit.score = it.next().and_then(number);
+        }
+        if shape.with_content {
+            let fields = it
+                .next()
+                .ok_or_else(|| Error::protocol("document without its fields"))?;
+            hit.fields = string_map(fields)?;
+        }
+        page.hits.push(hit);
+    }
+    Ok(page)
+}
+
+/// Parses an `FT.HYBRID` reply: `total_results`, `results` (maps or flat arrays carrying
+/// `__key`, `__score` and the loaded fields) and `warnings`.
+pub fn parse_hybrid(v: &Value) -> Result<Page> {
+    let p = pairs(v).ok_or_else(|| Error::protocol(format!("FT.HYBRID reply: {v:?}")))?;
+    let mut page = Page::default();
+    for (k, val) in p {
+        match k.as_str() {
+            "total_results" => page.total = number(val).unwrap_or(0.0) as u64,
+            "warnings" | "warning" => {
+                if let Value::Array(w) | Value::Set(w) = val {
+                    page.warnings = w.iter().filter_map(text).collect();
+                }
+            }
+            "results" => {
+                let Value::Array(results) = val else {
+                    return Err(Error::protocol("FT.HYBRID `results` is not an array"));
+                };
+                for r in results {
+                    let mut fields = string_map(r)?;
+                    let key = fields.remove("__key").unwrap_or_default();
+                    let score = fields.remove("__score").and_then(|s| s.parse().ok());
+                    page.hits.push(Hit { key, score, fields });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// Parses an `HMGET` reply into optional byte strings.
+pub fn parse_hmget(v: &Value) -> Result<Vec<Option<Vec<u8>>>> {
+    let Value::Array(items) = v else {
+        return Err(Error::protocol(format!(
+            "HMGET reply is not an array: {v:?}"
+        )));
+    };
+    Ok(items
+        .iter()
+        .map(|x| match x {
+            Value::BulkString(b) => Some(b.clone()),
+            Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_resp2_search_shapes() {
+        let v = Value::Array(vec![
+            Value::Int(2),
+            b("i:1"),
+            b("0.5"),
+            Value::Array(vec![b("t"), b("a")]),
+            b("i:2"),
+            b("0.25"),
+            Value::Array(vec![b("t"), b("b")]),
+        ]);
+        let page = parse_search(
+            &v,
+            Shape {
+                with_scores: true,
+                with_content: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(page.total, 2);
+        assert_eq!(page.hits[1].key, "i:2");
+        assert_eq!(page.hits[1].score, Some(0.25));
+        assert_eq!(page.hits[0].fields["t"], "a");
+        let v = Value::Array(vec![Value::Int(1), b("i:1")]);
+        let page = parse_search(
+            &v,
+            Shape {
+                with_scores: false,
+                with_content: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(page.hits[0].key, "i:1");
+    }
+
+    #[test]
+    fn reads_resp3_search_with_warnings() {
+        let v = Value::Map(vec![
+            (b("total_results"), Value::Int(1)),
+            (
+                b("results"),
+                Value::Array(vec![Value::Map(vec![
+                    (b("id"), b("i:1")),
+                    (b("score"), Value::Double(1.5)),
+                    (
+                        b("extra_attributes"),
+                        Value::Map(vec![(b("__dist"), b("0.125"))]),
+                    ),
+                    (b("values"), Value::Array(vec![])),
+                ])]),
+            ),
+            (
+                b("warning"),
+                Value::Array(vec![b("Timeout limit was reached")]),
+            ),
+        ]);
+        let shape = Shape {
+            with_scores: true,
+            with_content: true,
+        };
+        let page = parse_search(&v, shape).unwrap();
+        assert_eq!(page.hits[0].fields["__dist"], "0.125");
+        assert_eq!(page.hits[0].score, Some(1.5));
+        assert_eq!(page.warnings, ["Timeout limit was reached"]);
+    }
+
+    #[test]
+    fn reads_hybrid_replies() {
+        let v = Value::Array(vec![
+            b("total_results"),
+            Value::Int(1),
+            b("results"),
+            Value::Array(vec![Value::Array(vec![
+                b("__key"),
+                b("i:7"),
+                b("__score"),
+                b("0.03"),
+                b("price"),
+                b("2.5"),
+            ])]),
+            b("warnings"),
+            Value::Array(vec![]),
+            b("execution_time"),
+            b("0.5"),
+        ]);
+        let page = parse_hybrid(&v).unwrap();
+        assert_eq!(page.hits[0].key, "i:7");
+        assert_eq!(page.hits[0].score, Some(0.03));
+        assert_eq!(page.hits[0].fields["price"], "2.5");
+    }
+}

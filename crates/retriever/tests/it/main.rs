@@ -1,0 +1,8 @@
+//! Integration tests of redrec-retriever against the real Redis with the Search module.
+//! Each test works in its own `TestSpace` namespace (own keys, index and alias).
+
+mod filters;
+mod fusion;
+mod recall;
+mod sources;
+mod support;
