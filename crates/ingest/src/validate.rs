@@ -420,6 +420,7 @@ pub fn json_doc(doc: &ItemDoc, schema: &IndexSchema) -> serde_json::Value {
     for (name, v) in &doc.values {
         let value = match v {
             DocValue::Text(s) => serde_json::Value::String(s.clone()),
+            DocValue::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => serde_json::json!(*n as i64),
             DocValue::Num(n) => serde_json::json!(n),
             DocValue::Tags(t) => serde_json::Value::String(t.join(&tag_separator(schema, name))),
             DocValue::Geo(lon, lat) => serde_json::Value::String(format!("{lon},{lat}")),

@@ -1,0 +1,7 @@
+//! Integration tests of redrec-ingest against the real Redis (one binary, several modules).
+
+mod common;
+mod loaders;
+mod schema_yaml;
+mod validation;
+mod zero_downtime;
