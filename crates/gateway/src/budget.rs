@@ -1,15 +1,12 @@
 //! Latency budgets: a per-request [`Deadline`] and the [`Timings`] of each stage, which end up in
 //! the response body, the `Server-Timing` header and the stage histograms.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, metrics::Metrics};
+use crate::metrics::Metrics;
 
 /// The end-to-end deadline of one request.
 #[derive(Debug, Clone, Copy)]
@@ -63,30 +60,6 @@ impl Timings {
         });
     }
 
-    /// Runs `fut` as stage `stage` within `budget`; over budget it is a 503 (the caller decides
-    /// whether a stage may degrade instead).
-    pub async fn run<T>(
-        &mut self,
-        metrics: &Metrics,
-        stage: &'static str,
-        budget: Duration,
-        fut: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<T, ApiError> {
-        let started = Instant::now();
-        let out = tokio::time::timeout(budget, fut).await;
-        self.record(metrics, stage, started.elapsed());
-        match out {
-            Ok(r) => r,
-            Err(_) => {
-                metrics.degraded(stage_timeout_reason(stage));
-                Err(ApiError::unavailable(format!(
-                    "stage `{stage}` exceeded its {} ms budget",
-                    budget.as_millis()
-                )))
-            }
-        }
-    }
-
     /// The `Server-Timing` value of these stages (`retrieve;dur=3.2, rerank;dur=0.4`).
     pub fn server_timing(&self) -> String {
         self.stages
@@ -94,15 +67,6 @@ impl Timings {
             .map(|s| format!("{};dur={}", s.stage, s.ms))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-}
-
-fn stage_timeout_reason(stage: &str) -> &'static str {
-    match stage {
-        "embed" => "embed_timeout",
-        "features" => "features_timeout",
-        "retrieve" => "retrieve_timeout",
-        _ => "stage_timeout",
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{
     config::GatewayConfig,
     error::ApiError,
     metrics::{Metrics, PoolGauges},
+    routes,
 };
 
 /// Everything the gateway binary reads from its configuration. Sections it does not know
@@ -142,32 +143,54 @@ impl AppState {
         })
     }
 
-    /// Like [`AppState::new`], and detects `FT.HYBRID` on the server so text queries use
-    /// server-side fusion where available (Redis 8.4+). A Redis that is down is not an error
-    /// here: client-side fusion is used and `/readyz` reports the outage.
+    /// Like [`AppState::new`], and then looks at the live server:
+    /// - fields the serving index has beyond the configured schema (e.g. the Complete Journey
+    ///   seed's `product_type`, `manufacturer` tags) are added, so they can be filtered on and are
+    ///   returned with results;
+    /// - `FT.HYBRID` is detected so text queries fuse on the server where available (Redis 8.4+).
+    ///
+    /// A Redis that is down is not an error here: the configured schema and client-side fusion
+    /// are used and `/readyz` reports the outage.
     pub async fn connect(
         settings: Settings,
         embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
     ) -> Result<AppState, StartError> {
         let state = AppState::new(settings, embedder)?;
-        let schema = state.schema.clone();
-        let mut probe = build_retriever(&state.settings, &schema, None)?;
-        match probe.detect_hybrid().await {
-            Ok(Some(syntax)) => {
-                tracing::info!(syntax = ?syntax, "FT.HYBRID available: server-side fusion");
-                let mut inner = Arc::try_unwrap(state.inner)
-                    .unwrap_or_else(|_| unreachable!("state not shared yet"));
-                inner.retriever = build_retriever(&inner.settings, &schema, Some(syntax))?;
-                Ok(AppState {
-                    inner: Arc::new(inner),
-                })
+        let mut schema = state.schema.clone();
+        let extra = match routes::system::index_info(&state).await {
+            Ok(info) => {
+                let added = extend_schema(&mut schema, &info.fields);
+                if !added.is_empty() {
+                    tracing::info!(fields = ?added, "serving index has extra fields; added to the schema");
+                }
+                !added.is_empty()
             }
-            Ok(None) => Ok(state),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the serving index; using the configured schema");
+                false
+            }
+        };
+        let mut probe = build_retriever(&state.settings, &schema, None)?;
+        let hybrid = match probe.detect_hybrid().await {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot probe FT.HYBRID; using client-side fusion");
-                Ok(state)
+                None
             }
+        };
+        if !extra && hybrid.is_none() {
+            return Ok(state);
         }
+        if let Some(syntax) = hybrid {
+            tracing::info!(syntax = ?syntax, "FT.HYBRID available: server-side fusion");
+        }
+        let mut inner = Arc::try_unwrap(state.inner)
+            .unwrap_or_else(|_| unreachable!("state is not shared before connect returns"));
+        inner.retriever = build_retriever(&inner.settings, &schema, hybrid)?;
+        inner.schema = schema;
+        Ok(AppState {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn gateway(&self) -> &GatewayConfig {
@@ -254,6 +277,30 @@ pub fn is_transport_error(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
         )
+}
+
+/// Adds the TAG / TEXT / NUMERIC fields of a live index (`FT.INFO` attribute name -> type) that
+/// `schema` lacks; returns their names.
+pub fn extend_schema(
+    schema: &mut IndexSchema,
+    live: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    use redrec_core::schema::FieldDef;
+    let mut added = Vec::new();
+    for (name, ty) in live {
+        if name.is_empty() || schema.fields.iter().any(|f| f.name == *name) {
+            continue;
+        }
+        let field = match ty.to_ascii_uppercase().as_str() {
+            "TAG" => FieldDef::tag(name),
+            "TEXT" => FieldDef::text(name),
+            "NUMERIC" => FieldDef::numeric(name, false),
+            _ => continue,
+        };
+        schema.fields.push(field);
+        added.push(name.clone());
+    }
+    added
 }
 
 fn build_retriever(

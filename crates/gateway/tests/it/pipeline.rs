@@ -604,3 +604,60 @@ async fn reads_can_require_a_key() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+#[tokio::test]
+async fn connect_adopts_extra_fields_of_the_live_index() {
+    let space = TestSpace::new("gw_live_schema");
+    let s = settings(&space, DIMS);
+    fixture::load(&space, &s.index, &fixture::catalog(3, DIMS)).await;
+    let mut con = fixture::conn(&space).await;
+    let () = redis::cmd("FT.ALTER")
+        .arg(space.ns.index(1))
+        .arg("SCHEMA")
+        .arg("ADD")
+        .arg("product_type")
+        .arg("TAG")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let () = redis::cmd("HSET")
+        .arg(space.ns.item("milk-1"))
+        .arg("product_type")
+        .arg("SKIM")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // A state built without looking at the server rejects the field ...
+    let plain = router(s.clone());
+    let body = json!({"filter": {"tag": {"field": "product_type", "any": ["SKIM"]}}, "k": 5});
+    let r = call(
+        &plain,
+        Method::POST,
+        "/v1/recommendations",
+        None,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(
+        r.error(),
+        ("invalid_field", Some("filter.tag.field")),
+        "{}",
+        r.text
+    );
+    // ... `connect` adopts it: it filters and comes back with the results.
+    let state = redrec_gateway::AppState::connect(s, None).await.unwrap();
+    let app = redrec_gateway::app(state);
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/recommendations",
+        None,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let items = r.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", r.text);
+    assert_eq!(items[0]["id"], "milk-1");
+    assert_eq!(items[0]["fields"]["product_type"], "SKIM");
+}
