@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation. Provisions the embedded Redis (and, as they land,
 //! the embedding model and datasets), runs the full test suite, the demo, seeding and benchmarks.
 
+mod bench;
 mod demo;
 mod provision;
 mod redis;
@@ -46,6 +47,8 @@ enum Cmd {
         #[arg(value_enum)]
         what: Asset,
     },
+    /// Benchmark: raw FT.SEARCH vs the gateway on a synthetic catalog; writes target/bench/report.md
+    Bench(bench::BenchArgs),
     /// Load a dataset: the Complete Journey catalog (default) or a synthetic one
     Seed(seed::SeedArgs),
     /// The main job: provision Redis, seed the default dataset, serve the gateway and demo page
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo { port } => demo::demo(port),
         Cmd::Seed(args) => seed::seed(&args),
+        Cmd::Bench(args) => bench::bench(&args),
     }
 }
 

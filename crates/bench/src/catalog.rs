@@ -200,9 +200,11 @@ pub fn vector_settings(dim: usize) -> VectorSettings {
 }
 
 /// What the loader measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IngestResult {
     pub items: usize,
+    pub dim: usize,
+    pub seed: u64,
     pub batch: usize,
     pub in_flight: usize,
     /// Seconds from the first HSET to the last reply.
@@ -435,6 +437,8 @@ pub async fn load(
     let after = used_memory(&mut c).await?;
     Ok(IngestResult {
         items: spec.items,
+        dim: spec.dim,
+        seed: spec.seed,
         batch,
         in_flight,
         write_secs,

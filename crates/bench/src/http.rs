@@ -26,6 +26,8 @@ pub struct HttpClient {
     authority: String,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     pub timeout: Duration,
+    /// Sent as `X-Api-Key` on every request when set.
+    pub api_key: Option<String>,
 }
 
 impl HttpClient {
@@ -43,6 +45,7 @@ impl HttpClient {
             authority,
             idle: Mutex::new(Vec::new()),
             timeout: Duration::from_secs(2),
+            api_key: None,
         })
     }
 
@@ -86,6 +89,9 @@ impl HttpClient {
                 .method(method)
                 .uri(path)
                 .header(header::HOST, &self.authority);
+            if let Some(key) = &self.api_key {
+                req = req.header("x-api-key", key);
+            }
             if body.is_some() {
                 req = req.header(header::CONTENT_TYPE, "application/json");
             }

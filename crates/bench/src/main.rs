@@ -5,7 +5,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
-use redrec_bench::suite::{self, Options};
+use redrec_bench::{
+    suite::{self, Options},
+    workload::Mix,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +29,12 @@ struct Cli {
     /// Process id of the gateway, for its CPU and RSS
     #[arg(long)]
     gateway_pid: Option<u32>,
+    /// API key for the gateway's write routes (users are seeded through POST /v1/events)
+    #[arg(long, env = "REDREC_BENCH_API_KEY")]
+    gateway_api_key: Option<String>,
+    /// Candidates per raw KNN: the gateway retrieves max(50, 4k) for reranking, the raw side the same
+    #[arg(long, default_value_t = 50)]
+    raw_candidates: usize,
     /// Key namespace of the catalog (the gateway must serve the same one)
     #[arg(long, default_value = "bench")]
     namespace: String,
@@ -46,6 +55,9 @@ struct Cli {
     /// Small catalog and short phases (finishes in a couple of minutes)
     #[arg(long)]
     quick: bool,
+    /// Only seed the catalog (recording ingest figures in <out>/ingest.json), then exit
+    #[arg(long)]
+    seed_only: bool,
     /// Reuse the catalog when the index already holds exactly --items documents
     #[arg(long)]
     reuse: bool,
@@ -63,6 +75,10 @@ struct Cli {
     /// Synthetic users for personalised queries
     #[arg(long, default_value_t = 200)]
     users: usize,
+    /// Query mix as percentages vector,personal,text (e.g. 75,25,0 when the gateway has no
+    /// embedder for the catalog's dimension)
+    #[arg(long, value_delimiter = ',', default_value = "70,20,10")]
+    mix: Vec<u32>,
     /// Where report.md, report.json and latency.png go
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -70,11 +86,27 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mix = match cli.mix[..] {
+        [vector, personal, text] if vector + personal + text == 100 => Mix {
+            vector,
+            personal,
+            text,
+        },
+        _ => {
+            eprintln!(
+                "error: --mix takes three percentages vector,personal,text that add up to 100 (got {:?})",
+                cli.mix
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let quick = cli.quick;
     let opts = Options {
         redis_url: cli.redis_url,
         gateway_url: cli.gateway_url,
         gateway_pid: cli.gateway_pid,
+        gateway_api_key: cli.gateway_api_key,
+        raw_candidates: cli.raw_candidates,
         namespace: cli.namespace,
         items: cli.items.unwrap_or(if quick { 20_000 } else { 100_000 }),
         dim: cli.dim,
@@ -90,9 +122,10 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| if quick { vec![8, 32] } else { vec![4, 16, 64] }),
         max_in_flight: cli.max_in_flight,
         users: cli.users,
+        mix,
         out: cli.out,
     };
-    match run(opts) {
+    match run(opts, cli.seed_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -101,10 +134,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(opts: Options) -> Result<()> {
+fn run(opts: Options, seed_only: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if seed_only {
+        rt.block_on(suite::seed_only(&opts))?;
+        return Ok(());
+    }
     let report = rt.block_on(suite::run(&opts))?;
     let paths = suite::write_report(&report, &opts.out)?;
     for p in paths {

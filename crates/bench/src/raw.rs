@@ -8,7 +8,8 @@ use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::{
     filter::Filter,
     keys::Namespace,
-    schema::{IndexSchema, ItemFields, items_schema},
+    query::{DISTANCE_ALIAS, KnnQuery, Projection, TextQuery, lexical_expression},
+    schema::{FieldKind, IndexSchema, ItemFields, items_schema},
     vector,
 };
 
@@ -16,11 +17,6 @@ use crate::{
     catalog::{value_string, vector_settings},
     workload::{BenchQuery, Kind},
 };
-
-/// Fields every KNN returns besides the distance (what the reranker needs).
-pub const RETURN_FIELDS: &[&str] = &["category", "brand", "price", "popularity"];
-/// Name of the distance the KNN clause yields.
-pub const DIST: &str = "__dist";
 
 /// How raw queries reach Redis.
 #[derive(Clone)]
@@ -70,6 +66,9 @@ pub struct RawTarget {
     pub ns: Namespace,
     pub schema: IndexSchema,
     pub ef_runtime: u32,
+    /// Candidates fetched per KNN (the gateway fetches `max(50, 4k)` for reranking; the raw side
+    /// fetches as many so both ask Redis for the same work). Results are cut to `k` after.
+    pub candidates: usize,
     pub timeout: Duration,
 }
 
@@ -86,65 +85,53 @@ impl RawTarget {
             ns,
             schema,
             ef_runtime,
+            candidates: 50,
             timeout: Duration::from_secs(2),
         }
     }
 
-    /// The `FT.SEARCH` for a filtered KNN query.
+    /// The `FT.SEARCH` for a filtered KNN query, built with the same core builder, EF_RUNTIME
+    /// and projection (every non-vector field) as the retriever.
     pub fn knn_cmd(&self, filter: &Filter, vector_: &[f32], k: usize) -> Result<redis::Cmd> {
-        let pre = filter.render(&self.schema)?;
-        let pre = if filter.is_all() {
-            "*".to_owned()
-        } else {
-            format!("({pre})")
-        };
-        let mut cmd = redis::cmd("FT.SEARCH");
-        cmd.arg(self.ns.alias())
-            .arg(format!(
-                "{pre}=>[KNN $k @embedding $vec EF_RUNTIME $ef AS {DIST}]"
-            ))
-            .arg("PARAMS")
-            .arg(6)
-            .arg("k")
-            .arg(k)
-            .arg("vec")
-            .arg(vector::encode(vector_))
-            .arg("ef")
-            .arg(self.ef_runtime)
-            .arg("SORTBY")
-            .arg(DIST)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(k)
-            .arg("RETURN")
-            .arg(RETURN_FIELDS.len() + 1)
-            .arg(DIST)
-            .arg(RETURN_FIELDS)
-            .arg("DIALECT")
-            .arg(2);
-        Ok(cmd)
+        Ok(KnnQuery {
+            index: self.ns.alias(),
+            filter: filter.render(&self.schema)?,
+            vector_field: ItemFields::default().vector,
+            vector: vector_.to_vec(),
+            k,
+            ef_runtime: Some(self.ef_runtime),
+            distance_alias: DISTANCE_ALIAS.into(),
+            projection: self.projection(),
+            hybrid_policy: None,
+            timeout_ms: None,
+        }
+        .cmd()?)
     }
 
     /// A BM25 text search with the same filter (the text half of text queries).
     pub fn text_cmd(&self, filter: &Filter, text: &str, k: usize) -> Result<redis::Cmd> {
-        let words = redrec_core::filter::text_terms(text).join(" ");
-        let pre = if filter.is_all() {
-            String::new()
-        } else {
-            format!(" ({})", filter.render(&self.schema)?)
-        };
-        let mut cmd = redis::cmd("FT.SEARCH");
-        cmd.arg(self.ns.alias())
-            .arg(format!("@text:({words}){pre}"))
-            .arg("LIMIT")
-            .arg(0)
-            .arg(k)
-            .arg("RETURN")
-            .arg(RETURN_FIELDS.len())
-            .arg(RETURN_FIELDS)
-            .arg("DIALECT")
-            .arg(2);
-        Ok(cmd)
+        Ok(TextQuery {
+            index: self.ns.alias(),
+            text: lexical_expression(Some("text"), text)?,
+            filter: filter.render(&self.schema)?,
+            limit: k,
+            scorer: "BM25".into(),
+            projection: self.projection(),
+            timeout_ms: None,
+        }
+        .args()
+        .cmd())
+    }
+
+    fn projection(&self) -> Projection {
+        Projection::Fields(
+            self.schema
+                .fields
+                .iter()
+                .filter(|f| !matches!(f.kind, FieldKind::Vector(_)))
+                .map(|f| f.name.clone())
+                .collect(),
+        )
     }
 
     /// Runs one query of the mix; returns the item ids of the (KNN) result.
@@ -158,9 +145,9 @@ impl RawTarget {
         match q.kind {
             Kind::Vector => {
                 let mut pipe = redis::pipe();
-                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
                 let r = self.conn.query(&pipe).await?;
-                self.ids(&r[0])
+                self.top(&r[0], q.k)
             }
             Kind::Personal => {
                 // Round trip 1: the user's feature keys (what the gateway reads before retrieval).
@@ -186,20 +173,26 @@ impl RawTarget {
                 self.conn.query(&read).await?;
                 // Round trip 2: KNN with the session vector.
                 let mut pipe = redis::pipe();
-                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
                 let r = self.conn.query(&pipe).await?;
-                self.ids(&r[0])
+                self.top(&r[0], q.k)
             }
             Kind::Text => {
                 let text = q.text.as_deref().context("text query without text")?;
                 let mut pipe = redis::pipe();
-                pipe.add_command(self.text_cmd(&q.filter, text, q.k)?);
-                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k)?);
+                pipe.add_command(self.text_cmd(&q.filter, text, q.k.max(self.candidates))?);
+                pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
                 let r = self.conn.query(&pipe).await?;
                 self.ids(&r[0])?;
-                self.ids(&r[1])
+                self.top(&r[1], q.k)
             }
         }
+    }
+
+    fn top(&self, reply: &Value, k: usize) -> Result<Vec<String>> {
+        let mut ids = self.ids(reply)?;
+        ids.truncate(k);
+        Ok(ids)
     }
 
     /// Item ids of an FT.SEARCH reply (RESP2: `[total, key, fields, key, fields, ...]`).

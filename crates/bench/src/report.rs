@@ -54,6 +54,7 @@ pub struct Params {
     pub warmup_secs: f64,
     pub k: usize,
     pub ef_runtime: u32,
+    pub raw_candidates: usize,
     pub mix: Mix,
     pub closed_loop_concurrency: Vec<usize>,
     pub open_loop_max_in_flight: usize,
@@ -334,13 +335,15 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Catalog: {} items x {} dims (seed {}), k = {}, EF_RUNTIME = {}, mix = {}% vector / {}% \
-             personalised / {}% text. Measured phases last {:.0} s after {:.0} s warm-up{}.\n",
+            "Catalog: {} items x {} dims (seed {}), k = {}, EF_RUNTIME = {}, raw KNN fetches {} \
+             candidates (as the gateway does for reranking), mix = {}% vector / {}% personalised / \
+             {}% text. Measured phases last {:.0} s after {:.0} s warm-up{}.\n",
             p.items,
             p.dim,
             p.seed,
             p.k,
             p.ef_runtime,
+            p.raw_candidates,
             p.mix.vector,
             p.mix.personal,
             p.mix.text,
@@ -667,6 +670,7 @@ mod tests {
                 warmup_secs: 2.0,
                 k: 10,
                 ef_runtime: 100,
+                raw_candidates: 50,
                 mix: Mix::default(),
                 closed_loop_concurrency: vec![16],
                 open_loop_max_in_flight: 256,

@@ -34,6 +34,10 @@ pub struct Options {
     pub redis_url: String,
     pub gateway_url: Option<String>,
     pub gateway_pid: Option<u32>,
+    /// API key for the gateway's write routes (user seeding goes through `POST /v1/events`).
+    pub gateway_api_key: Option<String>,
+    /// Candidates per raw KNN (what the gateway retrieves for reranking).
+    pub raw_candidates: usize,
     pub namespace: String,
     pub items: usize,
     pub dim: usize,
@@ -47,6 +51,7 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     pub max_in_flight: usize,
     pub users: usize,
+    pub mix: Mix,
     pub out: PathBuf,
 }
 
@@ -134,7 +139,10 @@ pub async fn run(opts: &Options) -> Result<Report> {
         dim: opts.dim,
         seed: opts.seed,
     };
-    let ingest = seed_catalog(&mut con, &ns, spec, opts.reuse).await?;
+    let ingest = match seed_catalog(&mut con, &ns, spec, opts.reuse).await? {
+        Some(i) => Some(i),
+        None => recorded_ingest(&opts.out, spec),
+    };
     let cat = catalog::read_back(&mut con, &ns, opts.dim).await?;
     if cat.len() != opts.items {
         bail!(
@@ -146,18 +154,13 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let generator = Generator::new(spec);
     let users = workload::make_users(&generator, &cat, opts.users, opts.seed);
     let queries = Arc::new(workload::make_queries(
-        &generator,
-        &cat,
-        &users,
-        Mix::default(),
-        4_000,
-        opts.k,
-        opts.seed,
+        &generator, &cat, &users, opts.mix, 4_000, opts.k, opts.seed,
     ));
 
     let gateway = match &opts.gateway_url {
         Some(url) => {
-            let client = HttpClient::new(url)?;
+            let mut client = HttpClient::new(url)?;
+            client.api_key.clone_from(&opts.gateway_api_key);
             let (status, _) = client
                 .get("/healthz")
                 .await
@@ -176,12 +179,14 @@ pub async fn run(opts: &Options) -> Result<Report> {
         }
     };
 
-    let raw = Arc::new(RawTarget::new(
+    let mut raw = RawTarget::new(
         RawConn::mux(&opts.redis_url).await?,
         ns.clone(),
         opts.dim,
         opts.ef_runtime,
-    ));
+    );
+    raw.candidates = opts.raw_candidates;
+    let raw = Arc::new(raw);
     let mut phases = Vec::new();
 
     // 2. Raw: closed loop for the maximum, then open loop at 50% / 80% of it.
@@ -327,11 +332,13 @@ async fn finish(
 ) -> Result<Report> {
     // 6. One multiplexed connection vs a deadpool pool.
     let connections = Some(compare_connections(opts, queries, ns).await?);
-    notes.push(
+    if opts.mix.text > 0 {
+        notes.push(
         "Text queries: the raw side runs BM25 + KNN (with a pre-computed vector) in one pipeline; \
          the gateway embeds the text with the model first, so its text p99 includes the embedder."
             .to_owned(),
     );
+    }
     notes.push(
         "Personalised queries: the raw side reads the user's feature keys (one pipelined round \
          trip), then runs the KNN with the session vector (a second round trip)."
@@ -349,7 +356,8 @@ async fn finish(
             warmup_secs: opts.warmup_secs,
             k: opts.k,
             ef_runtime: opts.ef_runtime,
-            mix: Mix::default(),
+            raw_candidates: opts.raw_candidates,
+            mix: opts.mix,
             closed_loop_concurrency: opts.concurrency.clone(),
             open_loop_max_in_flight: opts.max_in_flight,
             redis_url: opts.redis_url.clone(),
@@ -393,6 +401,36 @@ pub fn write_report(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
         paths.push(png);
     }
     Ok(paths)
+}
+
+/// Seeds a fresh catalog and records the ingest figures in `{out}/ingest.json`, for a later
+/// `--reuse` run (xtask seeds first, then starts the gateway over the finished index).
+pub async fn seed_only(opts: &Options) -> Result<catalog::IngestResult> {
+    validate(opts)?;
+    let mut con = catalog::connect(&opts.redis_url).await?;
+    let spec = CatalogSpec {
+        items: opts.items,
+        dim: opts.dim,
+        seed: opts.seed,
+    };
+    let result = seed_catalog(&mut con, &Namespace::new(&opts.namespace), spec, false)
+        .await?
+        .context("a fresh seed always measures ingest")?;
+    std::fs::create_dir_all(&opts.out)?;
+    std::fs::write(
+        opts.out.join(INGEST_FILE),
+        serde_json::to_vec_pretty(&result)?,
+    )?;
+    Ok(result)
+}
+
+const INGEST_FILE: &str = "ingest.json";
+
+/// Ingest figures recorded by [`seed_only`] for this exact catalog, if any.
+fn recorded_ingest(out: &Path, spec: CatalogSpec) -> Option<catalog::IngestResult> {
+    let text = std::fs::read(out.join(INGEST_FILE)).ok()?;
+    let r: catalog::IngestResult = serde_json::from_slice(&text).ok()?;
+    (r.items == spec.items && r.dim == spec.dim && r.seed == spec.seed).then_some(r)
 }
 
 async fn seed_catalog(
@@ -440,12 +478,12 @@ async fn seed_users(gw: &GatewayTarget, users: &[BenchUser]) -> Result<()> {
             .flat_map(|u| {
                 u.clicked
                     .iter()
-                    .map(move |item| json!({ "user_id": u.id, "item_id": item, "type": "click" }))
+                    .map(move |item| json!({ "type": "click", "user_id": u.id, "item_id": item }))
             })
             .collect();
         let (status, body) = gw
             .client
-            .post_json("/v1/events", &json!({ "events": events }))
+            .post_json("/v1/events", &serde_json::Value::Array(events))
             .await?;
         if !(200..300).contains(&status) {
             bail!(
@@ -650,7 +688,9 @@ async fn compare_connections(
         RawConn::pool(&opts.redis_url, concurrency)?,
     ] {
         log(&format!("raw {} connection, closed loop", conn.label()));
-        let target = Arc::new(RawTarget::new(conn, ns.clone(), opts.dim, opts.ef_runtime));
+        let mut target = RawTarget::new(conn, ns.clone(), opts.dim, opts.ef_runtime);
+        target.candidates = opts.raw_candidates;
+        let target = Arc::new(target);
         results.push(
             closed_loop(
                 target,

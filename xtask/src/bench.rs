@@ -1,0 +1,230 @@
+//! `cargo xtask bench`: one command for the whole benchmark. Builds `redrec-bench` and
+//! `redrec-gateway` in release mode, starts a dedicated Redis (port 6391 by default, so test
+//! traffic on 6380 and benchmark traffic do not disturb each other), seeds the synthetic catalog,
+//! starts the gateway over it, runs the suite and writes `target/bench/report.{md,json}` and
+//! `latency.png`. xtask only orchestrates processes: it links none of the heavy crates.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, redis, run_step, workspace_root};
+
+/// The embedder's dimension: text queries through the gateway need an index of this size.
+const MODEL_DIMS: usize = 384;
+/// The key the bench's gateway accepts on write routes (it listens on 127.0.0.1 only).
+const BENCH_API_KEY: &str = "bench-key";
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Items in the synthetic catalog [default: 100000; 20000 with --quick]
+    #[arg(long)]
+    items: Option<usize>,
+    /// Vector dimension (384 matches the embedder and adds text queries to the gateway mix)
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// Seconds per measured phase [default: 20; 4 with --quick]
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Small catalog and short phases: finishes in a few minutes
+    #[arg(long)]
+    quick: bool,
+    /// Measure raw Redis only (no gateway)
+    #[arg(long)]
+    no_gateway: bool,
+    /// Port of the dedicated benchmark Redis on 127.0.0.1
+    #[arg(long, env = "REDREC_BENCH_REDIS_PORT", default_value_t = 6391)]
+    redis_port: u16,
+    /// Port the benchmark gateway listens on (127.0.0.1)
+    #[arg(long, default_value_t = 8091)]
+    gateway_port: u16,
+    /// Leave the benchmark Redis running afterwards
+    #[arg(long)]
+    keep_redis: bool,
+    /// Further arguments for redrec-bench (see `cargo run -p redrec-bench -- --help`)
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let root = workspace_root();
+    let out = root.join("target").join("bench");
+    std::fs::create_dir_all(&out)?;
+    let with_gateway = !args.no_gateway;
+
+    let build_start = Instant::now();
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "redrec-bench"]);
+    if with_gateway {
+        build.args(["-p", "redrec-gateway"]);
+    }
+    run_step("cargo build --release (bench, gateway)", &mut build)?;
+    eprintln!(
+        "xtask: release build took {:.0} s",
+        build_start.elapsed().as_secs_f64()
+    );
+    let bin_dir = root.join("target").join("release");
+
+    let target = redis::Target::from_env(args.redis_port);
+    let started_redis = redis::up(&redis::UpOptions {
+        port: args.redis_port,
+        persist: false,
+    })?;
+    let redis_url = target.url();
+    let result = run_with_redis(args, &bin_dir, &out, &redis_url, with_gateway);
+    if started_redis && !args.keep_redis {
+        redis::down(args.redis_port)?;
+    }
+    result
+}
+
+fn run_with_redis(
+    args: &BenchArgs,
+    bin_dir: &Path,
+    out: &Path,
+    redis_url: &str,
+    with_gateway: bool,
+) -> Result<()> {
+    let mut common: Vec<String> = vec![
+        "--redis-url".into(),
+        redis_url.into(),
+        "--dim".into(),
+        args.dim.to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    if args.quick {
+        common.push("--quick".into());
+    }
+    if let Some(items) = args.items {
+        common.extend(["--items".into(), items.to_string()]);
+    }
+    if let Some(d) = args.duration {
+        common.extend(["--duration".into(), d.to_string()]);
+    }
+    let bench_bin = bin_dir.join("redrec-bench");
+    // Seed first, so the gateway starts over a complete index.
+    run_step(
+        "redrec-bench --seed-only",
+        Command::new(&bench_bin).args(&common).arg("--seed-only"),
+    )?;
+    let mut run = Command::new(&bench_bin);
+    run.args(&common).arg("--reuse");
+    if args.dim != MODEL_DIMS {
+        // The gateway cannot embed text into this index (the model yields 384 dimensions), so
+        // both sides run the mix without text queries.
+        run.args(["--mix", "75,25,0"]);
+    }
+    let mut gateway = None;
+    if with_gateway {
+        let gw = start_gateway(args, bin_dir, out, redis_url)?;
+        run.args([
+            "--gateway-url",
+            &format!("http://127.0.0.1:{}", args.gateway_port),
+        ])
+        .args(["--gateway-pid", &gw.id().to_string()])
+        .args(["--gateway-api-key", BENCH_API_KEY]);
+        gateway = Some(gw);
+    }
+    run.args(&args.extra);
+    let result = run_step("redrec-bench", &mut run);
+    if let Some(mut gw) = gateway {
+        let _ = gw.kill();
+        let _ = gw.wait();
+    }
+    result?;
+    eprintln!("xtask: report in {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) -> Result<Child> {
+    let model_dir = if args.dim == MODEL_DIMS {
+        crate::fetch(crate::Asset::Model)?
+    } else {
+        // No model: the gateway serves vector and personalised queries without an embedder.
+        out.join("no-model")
+    };
+    let log_path = out.join("gateway.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let listen = format!("127.0.0.1:{}", args.gateway_port);
+    if TcpStream::connect(&listen).is_ok() {
+        bail!("port {listen} is already in use; choose another with --gateway-port");
+    }
+    let mut child = Command::new(bin_dir.join("redrec-gateway"))
+        .current_dir(workspace_root())
+        .env_remove("REDREC_CONFIG")
+        .env("REDREC_REDIS__URL", redis_url)
+        .env("REDREC_INDEX__NAMESPACE", "bench")
+        .env("REDREC_INDEX__VECTOR__DIMS", args.dim.to_string())
+        .env("REDREC_GATEWAY__LISTEN", &listen)
+        .env("REDREC_GATEWAY__API_KEYS", format!("[\"{BENCH_API_KEY}\"]"))
+        .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
+        // Request logging at info costs CPU per request; the bench measures serving, not logging.
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("cannot start redrec-gateway")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "redrec-gateway exited with {status} before it was healthy; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        if healthy(&listen) {
+            eprintln!("xtask: gateway up on http://{listen} (pid {})", child.id());
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "redrec-gateway did not answer /healthz within 60 s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether `GET /healthz` answers 200.
+fn healthy(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    status_is_ok(&buf)
+}
+
+fn status_is_ok(response: &[u8]) -> bool {
+    response.starts_with(b"HTTP/1.1 200") || response.starts_with(b"HTTP/1.0 200")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_a_healthy_answer() {
+        assert!(status_is_ok(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        ));
+        assert!(!status_is_ok(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"));
+        assert!(!status_is_ok(b""));
+    }
+}
