@@ -12,6 +12,14 @@ use redrec_embedder::{Embedder, MiniLm, default_model_dir};
 #[path = "../benches/common.rs"]
 mod common;
 
+/// On-CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, first field, ns);
+/// unlike wall time it does not grow when other processes compete for the cores.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx].as_secs_f64() * 1e3
@@ -38,19 +46,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..20 {
         model.embed(&[common::QUERY])?;
     }
-    let mut times: Vec<Duration> = (0..queries)
-        .map(|_| {
-            let t = Instant::now();
-            model.embed(&[common::QUERY]).map(|_| t.elapsed())
-        })
-        .collect::<Result<_, _>>()?;
+    let mut times = Vec::with_capacity(queries);
+    let mut cpu_times = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let cpu = thread_cpu();
+        let t = Instant::now();
+        model.embed(&[common::QUERY])?;
+        times.push(t.elapsed());
+        if let (Some(before), Some(after)) = (cpu, thread_cpu()) {
+            cpu_times.push(after.saturating_sub(before));
+        }
+    }
     times.sort();
+    cpu_times.sort();
     println!(
-        "single query ({queries} runs): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+        "single query ({queries} runs): wall p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
         percentile(&times, 0.5),
         percentile(&times, 0.9),
         percentile(&times, 0.99)
     );
+    if !cpu_times.is_empty() {
+        println!(
+            "single query on-CPU time: p50 {:.2} ms, p90 {:.2} ms",
+            percentile(&cpu_times, 0.5),
+            percentile(&cpu_times, 0.9)
+        );
+    }
 
     if n_texts == 0 {
         return Ok(());

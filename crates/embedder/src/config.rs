@@ -10,9 +10,9 @@ pub const DEFAULT_MODEL_SUBDIR: &str = "target/redrec/models/all-minilm-l6-v2";
 
 /// Which embedder to run and how. `kind` selects the backend; fields of the other backend are
 /// ignored, so an env var such as `REDREC_EMBEDDER__KIND=http` can switch backends without
-/// editing the rest of the file.
+/// editing the rest of the file. Unknown keys (typos) are rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmbedderConfig {
     /// Backend: `minilm` (in-process, default) or `http` (an embedding service).
     pub kind: EmbedderKind,
@@ -66,7 +66,7 @@ pub enum ApiStyle {
 
 /// Settings of the HTTP embedder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Base URL of the service, e.g. `http://127.0.0.1:8080` (the API path is appended).
     pub url: String,

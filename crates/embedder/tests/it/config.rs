@@ -61,3 +61,18 @@ fn from_config_validates_before_loading() {
     let err = from_config(&config).unwrap_err();
     assert!(err.to_string().contains("embedder.http.url"), "{err}");
 }
+
+#[test]
+fn misspelt_keys_are_rejected() {
+    let err = serde_json::from_value::<EmbedderConfig>(json!({"batchsize": 8})).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `batchsize`"),
+        "{err}"
+    );
+    let err = serde_json::from_value::<EmbedderConfig>(json!({"http": {"api_stlye": "tei"}}))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `api_stlye`"),
+        "{err}"
+    );
+}
