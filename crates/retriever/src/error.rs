@@ -45,7 +45,9 @@ impl Error {
             };
         }
         let text = e.to_string();
-        let lower = text.to_lowercase();
+        // redis-rs splits the server's first word off as an error code and quotes it
+        // (`"Timeout": limit was reached`): compare without the punctuation
+        let lower = text.to_lowercase().replace(['"', ':'], "");
         if lower.contains("no such index") || lower.contains("unknown index name") {
             return Error::IndexMissing {
                 index: index.to_owned(),

@@ -19,8 +19,8 @@ use redrec_core::filter::Filter;
 use redrec_core::hybrid::{Fusion, HybridQuery, HybridSyntax, RankedHit, fuse};
 use redrec_core::keys::{Namespace, validate_id};
 use redrec_core::query::{
-    DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, SearchArgs, SortedQuery, TextQuery,
-    lexical_expression,
+    DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, RangeQuery, SearchArgs, SortedQuery,
+    TextQuery, lexical_expression,
 };
 use redrec_core::schema::{DistanceMetric, FieldKind, IndexSchema, ItemFields};
 use redrec_core::user::UserFeatures;
@@ -49,7 +49,10 @@ pub struct RetrieverConfig {
     pub ef_runtime: u32,
     /// Largest k a request may ask for, and the cap on over-fetching.
     pub max_k: usize,
-    /// Per-query `TIMEOUT` in ms sent to RediSearch (0 = server default).
+    /// Per-query `TIMEOUT` in ms sent to RediSearch (0 = the server's own default). What happens
+    /// at the deadline is the server's `ON_TIMEOUT` policy: `fail` (an error, reported as
+    /// [`Error::Unavailable`]) or `return` (partial results, flagged in [`Retrieval::partial`]
+    /// from the RESP3 warning).
     pub query_timeout_ms: u64,
     /// Fusion of BM25 and KNN lists for text sources.
     pub fusion: Fusion,
@@ -70,7 +73,7 @@ impl Default for RetrieverConfig {
         RetrieverConfig {
             ef_runtime: 100,
             max_k: 1000,
-            query_timeout_ms: 0,
+            query_timeout_ms: 500,
             fusion: Fusion::default(),
             use_ft_hybrid: true,
             text_scorer: "BM25".into(),
@@ -631,6 +634,50 @@ impl Retriever {
             partial,
             fusion: fusion_path,
         })
+    }
+
+    /// Every item within `radius` (a distance in the index metric, e.g. `1 - cos` for COSINE) of
+    /// `vector` that passes `filter`, nearest first, at most `limit` (`VECTOR_RANGE`).
+    pub async fn within_radius(
+        &self,
+        vector: &[f32],
+        radius: f32,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Candidate>> {
+        self.validate_vector(vector)?;
+        if limit == 0 || limit > self.config.max_k {
+            return Err(Error::BadQuery(redrec_core::Error::Query {
+                message: format!("limit is {limit}, expected 1..={}", self.config.max_k),
+            }));
+        }
+        let q = RangeQuery {
+            index: self.alias.clone(),
+            filter: filter.render(&self.schema)?,
+            vector_field: self.fields.vector.clone(),
+            vector: vector.to_vec(),
+            radius,
+            epsilon: None,
+            limit,
+            distance_alias: DISTANCE_ALIAS.into(),
+            projection: Projection::Fields(self.return_fields.clone()),
+            timeout_ms: self.timeout(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(q.args()?.cmd());
+        let replies = self.run(&pipe).await?;
+        let reply = replies
+            .first()
+            .ok_or_else(|| Error::protocol("empty pipeline reply"))?;
+        let page = parse_search(
+            reply,
+            Shape {
+                with_scores: false,
+                with_content: true,
+            },
+        )?;
+        let list = self.vector_list(SourceKind::QueryVector, page);
+        Ok(merge(&[list], &BTreeSet::new(), limit).candidates)
     }
 
     /// Sends every planned query in one pipeline and turns the replies into ranked lists.

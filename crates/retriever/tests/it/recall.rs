@@ -187,6 +187,7 @@ async fn recall_at_10_meets_095_at_every_selectivity() {
         }
     }
     assert!(failures.is_empty(), "recall below 0.95: {failures:?}");
+    check_timeout_is_reported(&space, &schema, &queries[0]).await;
 
     // Measurement 1: RETURN fields in the search vs ids + distance, then HMGET.
     let hm = support::retriever(
@@ -271,5 +272,40 @@ async fn recall_at_10_meets_095_at_every_selectivity() {
             percentile(&lat, 0.5).as_secs_f64() * 1e3,
             percentile(&lat, 0.99).as_secs_f64() * 1e3
         );
+    }
+}
+
+/// A deadline far below what the query needs: with the embedded server's `ON_TIMEOUT FAIL` the
+/// retriever reports `Unavailable`; a server left at `ON_TIMEOUT return` yields a retrieval
+/// flagged `partial` (from the RESP3 warning) instead. Either way the caller knows.
+async fn check_timeout_is_reported(
+    space: &TestSpace,
+    schema: &redrec_core::schema::IndexSchema,
+    q: &[f32],
+) {
+    let slow = support::retriever(
+        space,
+        schema,
+        RetrieverConfig {
+            query_timeout_ms: 1,
+            hybrid_policy: Some("adhoc_bf".into()),
+            ..RetrieverConfig::default()
+        },
+    );
+    let mut req = RetrievalRequest::new(vec![Source::Vector(q.to_vec())], 1000);
+    req.filter = Filter::tag_not_any("category", (0..10).map(|c| format!("C{c}")));
+    match slow.retrieve(&req).await {
+        Err(redrec_retriever::Error::Unavailable { message }) => {
+            println!("1 ms deadline: error `{message}`");
+            assert!(message.to_lowercase().contains("timeout"), "{message}");
+        }
+        Ok(r) => {
+            println!("1 ms deadline: partial = {}", r.partial);
+            assert!(
+                r.partial,
+                "a 1 ms deadline cannot complete a 45k-item brute force"
+            );
+        }
+        Err(e) => panic!("unexpected error {e}"),
     }
 }

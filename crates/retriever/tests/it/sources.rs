@@ -364,3 +364,93 @@ async fn errors_are_typed() {
         .unwrap_err();
     assert!(matches!(e, Error::Unavailable { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn range_queries_and_hybrid_policies_run_on_the_server() {
+    let (space, cat, r) = setup("range").await;
+    let q = cat.items[4].vector.clone();
+    let exact = cat.nearest(&q, |_| true);
+    // VECTOR_RANGE: everything within cosine distance 0.1, nearest first
+    let within: Vec<&str> = cat
+        .items
+        .iter()
+        .filter(|i| 1.0 - vector::cosine(&q, &i.vector) <= 0.1)
+        .map(|i| i.id.as_str())
+        .collect();
+    assert!(within.len() > 3, "the catalog is clustered tightly enough");
+    let got = r.within_radius(&q, 0.1, &Filter::All, 1000).await.unwrap();
+    let got_ids: Vec<&str> = got.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(got_ids.len(), within.len());
+    assert_eq!(
+        got_ids,
+        exact[..within.len()]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    let filtered = r
+        .within_radius(&q, 0.1, &Filter::tag_any("category", ["CAT0"]), 1000)
+        .await
+        .unwrap();
+    assert!(filtered.is_empty(), "item 4 is in CAT4, far from CAT0");
+
+    // both HYBRID_POLICY settings return the exact answer on a small index
+    let schema = support::schema(&space.ns, DIMS);
+    let mut req = RetrievalRequest::new(vec![Source::Vector(q.clone())], 10);
+    req.filter = Filter::tag_any("department", ["HOME"]);
+    let want = r.retrieve(&req).await.unwrap();
+    for (policy, batch) in [("adhoc_bf", None), ("batches", Some(20))] {
+        let p = support::retriever(
+            &space,
+            &schema,
+            RetrieverConfig {
+                hybrid_policy: Some(policy.into()),
+                batch_size: batch,
+                ..RetrieverConfig::default()
+            },
+        );
+        assert_eq!(
+            ids(&p.retrieve(&req).await.unwrap()),
+            ids(&want),
+            "{policy}"
+        );
+        // unfiltered: the policy is left out (the server rejects it without a filter)
+        p.retrieve(&RetrievalRequest::new(vec![Source::Vector(q.clone())], 5))
+            .await
+            .unwrap();
+    }
+    let bad = Retriever::with_pool(
+        redrec_retriever::create_pool(&support::redis_config()).unwrap(),
+        space.ns.clone(),
+        schema.clone(),
+        ItemFields::default(),
+        RetrieverConfig {
+            hybrid_policy: Some("fast".into()),
+            ..RetrieverConfig::default()
+        },
+    );
+    assert!(bad.is_err());
+}
+
+#[tokio::test]
+async fn forcing_ft_hybrid_on_a_server_without_it_is_reported() {
+    let (_space, cat, mut r) = setup("forcehybrid").await;
+    r.set_hybrid_syntax(Some(redrec_core::hybrid::HybridSyntax::V8_4_3));
+    let e = r
+        .retrieve(&RetrievalRequest::new(
+            vec![Source::Text {
+                text: "cluster1".into(),
+                vector: cat.items[1].vector.clone(),
+            }],
+            5,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Rejected { .. }), "{e}");
+    assert!(
+        e.to_string().to_lowercase().contains("unknown command"),
+        "{e}"
+    );
+    // detection puts it right
+    assert_eq!(r.detect_hybrid().await.unwrap(), None);
+}
