@@ -81,7 +81,7 @@ fn tag_values_match_exactly_the_documents_carrying_them() {
     let con = std::cell::RefCell::new(space.sync_conn());
     let index = space.ns.alias();
     let mut runner = TestRunner::new(Config {
-        cases: 48,
+        cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
