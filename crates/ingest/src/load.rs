@@ -25,7 +25,7 @@ use crate::{
     Error, Result,
     index::{self, ServingIndex},
     progress::{Progress, ProgressMode},
-    source::{Rows, SourceItem},
+    source::{Rows, SourceItem, SourceRow},
     validate::{ItemDoc, Mapping, Reject, Validator},
     write::{WriteOptions, write_stream},
 };
@@ -179,10 +179,8 @@ pub async fn load(
         total = Some(count);
     }
 
-    let (report, written_secs) = write_pass(con, &target, rows, validator, total, opts).await?;
-    let mut report = report;
+    let mut report = write_pass(con, &target, rows, validator, total, opts).await?;
     report.validate_secs = validate_secs;
-    let _ = written_secs;
     finish_index(con, ns, &target, opts, &mut report).await?;
     Ok(report)
 }
@@ -243,7 +241,7 @@ async fn write_pass(
     validator: Arc<Validator>,
     total: Option<u64>,
     opts: &LoadOptions,
-) -> Result<(LoadReport, f64)> {
+) -> Result<LoadReport> {
     let started = Instant::now();
     let batch_size = opts.write.batch_size.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ItemDoc>>(opts.write.in_flight.max(1));
@@ -311,22 +309,19 @@ async fn write_pass(
     let written = written?;
     let (read, rejected, first) = produced?;
     let secs = started.elapsed().as_secs_f64();
-    Ok((
-        LoadReport {
-            index: target.index.clone(),
-            alias: target.alias.clone(),
-            created_index: false,
-            rows_read: read,
-            written,
-            rejected,
-            validate_secs: 0.0,
-            write_secs: secs,
-            items_per_sec: written as f64 / secs.max(1e-9),
-            index_secs: 0.0,
-            first_rejects: first,
-        },
-        secs,
-    ))
+    Ok(LoadReport {
+        index: target.index.clone(),
+        alias: target.alias.clone(),
+        created_index: false,
+        rows_read: read,
+        written,
+        rejected,
+        validate_secs: 0.0,
+        write_secs: secs,
+        items_per_sec: written as f64 / secs.max(1e-9),
+        index_secs: 0.0,
+        first_rejects: first,
+    })
 }
 
 /// After writing: create the index if it is missing, point the alias at it, and wait for 100%.
@@ -406,4 +401,25 @@ fn rename_storage(mut docs: Vec<ItemDoc>, target: &ServingIndex) -> Vec<ItemDoc>
         }
     }
     docs
+}
+
+/// In-memory rows as a re-openable source.
+pub struct MemoryRows {
+    pub label: String,
+    pub rows: Arc<Vec<SourceRow>>,
+}
+
+impl RowFactory for MemoryRows {
+    fn open(&self) -> Result<Rows> {
+        let rows = Arc::clone(&self.rows);
+        Ok(Box::new(
+            (0..rows.len()).map(move |i| Ok(SourceItem::Row(rows[i].clone()))),
+        ))
+    }
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn known_len(&self) -> Option<u64> {
+        Some(self.rows.len() as u64)
+    }
 }

@@ -144,11 +144,22 @@ enum SchemaCmd {
 enum MigrateCmd {
     /// Plan, backfill, shadow-compare and switch in one go (resumes where a previous run stopped)
     Run {
-        #[command(flatten)]
-        input: InputArgs,
-        /// New vector dimension
+        /// New vectors: a file (.jsonl, .csv, .parquet, .npy, .f32) with id + vector columns
+        #[arg(required_unless_present = "embed", conflicts_with = "embed")]
+        file: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         #[arg(long)]
-        dims: usize,
+        ids: Option<PathBuf>,
+        /// Components per row of a raw .f32 file (the new dimension when --dims is not given)
+        #[arg(long = "file-dims")]
+        file_dims: Option<usize>,
+        /// Instead of a file: re-embed every item's text with the configured embedder (the new model)
+        #[arg(long)]
+        embed: bool,
+        /// New vector dimension (default: the embedder's with --embed)
+        #[arg(long)]
+        dims: Option<usize>,
         #[arg(long)]
         field: Option<String>,
         /// Items sampled for shadow queries
@@ -368,31 +379,51 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Migrate { action } => match action {
             MigrateCmd::Run {
-                input,
+                file,
+                format,
+                ids,
+                file_dims,
+                embed,
                 dims,
                 field,
                 shadow_sample,
                 k,
             } => {
                 let field = field.unwrap_or(vector_field);
-                opts.on_invalid = on_invalid(&input);
-                let spec = spec(&input, &settings.mapping, &field)?;
+                let (rows, mapping, dims): (Arc<dyn load::RowFactory>, Mapping, usize) = if embed {
+                    let embedder: Arc<dyn redrec_embedder::Embedder> = Arc::from(
+                        redrec_embedder::from_config(&settings.embedder).context("embedder")?,
+                    );
+                    let dims = dims.unwrap_or(embedder.dims());
+                    let items = migrate::item_texts(&con, &ns, &settings.index.fields.text).await?;
+                    let batch = settings.embedder.batch_size;
+                    let rows = tokio::task::spawn_blocking(move || {
+                        migrate::embed_rows(&items, embedder.as_ref(), batch, progress)
+                    })
+                    .await??;
+                    (Arc::new(rows), Mapping::default(), dims)
+                } else {
+                    let input = InputArgs {
+                        file: file.context("a vector file or --embed is required")?,
+                        format,
+                        ids,
+                        dims: file_dims,
+                        skip_invalid: false,
+                        rejects: PathBuf::from("rejects.jsonl"),
+                    };
+                    let dims = dims
+                        .or(file_dims)
+                        .context("--dims is required with a vector file")?;
+                    let spec = spec(&input, &settings.mapping, &field)?;
+                    (Arc::new(spec), settings.mapping.clone(), dims)
+                };
                 let target = migrate::Target {
                     field,
                     dims,
                     attrs: None,
                 };
-                let st = migrate::run(
-                    &con,
-                    &ns,
-                    &target,
-                    Arc::new(spec),
-                    &settings.mapping,
-                    &opts,
-                    shadow_sample,
-                    k,
-                )
-                .await?;
+                let st = migrate::run(&con, &ns, &target, rows, &mapping, &opts, shadow_sample, k)
+                    .await?;
                 println!("{}", serde_json::to_string_pretty(&st)?);
             }
             MigrateCmd::Status => {
@@ -452,7 +483,7 @@ async fn run(cli: Cli) -> Result<()> {
                     required: vec![settings.index.fields.text.clone()],
                     ..Mapping::default()
                 };
-                let rows = complete_journey::MemoryRows {
+                let rows = load::MemoryRows {
                     label: format!("{}", data_dir.join("products.parquet").display()),
                     rows: Arc::new(catalog.rows),
                 };

@@ -570,3 +570,87 @@ pub async fn run(
 
 /// A generous default for waiting on indexing during migrations.
 pub const INDEX_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Every item's `(id, text)` in the namespace (for re-embedding with a new model), sorted by id
+/// so a resumed backfill sees the rows in the same order. Items without text are skipped.
+pub async fn item_texts(
+    con: &MultiplexedConnection,
+    ns: &Namespace,
+    text_field: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut c = con.clone();
+    let mut out = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}*", ns.item_prefix()))
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("hash")
+            .query_async(&mut c)
+            .await?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HGET").arg(k).arg(text_field);
+            }
+            let texts: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+            for (k, t) in keys.iter().zip(texts) {
+                if let (Some(id), Some(t)) = (ns.item_id(k), t) {
+                    out.push((id.to_owned(), t));
+                }
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Embeds the texts (each distinct text once) into id + vector rows for [`backfill`]. Blocking:
+/// call it from `spawn_blocking`.
+pub fn embed_rows(
+    items: &[(String, String)],
+    embedder: &dyn redrec_embedder::Embedder,
+    batch: usize,
+    mode: crate::progress::ProgressMode,
+) -> Result<crate::load::MemoryRows> {
+    let mut distinct: Vec<&str> = items.iter().map(|(_, t)| t.as_str()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let progress = Progress::new(mode, "embed", Some(distinct.len() as u64));
+    let mut vectors = std::collections::HashMap::with_capacity(distinct.len());
+    for chunk in distinct.chunks(batch.max(1)) {
+        for (t, v) in chunk.iter().zip(embedder.embed(chunk)?) {
+            vectors.insert(*t, v);
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish();
+    let rows = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (id, t))| {
+            Some(crate::source::SourceRow {
+                row: i as u64 + 1,
+                columns: vec![
+                    ("id".into(), crate::source::Value::Str(id.clone())),
+                    (
+                        "embedding".into(),
+                        crate::source::Value::Vector(vectors.get(t.as_str())?.clone()),
+                    ),
+                ],
+            })
+        })
+        .collect();
+    Ok(crate::load::MemoryRows {
+        label: format!("{} re-embedded", embedder.model_id()),
+        rows: Arc::new(rows),
+    })
+}

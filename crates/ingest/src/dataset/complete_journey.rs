@@ -14,7 +14,6 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
     time::Instant,
 };
 
@@ -23,9 +22,8 @@ use redrec_embedder::Embedder;
 
 use crate::{
     Error, Result,
-    load::RowFactory,
     progress::{Progress, ProgressMode},
-    source::{ParquetRows, Rows, SourceItem, SourceRow, Value},
+    source::{ParquetRows, SourceItem, SourceRow, Value},
 };
 
 /// Extra fields the Complete Journey seed adds to the item schema (as TAGs).
@@ -242,25 +240,4 @@ pub fn build(
         });
     }
     Ok(Catalog { rows, stats })
-}
-
-/// In-memory rows as a re-openable source.
-pub struct MemoryRows {
-    pub label: String,
-    pub rows: Arc<Vec<SourceRow>>,
-}
-
-impl RowFactory for MemoryRows {
-    fn open(&self) -> Result<Rows> {
-        let rows = Arc::clone(&self.rows);
-        Ok(Box::new(
-            (0..rows.len()).map(move |i| Ok(SourceItem::Row(rows[i].clone()))),
-        ))
-    }
-    fn label(&self) -> String {
-        self.label.clone()
-    }
-    fn known_len(&self) -> Option<u64> {
-        Some(self.rows.len() as u64)
-    }
 }

@@ -93,10 +93,8 @@ pub async fn knn(
 }
 
 /// Rows of (id, vector) in memory.
-pub fn vector_rows(
-    items: &[(String, Vec<f32>)],
-) -> Arc<redrec_ingest::dataset::complete_journey::MemoryRows> {
-    Arc::new(redrec_ingest::dataset::complete_journey::MemoryRows {
+pub fn vector_rows(items: &[(String, Vec<f32>)]) -> Arc<redrec_ingest::load::MemoryRows> {
+    Arc::new(redrec_ingest::load::MemoryRows {
         label: "memory".into(),
         rows: Arc::new(
             items
