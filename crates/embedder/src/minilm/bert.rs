@@ -105,7 +105,8 @@ impl LayerNorm {
     }
 }
 
-/// A dense layer stored transposed (`[in, out]`) so `x.dot(&w) + b` computes `x W^T + b`.
+/// A dense layer as stored by PyTorch: `w` is `[out, in]`, and `x W^T + b` multiplies by a
+/// transposed view (the sgemm packs either layout, so no copy is made at load time).
 struct Linear {
     w: Array2<f32>,
     b: Array1<f32>,
@@ -113,15 +114,14 @@ struct Linear {
 
 impl Linear {
     fn load(st: &SafeTensors, prefix: &str, input: usize, output: usize) -> Result<Self> {
-        let w = st.matrix(&format!("{prefix}.weight"), output, input)?;
         Ok(Self {
-            w: w.t().as_standard_layout().into_owned(),
+            w: st.matrix(&format!("{prefix}.weight"), output, input)?,
             b: st.vector(&format!("{prefix}.bias"), output)?,
         })
     }
 
     fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut y = x.dot(&self.w);
+        let mut y = x.dot(&self.w.t());
         y += &self.b;
         y
     }
@@ -159,8 +159,8 @@ impl Bert {
             let k = Linear::load(st, &format!("{p}.attention.self.key"), h, h)?;
             let v = Linear::load(st, &format!("{p}.attention.self.value"), h, h)?;
             let qkv = Linear {
-                w: concatenate(Axis(1), &[q.w.view(), k.w.view(), v.w.view()])
-                    .expect("q, k and v weights have the same number of rows"),
+                w: concatenate(Axis(0), &[q.w.view(), k.w.view(), v.w.view()])
+                    .expect("q, k and v weights have the same number of columns"),
                 b: concatenate(Axis(0), &[q.b.view(), k.b.view(), v.b.view()])
                     .expect("1-d biases concatenate"),
             };

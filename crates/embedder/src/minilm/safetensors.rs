@@ -95,10 +95,15 @@ impl SafeTensors {
                     "tensor `{name}` has bad data offsets {start}..{end}"
                 ))
             })?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        // a bulk copy (the data need not be 4-byte aligned in the file); safetensors stores
+        // little-endian values
+        let mut floats: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
+        if cfg!(target_endian = "big") {
+            for x in &mut floats {
+                *x = f32::from_bits(x.to_bits().swap_bytes());
+            }
+        }
+        Ok(floats)
     }
 
     /// A 1-d F32 tensor of length `len`.
