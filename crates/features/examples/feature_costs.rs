@@ -7,7 +7,8 @@
 //!   a 384-d HNSW vector) against the same increment on an unindexed hash and on the popularity
 //!   zset (client percentiles, server `usec_per_call` from `INFO commandstats`, pipelined ops/s).
 //!
-//! Run: `cargo run -p redrec-features --example feature_costs [items]` (default 10000 items).
+//! Run: `cargo run -p redrec-features --example feature_costs [items] [dims]` (default 10000
+//! items of 384 dimensions).
 //! Everything is written under a throwaway namespace that is removed at the end.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,7 +21,6 @@ use redrec_core::{
 use redrec_features::{Event, EventKind, FeatureStore, FeaturesConfig};
 use redrec_testkit::TestSpace;
 
-const DIMS: usize = 384;
 const SAMPLES: usize = 2000;
 
 /// Deterministic pseudo-random numbers (xorshift), so runs are comparable.
@@ -147,6 +147,10 @@ async fn main() {
         .nth(1)
         .map(|a| a.parse().expect("item count"))
         .unwrap_or(10_000);
+    let dims: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("dimensions"))
+        .unwrap_or(384);
     let space = TestSpace::new("feature_costs");
     let ns = space.ns.clone();
     // loading 384-d vectors into HNSW takes longer than the client's default 500 ms timeout
@@ -161,7 +165,7 @@ async fn main() {
     let fields = ItemFields::default();
 
     let settings = VectorSettings {
-        dims: DIMS,
+        dims,
         ..VectorSettings::default()
     };
     let schema = items_schema(&ns.index(1), &ns.item_prefix(), &fields, &settings);
@@ -174,7 +178,7 @@ async fn main() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let mut pipe = redis::pipe();
         for &i in chunk {
-            let mut v: Vec<f32> = (0..DIMS).map(|_| rng.unit()).collect();
+            let mut v: Vec<f32> = (0..dims).map(|_| rng.unit()).collect();
             vector::normalize(&mut v).unwrap();
             let blob = vector::encode(&v);
             for key in [ns.item(&i.to_string()), plain(i)] {
@@ -200,7 +204,7 @@ async fn main() {
         let _: () = pipe.query_async(&mut con).await.unwrap();
     }
     println!(
-        "loaded {n} items ({DIMS}-d HNSW index) in {:.1}s",
+        "loaded {n} items ({dims}-d HNSW index) in {:.1}s",
         t.elapsed().as_secs_f64()
     );
 
@@ -334,6 +338,25 @@ async fn main() {
     })
     .await;
     rows.push(raw_read);
+    {
+        let mut pipe = redis::pipe();
+        store.queue_read(&mut pipe, "u1", t0 + 10_000).unwrap();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
+        let t = Instant::now();
+        let mut f = None;
+        for _ in 0..1000 {
+            f = Some(store.decode_read("u1", t0 + 10_000, &replies).unwrap());
+        }
+        let f = f.unwrap();
+        println!(
+            "decode_read: {:.1} µs per call (user with {} categories, {} brands, {} recent, {} seen)",
+            t.elapsed().as_secs_f64() * 1e3,
+            f.category_affinity.len(),
+            f.brand_affinity.len(),
+            f.recent.len(),
+            f.seen.len()
+        );
+    }
 
     println!("\n| operation | p50 µs (round trip) | p99 µs | server µs/call |");
     println!("|---|---|---|---|");

@@ -330,3 +330,29 @@ async fn items_without_vectors_or_with_other_dims_update_what_they_can() {
     let err = fx.store.read(&mut con, "not valid", T0).await.unwrap_err();
     assert!(matches!(err, Error::InvalidUserId { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn feature_reads_share_a_callers_pipeline() {
+    let fx = Fixture::new("feat_pipe", FeaturesConfig::default()).await;
+    fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
+    let mut con = fx.conn().await;
+    fx.store
+        .apply(&mut con, &[Event::new(EventKind::CartAdd, "u1", "i1")], T0)
+        .await
+        .unwrap();
+    // other work before and after the feature read, one round trip in all
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZCARD").arg(fx.space.ns.popularity());
+    fx.store.queue_read(&mut pipe, "u1", T0).unwrap();
+    pipe.cmd("EXISTS").arg(fx.space.ns.item("i1"));
+    let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
+    assert_eq!(replies.len(), redrec_features::READ_COMMANDS + 2);
+    let f = fx
+        .store
+        .decode_read("u1", T0, &replies[1..1 + redrec_features::READ_COMMANDS])
+        .unwrap();
+    assert_eq!(f, fx.store.read(&mut con, "u1", T0).await.unwrap());
+    assert!(f.cart.contains("i1"));
+    let err = fx.store.decode_read("u1", T0, &replies[..2]).unwrap_err();
+    assert!(err.to_string().contains("expected 5 replies"), "{err}");
+}
