@@ -16,6 +16,6 @@ mod retriever;
 
 pub use error::{Error, Result};
 pub use retriever::{
-    FetchMode, FusionPath, Retrieval, RetrievalRequest, Retriever, RetrieverConfig, Source,
-    create_pool,
+    FetchMode, FusionPath, PolicyName, Retrieval, RetrievalRequest, Retriever, RetrieverConfig,
+    Source, create_pool,
 };

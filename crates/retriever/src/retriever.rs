@@ -41,6 +41,16 @@ pub enum FetchMode {
     IdsThenHmget,
 }
 
+/// How filtered KNN combines the filter with the HNSW graph (`HYBRID_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Brute force over the filtered documents.
+    AdhocBf,
+    /// Walk the graph in batches of `batch_size`, filtering each batch.
+    Batches,
+}
+
 /// Retriever settings (a plain struct; binaries load it with figment).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,8 +73,8 @@ pub struct RetrieverConfig {
     pub fetch: FetchMode,
     /// Hash fields returned with candidates; empty = every non-vector field of the schema.
     pub return_fields: Vec<String>,
-    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, or none (server decides).
-    pub hybrid_policy: Option<String>,
+    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, or none (the server decides).
+    pub hybrid_policy: Option<PolicyName>,
     pub batch_size: Option<u32>,
 }
 
@@ -314,14 +324,6 @@ impl Retriever {
                 actual: schema.field(&fields.popularity)?.kind.type_name(),
             }));
         }
-        match config.hybrid_policy.as_deref() {
-            None | Some("adhoc_bf") | Some("batches") => {}
-            Some(other) => {
-                return Err(Error::BadQuery(redrec_core::Error::Query {
-                    message: format!("hybrid_policy `{other}`: expected `adhoc_bf` or `batches`"),
-                }));
-            }
-        }
         Ok(Retriever {
             conn,
             alias: ns.alias(),
@@ -412,13 +414,12 @@ impl Retriever {
     }
 
     fn policy(&self) -> Option<HybridPolicy> {
-        match self.config.hybrid_policy.as_deref() {
-            Some("adhoc_bf") => Some(HybridPolicy::AdhocBf),
-            Some("batches") => Some(HybridPolicy::Batches {
+        self.config.hybrid_policy.map(|p| match p {
+            PolicyName::AdhocBf => HybridPolicy::AdhocBf,
+            PolicyName::Batches => HybridPolicy::Batches {
                 batch_size: self.config.batch_size,
-            }),
-            _ => None,
-        }
+            },
+        })
     }
 
     /// Reads stored vectors of items in one pipeline; an item without one is an error.
@@ -1114,5 +1115,11 @@ mod tests {
         );
         let e = serde_json::from_str::<RetrieverConfig>(r#"{"ef": 1}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `ef`"), "{e}");
+        let c: RetrieverConfig =
+            serde_json::from_str(r#"{"hybrid_policy": "batches", "batch_size": 32}"#).unwrap();
+        assert_eq!(c.hybrid_policy, Some(PolicyName::Batches));
+        let e =
+            serde_json::from_str::<RetrieverConfig>(r#"{"hybrid_policy": "fast"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `fast`"), "{e}");
     }
 }

@@ -288,7 +288,7 @@ async fn check_timeout_is_reported(
         schema,
         RetrieverConfig {
             query_timeout_ms: 1,
-            hybrid_policy: Some("adhoc_bf".into()),
+            hybrid_policy: Some(redrec_retriever::PolicyName::AdhocBf),
             ..RetrieverConfig::default()
         },
     );
