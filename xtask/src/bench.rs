@@ -60,7 +60,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
     let build_start = Instant::now();
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "redrec-bench"]);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "redrec-bench",
+        "-p",
+        "redrec-ingest",
+    ]);
     if with_gateway {
         build.args(["-p", "redrec-gateway"]);
     }
@@ -109,10 +116,14 @@ fn run_with_redis(
         common.extend(["--duration".into(), d.to_string()]);
     }
     let bench_bin = bin_dir.join("redrec-bench");
+    time_project_loader(args, bin_dir, out, redis_url)?;
     // Seed first, so the gateway starts over a complete index.
     run_step(
         "redrec-bench --seed-only",
-        Command::new(&bench_bin).args(&common).arg("--seed-only"),
+        Command::new(&bench_bin)
+            .args(&common)
+            .arg("--seed-only")
+            .args(["--drop-namespace", LOADER_NAMESPACE]),
     )?;
     let mut run = Command::new(&bench_bin);
     run.args(&common).arg("--reuse");
@@ -140,6 +151,52 @@ fn run_with_redis(
     }
     result?;
     eprintln!("xtask: report in {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Namespace the project's loader is timed in (dropped again before the bench catalog is seeded).
+const LOADER_NAMESPACE: &str = "bench-ingest";
+
+/// Times `redrec-ingest seed synthetic` (it returns once the index is 100% indexed) and records
+/// the figure in `ingest-loader.json` for the report. A failure is recorded, not fatal.
+fn time_project_loader(
+    args: &BenchArgs,
+    bin_dir: &Path,
+    out: &Path,
+    redis_url: &str,
+) -> Result<()> {
+    let items = args
+        .items
+        .unwrap_or(if args.quick { 20_000 } else { 100_000 });
+    let log_path = out.join("ingest.log");
+    let log = std::fs::File::create(&log_path)?;
+    eprintln!("xtask: timing redrec-ingest seed synthetic ({items} items)");
+    let start = Instant::now();
+    let status = Command::new(bin_dir.join("redrec-ingest"))
+        .current_dir(workspace_root())
+        .env_remove("REDREC_CONFIG")
+        .env("REDREC_REDIS__URL", redis_url)
+        .args(["--namespace", LOADER_NAMESPACE, "--progress", "lines"])
+        .args(["seed", "synthetic", "--items", &items.to_string()])
+        .args(["--dim", &args.dim.to_string(), "--seed", "42"])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .status()
+        .context("cannot run redrec-ingest")?;
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() {
+        eprintln!(
+            "xtask: redrec-ingest failed ({status}); see {}",
+            log_path.display()
+        );
+    }
+    let json = format!(
+        "{{\"loader\":\"redrec-ingest seed synthetic\",\"items\":{items},\"dim\":{},\"secs\":{secs:.3},\"items_per_sec\":{:.1},\"ok\":{}}}\n",
+        args.dim,
+        items as f64 / secs,
+        status.success()
+    );
+    std::fs::write(out.join("ingest-loader.json"), json)?;
     Ok(())
 }
 

@@ -273,6 +273,20 @@ async fn scan_keys(con: &mut MultiplexedConnection, pattern: &str) -> Result<Vec
     }
 }
 
+/// `used_memory` once it stops moving (index memory is freed in the background after a drop).
+pub async fn settled_used_memory(con: &mut MultiplexedConnection) -> Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = used_memory(con).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = used_memory(con).await?;
+        if now.abs_diff(last) * 200 < last.max(1) || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 /// `used_memory` from INFO memory.
 pub async fn used_memory(con: &mut MultiplexedConnection) -> Result<u64> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(con).await?;
@@ -355,7 +369,7 @@ pub async fn load(
         &ItemFields::default(),
         &vector_settings(spec.dim),
     );
-    let before = used_memory(&mut c).await?;
+    let before = settled_used_memory(&mut c).await?;
     let _: Value = schema
         .ft_create_cmd()
         .query_async(&mut c)
@@ -434,7 +448,7 @@ pub async fn load(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let indexed_secs = start.elapsed().as_secs_f64();
-    let after = used_memory(&mut c).await?;
+    let after = settled_used_memory(&mut c).await?;
     Ok(IngestResult {
         items: spec.items,
         dim: spec.dim,

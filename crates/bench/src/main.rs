@@ -79,6 +79,9 @@ struct Cli {
     /// embedder for the catalog's dimension)
     #[arg(long, value_delimiter = ',', default_value = "70,20,10")]
     mix: Vec<u32>,
+    /// Namespace to drop before seeding (repeatable), e.g. where the project's loader was timed
+    #[arg(long)]
+    drop_namespace: Vec<String>,
     /// Where report.md, report.json and latency.png go
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         max_in_flight: cli.max_in_flight,
         users: cli.users,
         mix,
+        drop_namespaces: cli.drop_namespace,
         out: cli.out,
     };
     match run(opts, cli.seed_only) {

@@ -21,7 +21,9 @@ use crate::{
     plot,
     raw::{RawConn, RawTarget},
     recall,
-    report::{ConnCompare, LadderRung, Machine, Params, Phase, Report, Side, WriteStats},
+    report::{
+        ConnCompare, LadderRung, LoaderIngest, Machine, Params, Phase, Report, Side, WriteStats,
+    },
     rng::Rng,
     schedule::Schedule,
     stats::{self, LatencySummary, Process, RssSeries},
@@ -52,6 +54,8 @@ pub struct Options {
     pub max_in_flight: usize,
     pub users: usize,
     pub mix: Mix,
+    /// Namespaces dropped before seeding (e.g. the one the project's loader was timed in).
+    pub drop_namespaces: Vec<String>,
     pub out: PathBuf,
 }
 
@@ -344,8 +348,13 @@ async fn finish(
          trip), then runs the KNN with the session vector (a second round trip)."
             .to_owned(),
     );
+    let loader_ingest = std::fs::read(opts.out.join(LOADER_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LoaderIngest>(&b).ok())
+        .filter(|l| l.items == opts.items && l.dim == opts.dim);
     let mut report = Report {
         started_unix,
+        loader_ingest,
         machine: Machine::detect(),
         params: Params {
             items: opts.items,
@@ -408,6 +417,10 @@ pub fn write_report(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
 pub async fn seed_only(opts: &Options) -> Result<catalog::IngestResult> {
     validate(opts)?;
     let mut con = catalog::connect(&opts.redis_url).await?;
+    for extra in &opts.drop_namespaces {
+        log(&format!("dropping namespace `{extra}`"));
+        catalog::drop_namespace(&mut con, &Namespace::new(extra)).await?;
+    }
     let spec = CatalogSpec {
         items: opts.items,
         dim: opts.dim,
@@ -425,6 +438,8 @@ pub async fn seed_only(opts: &Options) -> Result<catalog::IngestResult> {
 }
 
 const INGEST_FILE: &str = "ingest.json";
+/// Written by xtask after timing `redrec-ingest seed synthetic`.
+const LOADER_FILE: &str = "ingest-loader.json";
 
 /// Ingest figures recorded by [`seed_only`] for this exact catalog, if any.
 fn recorded_ingest(out: &Path, spec: CatalogSpec) -> Option<catalog::IngestResult> {
