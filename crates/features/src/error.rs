@@ -21,7 +21,7 @@ pub enum Error {
     #[error("batch has {size} events, at most {max} are accepted")]
     BatchTooLarge { size: usize, max: usize },
     /// A user id given to `read` or `delete` is not a valid id.
-    #[error("invalid user id `{user_id}`: {message}")]
+    #[error("user id: {message}")]
     InvalidUserId { user_id: String, message: String },
     /// A configuration value is out of range.
     #[error("config `{field}`: {message}")]

@@ -131,6 +131,21 @@ pub(crate) struct CheckedEvent<'a> {
     pub weight: f64,
 }
 
+/// Per-user key suffixes: a user id ending in one of them would name another user's key
+/// (`{ns}:user:u1:cart` is both the cart of `u1` and the hash of a user `u1:cart`).
+const RESERVED_SUFFIXES: [&str; 4] = [":session", ":seen", ":recent", ":cart"];
+
+/// Checks a user id: the core id rules, and no reserved per-user key suffix.
+pub(crate) fn validate_user_id(id: &str) -> Result<(), String> {
+    validate_id(id).map_err(|e| e.to_string())?;
+    if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| id.ends_with(*s)) {
+        return Err(format!(
+            "invalid id `{id}`: must not end in `{suffix}` (reserved for per-user keys)"
+        ));
+    }
+    Ok(())
+}
+
 fn invalid(index: usize, field: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid {
         index,
@@ -149,7 +164,7 @@ pub(crate) fn check_event<'a>(
         .event_type
         .parse()
         .map_err(|m: String| invalid(index, "type", m))?;
-    validate_id(&event.user_id).map_err(|e| invalid(index, "user_id", e.to_string()))?;
+    validate_user_id(&event.user_id).map_err(|m| invalid(index, "user_id", m))?;
     validate_id(&event.item_id).map_err(|e| invalid(index, "item_id", e.to_string()))?;
     if let Some(id) = &event.event_id {
         validate_id(id).map_err(|e| invalid(index, "event_id", e.to_string()))?;
@@ -237,6 +252,8 @@ mod tests {
         assert!(e.contains("`dwell_ms`: is required"), "{e}");
         let e = err(r#"{"type":"view","user_id":"u 1","item_id":"1"}"#);
         assert!(e.contains("`user_id`"), "{e}");
+        let e = err(r#"{"type":"view","user_id":"u1:cart","item_id":"1"}"#);
+        assert!(e.contains("`user_id`") && e.contains("reserved"), "{e}");
         let e = err(r#"{"type":"view","user_id":"u1","item_id":""}"#);
         assert!(e.contains("`item_id`"), "{e}");
         let e = err(r#"{"type":"view","user_id":"u1","item_id":"1","event_id":"a{b}"}"#);

@@ -186,7 +186,12 @@ local function apply_events(keys, args)
     if not brand or brand == '' then
       brand = nil
     end
-    items[j] = { vec = vec, cat = cat, brand = brand, price = tonumber(h[4]) }
+    -- tonumber accepts "nan" and "inf" (strtod): only finite prices enter the price band
+    local price = tonumber(h[4])
+    if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
+      price = nil
+    end
+    items[j] = { vec = vec, cat = cat, brand = brand, price = price }
   end
 
   -- Phase 2: apply.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redis::{Value, aio::ConnectionLike};
 use redrec_core::{
-    keys::{Namespace, validate_id},
+    keys::Namespace,
     schema::ItemFields,
     user::{Interaction, PriceBand, UserFeatures},
     vector,
@@ -18,7 +18,7 @@ use redrec_core::{
 
 use crate::{
     Error, FeaturesConfig, Result,
-    event::{CheckedEvent, Event, EventKind, check_event},
+    event::{CheckedEvent, Event, EventKind, check_event, validate_user_id},
     library::Library,
 };
 
@@ -405,9 +405,9 @@ impl FeatureStore {
 }
 
 fn check_user_id(user_id: &str) -> Result<()> {
-    validate_id(user_id).map_err(|e| Error::InvalidUserId {
+    validate_user_id(user_id).map_err(|message| Error::InvalidUserId {
         user_id: user_id.to_owned(),
-        message: e.to_string(),
+        message,
     })
 }
 

@@ -327,6 +327,21 @@ async fn items_without_vectors_or_with_other_dims_update_what_they_can() {
         "{s:?}"
     );
 
+    // a price that is not a finite number stays out of the price band
+    let _: () = redis::cmd("HSET")
+        .arg(fx.space.ns.item("odd"))
+        .arg("price")
+        .arg("nan")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    fx.store
+        .apply(&mut con, &[ev(EventKind::CartAdd, "odd")], T0)
+        .await
+        .unwrap();
+    let f = fx.store.read(&mut con, "u1", T0).await.unwrap();
+    assert!(f.price_band.is_none() && f.cart.contains("odd"));
+
     let err = fx.store.read(&mut con, "not valid", T0).await.unwrap_err();
     assert!(matches!(err, Error::InvalidUserId { .. }), "{err}");
 }
