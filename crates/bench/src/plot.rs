@@ -41,6 +41,18 @@ fn ensure_font() -> bool {
     })
 }
 
+/// One colour per curve: blues for raw, reds for the gateway; darker at higher load.
+fn color(side: Side, load: f64, writes: bool) -> (u8, u8, u8) {
+    match (side, writes, load > 0.65) {
+        (Side::Raw, false, false) => (31, 119, 180),
+        (Side::Raw, false, true) => (8, 48, 107),
+        (Side::Raw, true, _) => (23, 190, 207),
+        (Side::Gateway, false, false) => (255, 127, 14),
+        (Side::Gateway, false, true) => (214, 39, 40),
+        (Side::Gateway, true, _) => (148, 103, 189),
+    }
+}
+
 /// x coordinate of quantile q: log10(1 / (1 - q)), so 90% -> 1, 99% -> 2, 99.9% -> 3.
 pub fn x_of(q: f64) -> f64 {
     (1.0 / (1.0 - q.min(0.99999))).log10()
@@ -54,13 +66,8 @@ pub fn latency_plot(phases: &[Phase], path: &Path) -> Result<bool> {
     let series: Vec<Series> = phases
         .iter()
         .filter(|p| p.mode == "open" && p.run.latency.count > 0)
-        .enumerate()
-        .map(|(i, p)| {
-            let base = match p.side {
-                Side::Raw => [(31, 119, 180), (23, 190, 207), (44, 160, 44)],
-                Side::Gateway => [(214, 39, 40), (255, 127, 14), (148, 103, 189)],
-            };
-            let (r, g, b) = base[i % 3];
+        .map(|p| {
+            let (r, g, b) = color(p.side, p.load.unwrap_or(0.0), p.writes.is_some());
             (
                 format!("{} {}", p.side.name(), p.label()),
                 p.run
@@ -92,6 +99,7 @@ pub fn latency_plot(phases: &[Phase], path: &Path) -> Result<bool> {
             ("sans-serif", 22),
         )
         .margin(15)
+        .margin_right(40)
         .x_label_area_size(45)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..4.0f64, (y_min..y_max).log_scale())?;
@@ -140,5 +148,43 @@ mod tests {
         assert!((x_of(0.999) - 3.0).abs() < 1e-9);
         assert_eq!(x_of(0.0), 0.0);
         assert!(x_of(1.0).is_finite());
+    }
+
+    #[test]
+    fn draws_a_png_when_a_font_is_installed() {
+        use crate::{driver::RunResult, stats::LatencySummary};
+        let phase = |side, load| Phase {
+            side,
+            mode: "open".into(),
+            concurrency: None,
+            load: Some(load),
+            writes: None,
+            run: RunResult {
+                offered_qps: Some(100.0),
+                achieved_qps: 100.0,
+                ok: 10,
+                errors: 0,
+                first_error: None,
+                elapsed_secs: 1.0,
+                latency: LatencySummary {
+                    count: 10,
+                    curve: vec![(0.0, 0.5), (0.5, 1.0), (0.99, 4.0), (0.9999, 9.0)],
+                    ..LatencySummary::default()
+                },
+                by_kind: vec![],
+            },
+            cpu: vec![],
+        };
+        let path =
+            std::env::temp_dir().join(format!("redrec-bench-plot-{}.png", std::process::id()));
+        let drawn =
+            latency_plot(&[phase(Side::Raw, 0.5), phase(Side::Gateway, 0.8)], &path).unwrap();
+        let font = FONTS.iter().any(|f| std::path::Path::new(f).is_file());
+        assert_eq!(drawn, font);
+        if drawn {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 }
