@@ -25,14 +25,15 @@ impl Fixture {
     pub async fn new(label: &str, config: FeaturesConfig) -> Fixture {
         let space = TestSpace::new(label);
         let store = FeatureStore::new(space.ns.clone(), ItemFields::default(), config).unwrap();
-        let mut con = space.conn().await;
-        store.ensure_loaded(&mut con).await.unwrap();
-        Fixture { space, store }
+        let fixture = Fixture { space, store };
+        let mut con = fixture.conn().await;
+        fixture.store.ensure_loaded(&mut con).await.unwrap();
+        fixture
     }
 
     /// Writes an item hash with the default field names.
     pub async fn item(&self, id: &str, vec: &[f32], category: &str, brand: &str, price: f64) {
-        let mut con = self.space.conn().await;
+        let mut con = self.conn().await;
         let _: () = redis::cmd("HSET")
             .arg(self.space.ns.item(id))
             .arg("embedding")
@@ -50,8 +51,16 @@ impl Fixture {
             .unwrap();
     }
 
+    /// A new connection (its own socket). The response timeout is generous because other
+    /// suites share this Redis and may block it for a while (index builds, bulk loads).
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        self.space.conn().await
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(10)));
+        self.space
+            .client()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("async connection to redis under test")
     }
 
     /// Keys of this namespace (to check nothing was written).
