@@ -66,6 +66,8 @@ pub enum Feature {
     CategoryRecency,
     /// 1 when a recent interaction of the user is a purchase of this very item.
     PurchasedBefore,
+    /// 1 when the item is in the user's seen set (when retrieval did not already exclude it).
+    Seen,
 }
 
 /// The per-source similarity features, whose maximum is [`Feature::Similarity`].
@@ -88,7 +90,7 @@ pub type FeatureValues = [f64; FEATURE_COUNT];
 
 impl Feature {
     /// Every feature, in the order of [`FeatureValues`] and of explanations.
-    pub const ALL: [Feature; 19] = [
+    pub const ALL: [Feature; 20] = [
         Feature::Similarity,
         Feature::SimQueryVector,
         Feature::SimQueryText,
@@ -108,6 +110,7 @@ impl Feature {
         Feature::InCart,
         Feature::CategoryRecency,
         Feature::PurchasedBefore,
+        Feature::Seen,
     ];
 
     /// The configuration / explanation name.
@@ -132,6 +135,7 @@ impl Feature {
             Feature::InCart => "in_cart",
             Feature::CategoryRecency => "category_recency",
             Feature::PurchasedBefore => "purchased_before",
+            Feature::Seen => "seen",
         }
     }
 
@@ -368,6 +372,9 @@ impl<'a> FeatureContext<'a> {
         }
         if self.purchased.contains(c.id.as_str()) {
             v[Feature::PurchasedBefore.index()] = 1.0;
+        }
+        if self.user.seen.contains(&c.id) {
+            v[Feature::Seen.index()] = 1.0;
         }
 
         for x in &mut v {

@@ -334,6 +334,7 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InStock, 0.05),
             (InCart, -0.2),
             (CategoryRecency, 0.2),
+            (Seen, -0.05),
         ]),
         diversity: DiversityConfig {
             mmr_lambda: Some(0.8),
@@ -351,6 +352,7 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InCart, -0.5),
             (CategoryRecency, -0.1),
             (PurchasedBefore, -0.3),
+            (Seen, -0.3),
         ]),
         drop_out_of_stock: true,
         diversity: DiversityConfig {

@@ -4,7 +4,7 @@
 //! Steps: drop duplicate ids (first occurrence wins; retrieval lists the best first) -> compute
 //! features -> drop out-of-stock items when the profile says so -> score = weighted features +
 //! boost/bury -> sort by (score desc, id asc) -> place pins, then fill the remaining slots by MMR
-//! and category caps (see [`crate::diversity`]).
+//! and category caps (see `diversity.rs` and docs/RANKING.md).
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -313,7 +313,7 @@ fn in_stock_is_signed_and_unknown_is_neutral() {
 }
 
 #[test]
-fn cart_recency_and_purchase_history_come_from_the_user() {
+fn cart_seen_recency_and_purchase_history_come_from_the_user() {
     let interaction = |id: &str, event: &str, cat: Option<&str>| Interaction {
         item_id: id.into(),
         event: event.into(),
@@ -322,6 +322,7 @@ fn cart_recency_and_purchase_history_come_from_the_user() {
     };
     let user = UserFeatures {
         cart: ["carted".to_owned()].into(),
+        seen: ["t".to_owned(), "x1".to_owned()].into(),
         // newest first; a skip is not a sign of interest
         recent: vec![
             interaction("s", "skip", Some("milk")),
@@ -339,6 +340,12 @@ fn cart_recency_and_purchase_history_come_from_the_user() {
         item("x1").category("juice"),
     ]);
     check(&c, &user, Feature::InCart, &[("carted", 1.0), ("t", 0.0)]);
+    check(
+        &c,
+        &user,
+        Feature::Seen,
+        &[("t", 1.0), ("x1", 1.0), ("carted", 0.0)],
+    );
     check(
         &c,
         &user,
