@@ -32,4 +32,4 @@ mod store;
 pub use config::{EventWeights, FeaturesConfig};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
-pub use store::{ApplyReport, FeatureStore, FoldReport, READ_COMMANDS, counters_by_kind, decay};
+pub use store::{ApplyReport, FeatureStore, FoldReport, READ_COMMANDS, decay};

@@ -6,7 +6,7 @@
 //! deadpool-redis connection) and the current time in unix milliseconds, so callers and tests
 //! control the clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use redis::{Value, aio::ConnectionLike};
 use redrec_core::{
@@ -471,14 +471,6 @@ fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<Apply
         }
         _ => Err(protocol()),
     }
-}
-
-/// Counters by event type as a map with every known type present (0 when never seen).
-pub fn counters_by_kind(features: &UserFeatures) -> BTreeMap<EventKind, u64> {
-    EventKind::ALL
-        .into_iter()
-        .map(|k| (k, features.counters.get(k.as_str()).copied().unwrap_or(0)))
-        .collect()
 }
 
 #[cfg(test)]
