@@ -261,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_documented_batch() {
+        // the batch shown in docs/FEATURES.md
+        let batch: Vec<Event> = serde_json::from_str(
+            r#"[{"type":"view","user_id":"u1","item_id":"123"},
+                {"type":"dwell","user_id":"u1","item_id":"123","dwell_ms":8000},
+                {"type":"cart_add","user_id":"u1","item_id":"456","event_id":"9b2e-0002"},
+                {"type":"click","user_id":"u1","item_id":"123","event_id":"9b2e-0001"}]"#,
+        )
+        .unwrap();
+        let config = FeaturesConfig::default();
+        let weights: Vec<f64> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| check_event(i, e, &config).unwrap().weight)
+            .collect();
+        assert_eq!(weights, [0.25, 0.8, 3.0, 1.0]);
+        assert_eq!(batch[3].event_id.as_deref(), Some("9b2e-0001"));
+    }
+
+    #[test]
     fn accepts_integer_ids() {
         let e: Event =
             serde_json::from_str(r#"{"type":"view","user_id":7,"item_id":123}"#).unwrap();
