@@ -6,7 +6,10 @@
 //! deadpool-redis connection) and the current time in unix milliseconds, so callers and tests
 //! control the clock.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use redis::{Value, aio::ConnectionLike};
 use redrec_core::{
@@ -51,7 +54,8 @@ pub struct FeatureStore {
     ns: Namespace,
     fields: ItemFields,
     config: FeaturesConfig,
-    library: Library,
+    /// Shared: the Lua source is ~10 KB and the store is cloned into request handlers.
+    library: Arc<Library>,
 }
 
 fn ms(v: u64) -> Vec<u8> {
@@ -76,7 +80,7 @@ impl FeatureStore {
             ns,
             fields: item_fields,
             config,
-            library: Library::new(),
+            library: Arc::new(Library::new()),
         })
     }
 
