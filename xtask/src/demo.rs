@@ -18,6 +18,16 @@ use crate::{Asset, cargo, fetch, redis, run_step, workspace_root};
 /// Where the demo gateway listens.
 const LISTEN: &str = "127.0.0.1:8080";
 
+/// Budgets of the demo gateway (each overridable by setting the variable).
+const DEMO_BUDGETS: &[(&str, &str)] = &[
+    ("REDREC_REDIS__COMMAND_TIMEOUT_MS", "1000"),
+    ("REDREC_GATEWAY__DEADLINE_MS", "1500"),
+    ("REDREC_GATEWAY__BUDGETS__FEATURES_MS", "300"),
+    ("REDREC_GATEWAY__BUDGETS__EMBED_MS", "500"),
+    ("REDREC_GATEWAY__BUDGETS__RETRIEVE_MS", "1000"),
+    ("REDREC_GATEWAY__BUDGETS__RERANK_MS", "200"),
+];
+
 pub fn demo(port: u16) -> Result<()> {
     redis::up(&redis::UpOptions {
         port,
@@ -44,12 +54,22 @@ pub fn demo(port: u16) -> Result<()> {
     )?;
     let key = std::env::var("REDREC_DEMO_KEY").unwrap_or_else(|_| fresh_key());
     let binary = workspace_root().join("target/release/redrec-gateway");
-    let mut child = Command::new(&binary)
-        .current_dir(workspace_root())
+    let mut cmd = Command::new(&binary);
+    cmd.current_dir(workspace_root())
         .env("REDREC_REDIS__URL", &url)
         .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
         .env("REDREC_GATEWAY__LISTEN", LISTEN)
-        .env("REDREC_GATEWAY__API_KEYS", format!("[\"{key}\"]"))
+        .env("REDREC_GATEWAY__API_KEYS", format!("[\"{key}\"]"));
+    // Filtered KNN over the full catalog with broad filters (e.g. price <= 5, ~60% of the
+    // items) takes 50-150 ms per source on a small, busy machine with the embedded RediSearch
+    // 2.10 (no worker threads): the demo gets looser budgets than the 200 ms production default
+    // unless they are set explicitly.
+    for (var, value) in DEMO_BUDGETS {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, value);
+        }
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let started = Instant::now();
