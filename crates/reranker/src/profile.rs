@@ -38,7 +38,11 @@ pub struct RerankerConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RankProfile {
-    /// Feature name -> weight. Features not listed weigh 0.
+    /// Start from this profile: its weights are merged key by key under this profile's, and every
+    /// other setting this profile leaves unset (empty list, absent value) is inherited. A profile
+    /// extending its own name extends the built-in of that name.
+    pub extends: Option<String>,
+    /// Feature name -> weight. Features not listed weigh 0 (unless inherited).
     pub weights: BTreeMap<String, f64>,
     /// Add `amount` to the score of items whose `field` matches `value`.
     pub boost: Vec<FieldRule>,
@@ -47,7 +51,8 @@ pub struct RankProfile {
     /// Put these items at fixed 1-based positions when they are among the candidates.
     pub pins: Vec<Pin>,
     /// Remove items whose stock field says they are out of stock (unknown stock is kept).
-    pub drop_out_of_stock: bool,
+    /// Unset: inherited, else false.
+    pub drop_out_of_stock: Option<bool>,
     pub diversity: DiversityConfig,
 }
 
@@ -107,6 +112,14 @@ impl CompiledProfile {
     pub fn weight(&self, feature: Feature) -> f64 {
         self.weights[feature.index()]
     }
+
+    pub fn drop_out_of_stock(&self) -> bool {
+        self.config.drop_out_of_stock.unwrap_or(false)
+    }
+
+    pub fn max_per_category(&self) -> Option<usize> {
+        self.config.diversity.max_per_category
+    }
 }
 
 /// The validated, immutable set of profiles a [`crate::Reranker`] serves. Reloading config means
@@ -147,12 +160,17 @@ impl RankProfiles {
                 ));
             }
         }
-        let mut all = builtin_profiles();
+        let builtins = builtin_profiles();
+        let mut all = builtins.clone();
         all.extend(config.profiles);
+        // each profile's own values first, so an error names the profile that holds the value
+        for (name, profile) in &all {
+            compile(name, profile.clone())?;
+        }
         let mut profiles = BTreeMap::new();
-        for (name, profile) in all {
-            let compiled = compile(&name, profile)?;
-            profiles.insert(name, compiled);
+        for name in all.keys() {
+            let resolved = resolve(name, &all, &builtins)?;
+            profiles.insert(name.clone(), compile(name, resolved)?);
         }
         Ok(RankProfiles {
             profiles,
@@ -187,6 +205,92 @@ impl RankProfiles {
 
     pub fn freshness(&self) -> Option<&FreshnessConfig> {
         self.freshness.as_ref()
+    }
+}
+
+/// `name` with its `extends` chain applied (root first), `extends` cleared.
+fn resolve(
+    name: &str,
+    all: &BTreeMap<String, RankProfile>,
+    builtins: &BTreeMap<String, RankProfile>,
+) -> Result<RankProfile> {
+    // (name, is the built-in) of every profile in the chain, leaf first
+    let mut chain: Vec<(String, bool)> = vec![(name.to_owned(), false)];
+    let mut lineage = vec![all[name].clone()];
+    while let Some(parent) = lineage.last().and_then(|p| p.extends.clone()) {
+        let (child, child_is_builtin) = chain.last().cloned().expect("chain starts non-empty");
+        let key = format!("profiles.{child}.extends");
+        let (base, is_builtin) = if parent == child && !child_is_builtin {
+            match builtins.get(&parent) {
+                Some(b) => (b, true),
+                None => {
+                    return Err(Error::config(
+                        key,
+                        format!("`{parent}` extends itself and there is no built-in `{parent}`"),
+                    ));
+                }
+            }
+        } else {
+            match all.get(&parent) {
+                Some(b) => (b, false),
+                None => {
+                    return Err(Error::config(
+                        key,
+                        format!(
+                            "unknown profile `{parent}`; available profiles: {}",
+                            all.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        };
+        if chain.contains(&(parent.clone(), is_builtin)) {
+            let mut names: Vec<&str> = chain.iter().map(|(n, _)| n.as_str()).collect();
+            names.push(&parent);
+            return Err(Error::config(
+                key,
+                format!(
+                    "profiles extend each other in a cycle: {}",
+                    names.join(" -> ")
+                ),
+            ));
+        }
+        chain.push((parent, is_builtin));
+        lineage.push(base.clone());
+    }
+    let mut merged = lineage.pop().expect("lineage starts non-empty");
+    while let Some(child) = lineage.pop() {
+        merged = inherit(merged, child);
+    }
+    merged.extends = None;
+    Ok(merged)
+}
+
+/// `child` over `base`: weights merge key by key, lists and options are taken from the child
+/// when it sets them.
+fn inherit(base: RankProfile, child: RankProfile) -> RankProfile {
+    let or_base =
+        |own: Vec<FieldRule>, base: Vec<FieldRule>| if own.is_empty() { base } else { own };
+    let mut weights = base.weights;
+    weights.extend(child.weights);
+    RankProfile {
+        extends: None,
+        weights,
+        boost: or_base(child.boost, base.boost),
+        bury: or_base(child.bury, base.bury),
+        pins: if child.pins.is_empty() {
+            base.pins
+        } else {
+            child.pins
+        },
+        drop_out_of_stock: child.drop_out_of_stock.or(base.drop_out_of_stock),
+        diversity: DiversityConfig {
+            mmr_lambda: child.diversity.mmr_lambda.or(base.diversity.mmr_lambda),
+            max_per_category: child
+                .diversity
+                .max_per_category
+                .or(base.diversity.max_per_category),
+        },
     }
 }
 
@@ -354,7 +458,7 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (PurchasedBefore, -0.3),
             (Seen, -0.3),
         ]),
-        drop_out_of_stock: true,
+        drop_out_of_stock: Some(true),
         diversity: DiversityConfig {
             mmr_lambda: Some(0.5),
             max_per_category: Some(3),

@@ -180,9 +180,7 @@ impl Reranker {
                     score,
                 }
             })
-            .filter(|s| {
-                !(profile.config.drop_out_of_stock && s.values[Feature::InStock.index()] < 0.0)
-            })
+            .filter(|s| !(profile.drop_out_of_stock() && s.values[Feature::InStock.index()] < 0.0))
             .collect();
         scored.sort_by(|a, b| {
             b.score
@@ -220,11 +218,11 @@ impl Reranker {
                 k: req.k,
                 pins: &pins,
                 mmr_lambda: profile.mmr_lambda(),
-                max_per_category: profile.config.diversity.max_per_category,
+                max_per_category: profile.max_per_category(),
             },
         )?;
 
-        let cap = profile.config.diversity.max_per_category;
+        let cap = profile.max_per_category();
         Ok(selected
             .iter()
             .enumerate()

@@ -30,8 +30,22 @@ fn the_documented_example_loads_and_serves() {
     let reranker = Reranker::from_config(load(documented_example()).unwrap()).unwrap();
     assert_eq!(
         reranker.profiles().names(),
-        ["default", "discovery", "house_brands", "repurchase"]
+        [
+            "default",
+            "discovery",
+            "house_brands",
+            "repurchase",
+            "seasonal"
+        ]
     );
+    let default = reranker.profiles().get("default").unwrap();
+    assert_eq!(default.weight(Feature::CategoryAffinity), 0.3);
+    assert_eq!(default.config.bury[0].value, "KIOSK-GAS");
+    let seasonal = reranker.profiles().get("seasonal").unwrap();
+    assert_eq!(seasonal.weight(Feature::Freshness), 0.5);
+    assert_eq!(seasonal.weight(Feature::InCart), -0.5);
+    assert_eq!(seasonal.max_per_category(), Some(3));
+    assert!(seasonal.drop_out_of_stock());
     let house = reranker.profiles().get("house_brands").unwrap();
     assert_eq!(house.weight(Feature::PriceFit), 0.2);
     assert_eq!(reranker.profiles().popularity_max(), Some(5000.0));

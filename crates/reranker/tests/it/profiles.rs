@@ -17,8 +17,8 @@ fn builtin_profiles_exist_without_config() {
     assert_eq!(Reranker::default().profiles(), &profiles);
     let discovery = profiles.get("discovery").unwrap();
     assert_eq!(discovery.mmr_lambda(), Some(0.5));
-    assert_eq!(discovery.config.diversity.max_per_category, Some(3));
-    assert!(discovery.config.drop_out_of_stock);
+    assert_eq!(discovery.max_per_category(), Some(3));
+    assert!(discovery.drop_out_of_stock());
     assert_eq!(profiles.get("repurchase").unwrap().mmr_lambda(), None);
 }
 
@@ -272,4 +272,117 @@ fn config_errors_render_the_key() {
         ),
         "{err}"
     );
+}
+
+fn extending(base: &str, profile: RankProfile) -> RankProfile {
+    RankProfile {
+        extends: Some(base.into()),
+        ..profile
+    }
+}
+
+fn profiles(list: Vec<(&str, RankProfile)>) -> redrec_reranker::Result<RankProfiles> {
+    RankProfiles::new(RerankerConfig {
+        profiles: list.into_iter().map(|(n, p)| (n.to_owned(), p)).collect(),
+        ..RerankerConfig::default()
+    })
+}
+
+#[test]
+fn extends_merges_weights_and_inherits_unset_settings() {
+    let bury = FieldRule {
+        field: "department".into(),
+        value: "KIOSK-GAS".into(),
+        amount: 1.0,
+    };
+    let set = profiles(vec![
+        // the built-in default plus one rule: `default` extending itself means the built-in
+        (
+            "default",
+            extending(
+                "default",
+                RankProfile {
+                    bury: vec![bury.clone()],
+                    ..RankProfile::default()
+                },
+            ),
+        ),
+        // a chain: seasonal -> discovery (built-in)
+        (
+            "seasonal",
+            extending("discovery", with_weight("freshness", 0.5)),
+        ),
+        // and one more level, overriding a list and an option
+        (
+            "seasonal_all_stock",
+            extending(
+                "seasonal",
+                RankProfile {
+                    drop_out_of_stock: Some(false),
+                    pins: vec![Pin {
+                        id: "x".into(),
+                        position: 1,
+                    }],
+                    ..with_weight("similarity", 2.0)
+                },
+            ),
+        ),
+    ])
+    .unwrap();
+
+    let builtin = RankProfiles::builtin();
+    let default = set.get("default").unwrap();
+    assert_eq!(default.weights, builtin.get("default").unwrap().weights);
+    assert_eq!(default.config.bury, [bury]);
+    assert_eq!(default.mmr_lambda(), Some(0.8));
+
+    let seasonal = set.get("seasonal").unwrap();
+    assert_eq!(seasonal.weight(Feature::Freshness), 0.5);
+    assert_eq!(seasonal.weight(Feature::Similarity), 1.0);
+    assert_eq!(seasonal.weight(Feature::InCart), -0.5);
+    assert_eq!(seasonal.max_per_category(), Some(3));
+    assert!(seasonal.drop_out_of_stock());
+    assert_eq!(seasonal.config.extends, None);
+
+    let leaf = set.get("seasonal_all_stock").unwrap();
+    assert_eq!(leaf.weight(Feature::Similarity), 2.0);
+    assert_eq!(leaf.weight(Feature::Freshness), 0.5);
+    assert!(!leaf.drop_out_of_stock());
+    assert_eq!(leaf.mmr_lambda(), Some(0.5));
+    assert_eq!(leaf.config.pins.len(), 1);
+}
+
+#[test]
+fn extends_errors_name_the_profile_and_the_problem() {
+    let err = |list| match profiles(list) {
+        Err(Error::Config { key, message }) => (key, message),
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    let (key, message) = err(vec![("p", extending("nope", RankProfile::default()))]);
+    assert_eq!(key, "profiles.p.extends");
+    assert_eq!(
+        message,
+        "unknown profile `nope`; available profiles: default, discovery, p, repurchase"
+    );
+    let (key, message) = err(vec![
+        ("a", extending("b", RankProfile::default())),
+        ("b", extending("a", RankProfile::default())),
+    ]);
+    assert_eq!(key, "profiles.b.extends");
+    assert_eq!(
+        message,
+        "profiles extend each other in a cycle: a -> b -> a"
+    );
+    let (key, message) = err(vec![("solo", extending("solo", RankProfile::default()))]);
+    assert_eq!(key, "profiles.solo.extends");
+    assert_eq!(
+        message,
+        "`solo` extends itself and there is no built-in `solo`"
+    );
+    // an invalid value is reported where it is written, not where it is inherited
+    let (key, _) = err(vec![
+        ("base", with_weight("similarity", f64::NAN)),
+        ("a_child", extending("base", RankProfile::default())),
+    ]);
+    assert_eq!(key, "profiles.base.weights.similarity");
 }

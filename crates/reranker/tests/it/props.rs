@@ -101,9 +101,9 @@ proptest! {
         let eligible: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| seen.insert(c.id.as_str()))
-            .filter(|c| !(p.config.drop_out_of_stock && c.field("in_stock") == Some("0")))
+            .filter(|c| !(p.drop_out_of_stock() && c.field("in_stock") == Some("0")))
             .collect();
-        let capacity = match p.config.diversity.max_per_category {
+        let capacity = match p.max_per_category() {
             None => eligible.len(),
             Some(cap) => {
                 let mut per_cat: HashMap<Option<&str>, usize> = HashMap::new();
@@ -127,7 +127,7 @@ proptest! {
             let why = r.explanation.as_ref().unwrap();
             prop_assert!((why.total() - r.score).abs() < 1e-6);
         }
-        if let Some(cap) = p.config.diversity.max_per_category {
+        if let Some(cap) = p.max_per_category() {
             let mut per_cat: HashMap<&str, usize> = HashMap::new();
             for r in &ranked {
                 if let Some(c) = r.fields.get("category") {

@@ -148,7 +148,7 @@ fn out_of_stock_items_are_dropped_only_when_the_profile_says_so() {
         item("unknown").text(0.7),
     ]);
     let dropping = RankProfile {
-        drop_out_of_stock: true,
+        drop_out_of_stock: Some(true),
         pins: vec![Pin {
             id: "gone".into(),
             position: 1,
