@@ -51,6 +51,15 @@ async fn main() -> Result<()> {
     let state = AppState::connect(settings, embedder)
         .await
         .context("cannot start the gateway")?;
+    // Warm the facet cache (a whole-catalog aggregation) before the first page load needs it.
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            if let Err(e) = redrec_gateway::routes::query::facets(&state).await {
+                tracing::warn!(error = %e, "facets not warmed");
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -392,13 +392,17 @@ pub async fn get_similar(
     pipeline::run(&state, plan).await
 }
 
-/// Department -> categories present in the index (cached for a minute).
+/// How long facets are cached, and how long computing them may take.
+const FACETS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const FACETS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Department -> categories present in the index (cached for five minutes).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Facets {
     pub departments: BTreeMap<String, Vec<String>>,
 }
 
-/// Department and category values of the catalog, for filter pickers.
+/// Department and category values of the catalog, for filter pickers (cached).
 #[utoipa::path(get, path = "/v1/facets", tag = "recommend",
     responses((status = 200, body = Facets), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn get_facets(
@@ -406,32 +410,44 @@ pub async fn get_facets(
     headers: HeaderMap,
 ) -> ApiResult<Json<Facets>> {
     authorize(&state, &headers, Access::Read)?;
+    facets(&state).await.map(Json)
+}
+
+/// The facets, from the cache or computed (the binary warms the cache at startup).
+pub async fn facets(state: &AppState) -> ApiResult<Facets> {
     {
         let cache = state.facets.lock().await;
         if let Some((at, facets)) = &*cache
-            && at.elapsed() < std::time::Duration::from_secs(60)
+            && at.elapsed() < FACETS_TTL
         {
-            return Ok(Json(facets.clone()));
+            return Ok(facets.clone());
         }
     }
     let fields = &state.index_config().fields;
     let mut con = state.conn().await?;
-    let reply: redis::Value = state
-        .redis(
-            "FT.AGGREGATE facets",
-            redis::cmd("FT.AGGREGATE")
-                .arg(state.ns.alias())
-                .arg("*")
-                .arg("GROUPBY")
-                .arg(2)
-                .arg(format!("@{}", fields.department))
-                .arg(format!("@{}", fields.category))
-                .arg("LIMIT")
-                .arg(0)
-                .arg(10_000)
-                .query_async(&mut con),
-        )
-        .await?;
+    // Grouping the whole catalog takes a few hundred ms on a large index: it is off the hot
+    // path (cached), so it gets its own generous timeouts instead of the per-call one.
+    let mut cmd = redis::cmd("FT.AGGREGATE");
+    cmd.arg(state.ns.alias())
+        .arg("*")
+        .arg("GROUPBY")
+        .arg(2)
+        .arg(format!("@{}", fields.department))
+        .arg(format!("@{}", fields.category))
+        .arg("LIMIT")
+        .arg(0)
+        .arg(10_000)
+        .arg("TIMEOUT")
+        .arg(FACETS_TIMEOUT.as_millis() as u64);
+    let reply: redis::Value =
+        match tokio::time::timeout(FACETS_TIMEOUT, cmd.query_async(&mut con)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(state.redis_failure("FT.AGGREGATE facets", &e)),
+            Err(_) => {
+                state.metrics.redis_error("timeout");
+                return Err(ApiError::unavailable("facets took too long"));
+            }
+        };
     let mut departments: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let redis::Value::Array(rows) = reply {
         for row in rows.iter().skip(1) {
@@ -451,7 +467,7 @@ pub async fn get_facets(
     }
     let facets = Facets { departments };
     *state.facets.lock().await = Some((std::time::Instant::now(), facets.clone()));
-    Ok(Json(facets))
+    Ok(facets)
 }
 
 /// Embeds one text on the blocking pool (the embedder is CPU-bound and synchronous).
