@@ -219,3 +219,26 @@ fn bad_max_tokens_and_batch_size_are_rejected() {
     let err = MiniLm::load_with(&dir, 128, 0).unwrap_err();
     assert!(err.to_string().contains("embedder.batch_size"), "{err}");
 }
+
+#[test]
+fn concurrent_callers_share_one_model() {
+    let model = model();
+    let r = reference();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = r
+            .sentences
+            .iter()
+            .take(4)
+            .map(|s| scope.spawn(move || (s, model.embed_one(&s.text).unwrap())))
+            .collect();
+        for worker in workers {
+            let (s, got) = worker.join().unwrap();
+            let diff = max_abs_diff(&got, &s.vector);
+            assert!(
+                diff < TOLERANCE,
+                "{:?} from a thread: max |diff| {diff}",
+                s.text
+            );
+        }
+    });
+}
