@@ -54,14 +54,7 @@ pub fn from_config(config: &EmbedderConfig) -> Result<Box<dyn Embedder>> {
         });
     }
     Ok(match config.kind {
-        EmbedderKind::Minilm => {
-            let dir = config.model_dir.clone().unwrap_or_else(default_model_dir);
-            Box::new(MiniLm::load_with(
-                &dir,
-                config.max_tokens,
-                config.batch_size,
-            )?)
-        }
+        EmbedderKind::Minilm => Box::new(MiniLm::from_config(config)?),
         EmbedderKind::Http => Box::new(HttpEmbedder::new(&config.http, config.batch_size)?),
     })
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Embedder;
-use crate::config::DEFAULT_MODEL_SUBDIR;
+use crate::config::{DEFAULT_MODEL_SUBDIR, EmbedderConfig};
 use crate::error::{Error, Result};
 
 use bert::{Bert, BertConfig};
@@ -126,6 +126,14 @@ impl MiniLm {
             threads
         };
         self
+    }
+
+    /// Loads the model as `config` says: `model_dir` (or [`default_model_dir`]), `max_tokens`,
+    /// `batch_size` and `threads`. The `kind` and `http` fields are not looked at.
+    pub fn from_config(config: &EmbedderConfig) -> Result<Self> {
+        let dir = config.model_dir.clone().unwrap_or_else(default_model_dir);
+        Ok(Self::load_with(&dir, config.max_tokens, config.batch_size)?
+            .with_threads(config.threads))
     }
 
     /// Token ids (`[CLS] ... [SEP]`, truncated to `max_tokens`) the model sees for `text`.

@@ -195,6 +195,23 @@ fn from_config_builds_minilm() {
     };
     let embedder = from_config(&config).unwrap();
     assert_eq!(embedder.dims(), 384);
+    assert_eq!(
+        format!("{embedder:?}"),
+        r#"Embedder { model_id: "sentence-transformers/all-MiniLM-L6-v2", dims: 384 }"#
+    );
+    let direct = MiniLm::from_config(&EmbedderConfig {
+        threads: 2,
+        max_tokens: 64,
+        ..config.clone()
+    })
+    .unwrap();
+    let shown = format!("{direct:?}");
+    assert!(
+        shown.contains("max_tokens: 64")
+            && shown.contains("batch_size: 3")
+            && shown.contains("threads: 2"),
+        "{shown}"
+    );
     let got = embedder.embed_one("whole milk").unwrap();
     let want = &reference().sentences[0];
     assert_eq!(want.text, "whole milk");
