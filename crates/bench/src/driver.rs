@@ -28,6 +28,21 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Something that answers the query mix: raw Redis or the gateway.
 pub trait Target: Send + Sync {
     fn send<'a>(&'a self, q: &'a BenchQuery) -> BoxFut<'a, anyhow::Result<()>>;
+
+    /// Server-side stage timings collected since the last call (the gateway reports them in
+    /// each response); empty for targets that have none.
+    fn take_stages(&self) -> Vec<StageLatency> {
+        Vec::new()
+    }
+}
+
+/// Latency of one server-side stage over a phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageLatency {
+    pub stage: String,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl Target for crate::raw::RawTarget {

@@ -1,7 +1,9 @@
 //! The gateway side: the query mix as `POST /v1/recommendations`, over a small pool of HTTP/1.1
 //! keep-alive connections (hyper's low-level client, no connection-pool crate, no TLS).
 
-use std::{sync::Mutex, time::Duration};
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
+
+use hdrhistogram::Histogram;
 
 use anyhow::{Context, Result, bail};
 use http_body_util::{BodyExt, Full};
@@ -16,7 +18,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 use crate::{
-    driver::{BoxFut, Target},
+    driver::{BoxFut, StageLatency, Target},
+    stats,
     workload::{BenchQuery, Kind},
 };
 
@@ -132,23 +135,51 @@ pub fn recommendation_body(q: &BenchQuery) -> Value {
 
 /// Item ids of a recommendations response (`{"items": [{"id": ...}, ...]}`).
 pub fn response_ids(body: &[u8]) -> Result<Vec<String>> {
+    Ok(parse_response(body)?.0)
+}
+
+/// (stage, milliseconds) pairs a response reports.
+pub type StageTimings = Vec<(String, f64)>;
+
+/// Item ids and the per-stage timings (`"timings": [{"stage": ..., "ms": ...}]`) of a response.
+pub fn parse_response(body: &[u8]) -> Result<(Vec<String>, StageTimings)> {
     let v: Value = serde_json::from_slice(body).context("gateway response is not JSON")?;
+    let timings = v
+        .get("timings")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|s| {
+                    Some((s.get("stage")?.as_str()?.to_owned(), s.get("ms")?.as_f64()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let items = v
         .get("items")
         .and_then(Value::as_array)
         .context("gateway response has no `items` array")?;
-    Ok(items
+    let ids = items
         .iter()
         .filter_map(|i| i.get("id").and_then(Value::as_str).map(str::to_owned))
-        .collect())
+        .collect();
+    Ok((ids, timings))
 }
 
 /// The gateway as a load target.
 pub struct GatewayTarget {
     pub client: HttpClient,
+    stages: Mutex<BTreeMap<String, Histogram<u64>>>,
 }
 
 impl GatewayTarget {
+    pub fn new(client: HttpClient) -> GatewayTarget {
+        GatewayTarget {
+            client,
+            stages: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     pub async fn recommend(&self, q: &BenchQuery) -> Result<Vec<String>> {
         let (status, body) = self
             .client
@@ -160,13 +191,34 @@ impl GatewayTarget {
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             );
         }
-        response_ids(&body)
+        let (ids, timings) = parse_response(&body)?;
+        let mut stages = self.stages.lock().expect("stages lock");
+        for (stage, ms) in timings {
+            stats::record(
+                stages.entry(stage).or_insert_with(stats::new_histogram),
+                Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+            );
+        }
+        Ok(ids)
     }
 }
 
 impl Target for GatewayTarget {
     fn send<'a>(&'a self, q: &'a BenchQuery) -> BoxFut<'a, Result<()>> {
         Box::pin(async move { self.recommend(q).await.map(|_| ()) })
+    }
+
+    fn take_stages(&self) -> Vec<StageLatency> {
+        let stages = std::mem::take(&mut *self.stages.lock().expect("stages lock"));
+        stages
+            .into_iter()
+            .map(|(stage, h)| StageLatency {
+                stage,
+                count: h.len(),
+                p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+                p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+            })
+            .collect()
     }
 }
 
@@ -241,17 +293,20 @@ mod tests {
                         }
                     }
                 }
-                let body = br#"{"items":[{"id":"1"}]}"#;
+                let body = br#"{"items":[{"id":"1"}],"timings":[{"stage":"retrieve","ms":1.5}]}"#;
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                 s.write_all(head.as_bytes()).await.unwrap();
                 s.write_all(body).await.unwrap();
             }
         });
-        let gw = GatewayTarget {
-            client: HttpClient::new(&format!("http://{addr}")).unwrap(),
-        };
+        let gw = GatewayTarget::new(HttpClient::new(&format!("http://{addr}")).unwrap());
         assert_eq!(gw.recommend(&q(Kind::Vector)).await.unwrap(), ["1"]);
         assert_eq!(gw.recommend(&q(Kind::Text)).await.unwrap(), ["1"]);
+        let stages = gw.take_stages();
+        assert_eq!(stages.len(), 1);
+        assert_eq!((stages[0].stage.as_str(), stages[0].count), ("retrieve", 2));
+        assert!((stages[0].p50_ms - 1.5).abs() < 0.01, "{stages:?}");
+        assert!(gw.take_stages().is_empty());
         server.await.unwrap();
     }
 }

@@ -174,6 +174,7 @@ mod tests {
                 by_kind: vec![],
             },
             cpu: vec![],
+            stages: vec![],
         };
         let path =
             std::env::temp_dir().join(format!("redrec-bench-plot-{}.png", std::process::id()));

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     catalog::IngestResult,
-    driver::RunResult,
+    driver::{RunResult, StageLatency},
     stats::{CpuUse, LatencySummary, RssSeries},
     workload::Mix,
 };
@@ -100,6 +100,9 @@ pub struct Phase {
     pub writes: Option<WriteStats>,
     pub run: RunResult,
     pub cpu: Vec<CpuUse>,
+    /// Server-side stage timings reported by the gateway (empty for raw phases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageLatency>,
 }
 
 impl Phase {
@@ -456,6 +459,28 @@ impl Report {
             );
         }
 
+        let staged: Vec<&Phase> = self
+            .phases
+            .iter()
+            .filter(|p| !p.stages.is_empty())
+            .collect();
+        if !staged.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n### Gateway stage timings (server side, from each response's `timings`, p50 / p99 ms)\n"
+            );
+            let _ = writeln!(md, "| phase | stages |");
+            let _ = writeln!(md, "|---|---|");
+            for ph in staged {
+                let cells: Vec<String> = ph
+                    .stages
+                    .iter()
+                    .map(|s| format!("{} {:.2} / {:.2}", s.stage, s.p50_ms, s.p99_ms))
+                    .collect();
+                let _ = writeln!(md, "| {} | {} |", ph.label(), cells.join(", "));
+            }
+        }
+
         let writes: Vec<&Phase> = self.phases.iter().filter(|p| p.writes.is_some()).collect();
         if !writes.is_empty() {
             let _ = writeln!(md, "\n### Background writes (item vector HSETs)\n");
@@ -691,6 +716,16 @@ mod tests {
                 latency: lat(1.0),
             }),
             run: run(qps, p99, load.map(|l| l * 1000.0)),
+            stages: if side == Side::Gateway {
+                vec![StageLatency {
+                    stage: "retrieve".into(),
+                    count: 10,
+                    p50_ms: 1.25,
+                    p99_ms: 3.5,
+                }]
+            } else {
+                vec![]
+            },
             cpu: vec![CpuUse {
                 process: "redis".into(),
                 percent_of_core: 93.4,
@@ -847,6 +882,7 @@ mod tests {
             "The catalog was reused",
             "`redrec-ingest seed synthetic` (100000 items x 128 dims, into its own namespace): 40.0 s until 100% indexed, **2500 items/s**.",
             "- a note",
+            "| open 50% | retrieve 1.25 / 3.50 |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }

@@ -172,7 +172,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             if status != 200 {
                 bail!("gateway at {url}: /healthz answered {status}");
             }
-            let gw = Arc::new(GatewayTarget { client });
+            let gw = Arc::new(GatewayTarget::new(client));
             seed_users(&gw, &users).await?;
             Some(gw)
         }
@@ -527,8 +527,9 @@ async fn closed_phase(
     procs: &[Process],
 ) -> Phase {
     let mark = stats::cpu_mark(procs);
+    target.take_stages();
     let run = closed_loop(
-        target,
+        target.clone(),
         queries.clone(),
         concurrency,
         opts.warmup(),
@@ -542,6 +543,7 @@ async fn closed_phase(
         load: None,
         writes: None,
         cpu: stats::cpu_since(procs, &mark),
+        stages: target.take_stages(),
         run,
     }
 }
@@ -592,8 +594,9 @@ async fn open_phase(
             }
         })
     });
+    target.take_stages();
     let run = open_loop(
-        target,
+        target.clone(),
         queries.clone(),
         rate,
         opts.duration(),
@@ -611,6 +614,7 @@ async fn open_phase(
         load: Some(load),
         writes,
         cpu: stats::cpu_since(procs, &mark),
+        stages: target.take_stages(),
         run,
     }
 }
