@@ -21,7 +21,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use redis::{AsyncCommands, aio::MultiplexedConnection};
@@ -568,9 +568,6 @@ pub async fn run(
     Ok(st)
 }
 
-/// A generous default for waiting on indexing during migrations.
-pub const INDEX_TIMEOUT: Duration = Duration::from_secs(1800);
-
 /// Every item's `(id, text)` in the namespace (for re-embedding with a new model), sorted by id
 /// so a resumed backfill sees the rows in the same order. Items without text are skipped.
 pub async fn item_texts(
@@ -626,7 +623,8 @@ pub fn embed_rows(
     distinct.dedup();
     let progress = Progress::new(mode, "embed", Some(distinct.len() as u64));
     let mut vectors = std::collections::HashMap::with_capacity(distinct.len());
-    for chunk in distinct.chunks(batch.max(1)) {
+    // Many batches per call, so an embedder with several threads can run them in parallel.
+    for chunk in distinct.chunks(batch.max(1) * 16) {
         for (t, v) in chunk.iter().zip(embedder.embed(chunk)?) {
             vectors.insert(*t, v);
         }

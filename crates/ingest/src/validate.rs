@@ -446,3 +446,112 @@ pub fn format_num(n: f64) -> String {
         format!("{n}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<T: std::fmt::Debug + PartialEq>(
+        got: Result<Option<T>, String>,
+        want: Result<Option<T>, &str>,
+    ) {
+        match (got, want) {
+            (Ok(g), Ok(w)) => assert_eq!(g, w),
+            (Err(g), Err(w)) => assert!(g.contains(w), "`{g}` lacks `{w}`"),
+            (g, w) => panic!("got {g:?}, want {w:?}"),
+        }
+    }
+
+    fn s(x: &str) -> Value {
+        Value::Str(x.into())
+    }
+
+    #[test]
+    fn parses_numbers() {
+        check(number(&Value::Num(2.5)), Ok(Some(2.5)));
+        check(number(&s(" 3 ")), Ok(Some(3.0)));
+        check(number(&s("")), Ok(None));
+        check(number(&s("abc")), Err("expected a number, got `abc`"));
+        check(number(&s("NaN")), Err("expected a finite number"));
+        check(
+            number(&Value::Bool(true)),
+            Err("expected a number, got a boolean"),
+        );
+    }
+
+    #[test]
+    fn parses_tags() {
+        let v = |xs: &[&str]| Ok(Some(xs.iter().map(|x| x.to_string()).collect::<Vec<_>>()));
+        check(tags(&s("a, b"), ","), v(&["a", "b"]));
+        check(
+            tags(&Value::List(vec![s("a"), s("b c")]), ","),
+            v(&["a", "b c"]),
+        );
+        check(tags(&Value::Num(7.0), ","), v(&["7"]));
+        check(tags(&s("a,,b"), ","), Err("expected a non-empty tag"));
+        check(
+            tags(&Value::List(vec![s("a|b")]), "|"),
+            Err("contains the tag separator `|`"),
+        );
+        check(
+            tags(&Value::List(vec![Value::Num(1.0)]), ","),
+            Err("list element 0 is a number"),
+        );
+        check(tags(&s(&"x".repeat(300)), ","), Err("at most 256 allowed"));
+        check(tags(&Value::Other("an object"), ","), Err("got an object"));
+    }
+
+    #[test]
+    fn parses_geo_and_vectors() {
+        check(geo(&s("2.35, 48.85")), Ok(Some((2.35, 48.85))));
+        check(geo(&s("200,1")), Err("lon in -180..180"));
+        let attrs = VectorAttrs {
+            dims: 3,
+            algorithm: redrec_core::schema::VectorAlgorithm::Flat,
+            datatype: Default::default(),
+            distance_metric: redrec_core::schema::DistanceMetric::Cosine,
+            initial_cap: None,
+            m: None,
+            ef_construction: None,
+            ef_runtime: None,
+            epsilon: None,
+            block_size: None,
+        };
+        check(
+            vector_value(&s("[1, 2, 3]"), &attrs, false),
+            Ok(Some(vec![1.0, 2.0, 3.0])),
+        );
+        check(
+            vector_value(&s("1 2 3"), &attrs, false),
+            Ok(Some(vec![1.0, 2.0, 3.0])),
+        );
+        check(
+            vector_value(&s("3,4,0"), &attrs, true),
+            Ok(Some(vec![0.6, 0.8, 0.0])),
+        );
+        check(
+            vector_value(&s("1,x,3"), &attrs, false),
+            Err("component 1 is `x`"),
+        );
+        check(
+            vector_value(&s("1,inf,3"), &attrs, false),
+            Err("component 1 is inf"),
+        );
+        check(
+            vector_value(&Value::Vector(vec![1.0]), &attrs, false),
+            Err("has 1 dimensions, expected 3"),
+        );
+        check(
+            vector_value(&Value::Bool(true), &attrs, false),
+            Err("expected a list of 3 numbers"),
+        );
+    }
+
+    #[test]
+    fn formats_ids_and_numbers() {
+        assert_eq!(id_string(&Value::Num(25671.0)).unwrap(), "25671");
+        assert!(id_string(&Value::Num(1.5)).is_err());
+        assert_eq!(format_num(3.0), "3");
+        assert_eq!(format_num(2.25), "2.25");
+    }
+}

@@ -182,7 +182,8 @@ pub fn build(
     let embed_started = Instant::now();
     let progress = Progress::new(mode, "embed", Some(distinct.len() as u64));
     let mut vectors: HashMap<&str, Vec<f32>> = HashMap::with_capacity(distinct.len());
-    for chunk in distinct.chunks(batch.max(1)) {
+    // Many batches per call, so an embedder with several threads can run them in parallel.
+    for chunk in distinct.chunks(batch.max(1) * 16) {
         let vs = embedder.embed(chunk)?;
         if vs.len() != chunk.len() {
             return Err(Error::Internal {

@@ -419,3 +419,70 @@ async fn migration_to_another_dimension_while_serving_with_resume_rollback_and_c
         "each of the 3 switches costs at most one re-sent query: {retries}"
     );
 }
+
+/// A deterministic stand-in for a new model (6 dims, from the text's bytes). It is test data
+/// for the re-embedding path, not a mock of Redis: the migration itself runs on the real server.
+struct ToyModel;
+
+impl redrec_embedder::Embedder for ToyModel {
+    fn dims(&self) -> usize {
+        6
+    }
+    fn model_id(&self) -> &str {
+        "toy-6d"
+    }
+    fn embed(&self, texts: &[&str]) -> redrec_embedder::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.1f32; 6];
+                for (i, b) in t.bytes().enumerate() {
+                    v[i % 6] += f32::from(b) / 255.0;
+                }
+                v
+            })
+            .collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_by_re_embedding_item_texts() {
+    let space = TestSpace::new("reembed");
+    let old = seed(&space, 120, 8, 3).await;
+    let con = conn().await;
+    let texts = migrate::item_texts(&con, &space.ns, "text").await.unwrap();
+    assert_eq!(texts.len(), 120);
+    assert_eq!(texts[0].1, old.item(0).text);
+    let rows = migrate::embed_rows(
+        &texts,
+        &ToyModel,
+        16,
+        redrec_ingest::progress::ProgressMode::Quiet,
+    )
+    .unwrap();
+    let target = Target {
+        field: "embedding".into(),
+        dims: 6,
+        attrs: None,
+    };
+    let st = migrate::run(
+        &con,
+        &space.ns,
+        &target,
+        Arc::new(rows),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+        20,
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (st.step, st.vectors_written, st.to_dims),
+        (Step::Switched, 120, 6)
+    );
+    let probe = redrec_embedder::Embedder::embed_one(&ToyModel, &old.item(9).text).unwrap();
+    let mut c = space.conn().await;
+    let hits = knn(&mut c, &space.ns.alias(), &probe, 3).await.unwrap();
+    assert!(hits.contains(&space.ns.item("s9")), "{hits:?}");
+}
