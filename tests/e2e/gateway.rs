@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use redrec_gateway::config::StageBudgets;
 use redrec_testkit::TestSpace;
 use serde_json::json;
 
@@ -313,14 +312,11 @@ async fn hanging_redis_gives_a_fast_503_and_shutdown_drains_in_flight_requests()
 }
 
 #[tokio::test]
-async fn a_tight_deadline_degrades_rerank_instead_of_failing() {
+async fn no_rerank_budget_degrades_to_retrieval_order_over_a_socket() {
     let space = TestSpace::new("e2e_gw_deadline");
     let mut s = settings(&space, 8);
-    s.gateway.deadline_ms = 200;
-    s.gateway.budgets = StageBudgets {
-        rerank_ms: 0,
-        ..StageBudgets::default()
-    };
+    // Generous budgets elsewhere (the shared test Redis can be slow), none for reranking.
+    s.gateway.budgets.rerank_ms = 0;
     fixture::load(&space, &s.index, &fixture::catalog(5, 8)).await;
     let gw = Running::start(s, None).await;
     let mut v = vec![0.0f32; 8];

@@ -38,6 +38,7 @@ struct Families {
     stage_duration: BTreeMap<Labels, Histogram>,
     redis_errors: BTreeMap<Labels, u64>,
     degraded: BTreeMap<Labels, u64>,
+    stage_timeouts: BTreeMap<Labels, u64>,
     rate_limited: u64,
 }
 
@@ -111,6 +112,15 @@ impl Metrics {
         });
     }
 
+    /// A stage that ran out of budget (the request failed with 503).
+    pub fn stage_timeout(&self, stage: &str) {
+        self.with(|f| {
+            *f.stage_timeouts
+                .entry(vec![("stage", stage.to_owned())])
+                .or_default() += 1
+        });
+    }
+
     pub fn rate_limited(&self) {
         self.with(|f| f.rate_limited += 1);
     }
@@ -148,6 +158,12 @@ impl Metrics {
                 "redrec_degraded_responses_total",
                 "Responses served in degraded mode, by reason.",
                 &f.degraded,
+            );
+            counter(
+                &mut out,
+                "redrec_stage_timeouts_total",
+                "Requests failed with 503 because a stage ran out of its budget, by stage.",
+                &f.stage_timeouts,
             );
             let _ = writeln!(
                 out,

@@ -77,11 +77,7 @@ async fn timed<T>(
 }
 
 fn over_budget(state: &AppState, stage: &'static str, budget: Duration) -> ApiError {
-    state.metrics.degraded(match stage {
-        "features" => "features_timeout",
-        "embed" => "embed_timeout",
-        _ => "retrieve_timeout",
-    });
+    state.metrics.stage_timeout(stage);
     ApiError::unavailable(format!(
         "stage `{stage}` exceeded its {} ms budget",
         budget.as_millis()

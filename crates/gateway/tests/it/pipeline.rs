@@ -661,3 +661,49 @@ async fn connect_adopts_extra_fields_of_the_live_index() {
     assert_eq!(items[0]["id"], "milk-1");
     assert_eq!(items[0]["fields"]["product_type"], "SKIM");
 }
+
+#[tokio::test]
+async fn a_stage_over_its_budget_is_a_fast_503() {
+    let space = TestSpace::new("gw_stage_budget");
+    let mut s = settings(&space, DIMS);
+    s.gateway.budgets.features_ms = 0;
+    fixture::load(&space, &s.index, &fixture::catalog(2, DIMS)).await;
+    let app = router(s);
+    let body = json!({"user_id": "u1", "k": 3});
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/recommendations",
+        None,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.error().0, "unavailable");
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("features"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    // Without a user there is no features stage: the same gateway answers.
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/recommendations",
+        None,
+        Some(r#"{"k":3}"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let m = call(&app, Method::GET, "/metrics", None, None).await;
+    assert!(
+        m.text
+            .contains("redrec_stage_timeouts_total{stage=\"features\"} 1"),
+        "{}",
+        m.text
+    );
+}
