@@ -173,24 +173,39 @@ fn alias_docs(url: &str, alias: &str) -> Result<Option<u64>> {
     if text.starts_with('-') {
         return Ok(None);
     }
-    let lines: Vec<&str> = text.split("\r\n").collect();
-    let docs = lines
+    Ok(Some(num_docs(&text).unwrap_or(0)))
+}
+
+/// The `num_docs` value in a RESP2 `FT.INFO` reply (keys as simple or bulk strings, the value
+/// as an integer, a simple or a bulk string).
+fn num_docs(reply: &str) -> Option<u64> {
+    let lines: Vec<&str> = reply.split("\r\n").collect();
+    let at = lines
         .iter()
-        .position(|l| *l == "num_docs")
-        .and_then(|i| lines.get(i + 1..i + 3))
-        .and_then(|rest| {
-            rest.iter()
-                .find(|l| !l.starts_with('$'))
-                .map(|l| l.trim_start_matches([':', '+']))
-        })
+        .position(|l| l.trim_start_matches(['+', '$']) == "num_docs")?;
+    lines
+        .get(at + 1..(at + 3).min(lines.len()))?
+        .iter()
+        .find(|l| !l.starts_with('$'))
+        .map(|l| l.trim_start_matches([':', '+']))
         .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64);
-    Ok(Some(docs.unwrap_or(0)))
+        .map(|v| v as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_num_docs_from_ft_info() {
+        assert_eq!(
+            num_docs("*4\r\n+index_name\r\n+x\r\n+num_docs\r\n:92331\r\n"),
+            Some(92331)
+        );
+        assert_eq!(num_docs("*2\r\n$8\r\nnum_docs\r\n$3\r\n120\r\n"), Some(120));
+        assert_eq!(num_docs("*2\r\n+num_docs\r\n+0\r\n"), Some(0));
+        assert_eq!(num_docs("*0\r\n"), None);
+    }
 
     #[test]
     fn demo_keys_are_fresh_and_url_safe() {
