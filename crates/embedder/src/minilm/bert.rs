@@ -105,8 +105,9 @@ impl LayerNorm {
     }
 }
 
-/// A dense layer as stored by PyTorch: `w` is `[out, in]`, and `x W^T + b` multiplies by a
-/// transposed view (the sgemm packs either layout, so no copy is made at load time).
+/// A dense layer. PyTorch stores the weight as `[out, in]`; it is kept transposed (`[in, out]`,
+/// row-major) so `x.dot(&w) + b` computes `x W^T + b`: the sgemm packs a row-major right-hand
+/// side faster (measured: 6.7-7.2 ms vs 8.0 ms on-CPU per query with a transposed view).
 struct Linear {
     w: Array2<f32>,
     b: Array1<f32>,
@@ -115,13 +116,13 @@ struct Linear {
 impl Linear {
     fn load(st: &SafeTensors, prefix: &str, input: usize, output: usize) -> Result<Self> {
         Ok(Self {
-            w: st.matrix(&format!("{prefix}.weight"), output, input)?,
+            w: st.matrix_transposed(&format!("{prefix}.weight"), output, input)?,
             b: st.vector(&format!("{prefix}.bias"), output)?,
         })
     }
 
     fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut y = x.dot(&self.w.t());
+        let mut y = x.dot(&self.w);
         y += &self.b;
         y
     }
@@ -159,8 +160,8 @@ impl Bert {
             let k = Linear::load(st, &format!("{p}.attention.self.key"), h, h)?;
             let v = Linear::load(st, &format!("{p}.attention.self.value"), h, h)?;
             let qkv = Linear {
-                w: concatenate(Axis(0), &[q.w.view(), k.w.view(), v.w.view()])
-                    .expect("q, k and v weights have the same number of columns"),
+                w: concatenate(Axis(1), &[q.w.view(), k.w.view(), v.w.view()])
+                    .expect("q, k and v weights have the same number of rows"),
                 b: concatenate(Axis(0), &[q.b.view(), k.b.view(), v.b.view()])
                     .expect("1-d biases concatenate"),
             };

@@ -119,4 +119,27 @@ impl SafeTensors {
             detail: format!("tensor `{name}`: {e}"),
         })
     }
+
+    /// A 2-d F32 tensor stored as `[rows, cols]`, returned transposed (`[cols, rows]`, standard
+    /// layout).
+    pub(crate) fn matrix_transposed(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Array2<f32>> {
+        let data = self.floats(name, &[rows, cols])?;
+        // plain slice loops: this crate may be built without optimisations in tests, where
+        // ndarray's generic iterators are slow
+        let mut out = vec![0.0f32; data.len()];
+        for (r, row) in data.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                out[c * rows + r] = v;
+            }
+        }
+        Array2::from_shape_vec((cols, rows), out).map_err(|e| Error::ModelFormat {
+            path: self.path.clone(),
+            detail: format!("tensor `{name}`: {e}"),
+        })
+    }
 }
