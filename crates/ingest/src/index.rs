@@ -64,10 +64,14 @@ impl IndexInfo {
 
     /// schema field -> storage name, for fields stored under another name.
     pub fn storage_names(&self) -> BTreeMap<String, String> {
+        // JSON identifiers are paths: `$.embedding__v2` is stored as the top-level key
+        // `embedding__v2` (nested paths are not written by ingest, see docs/INGEST.md).
         self.attributes
             .iter()
-            .filter(|a| a.identifier != a.attribute && !a.identifier.starts_with('$'))
-            .map(|a| (a.attribute.clone(), a.identifier.clone()))
+            .filter_map(|a| {
+                let stored = a.identifier.strip_prefix("$.").unwrap_or(&a.identifier);
+                (stored != a.attribute).then(|| (a.attribute.clone(), stored.to_owned()))
+            })
             .collect()
     }
 

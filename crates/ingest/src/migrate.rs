@@ -77,6 +77,8 @@ pub struct MigrationState {
     pub to_storage: String,
     pub from_dims: usize,
     pub to_dims: usize,
+    #[serde(default)]
+    pub storage: StorageType,
     pub step: Step,
     /// Source rows consumed by the backfill (resume point).
     pub rows_done: u64,
@@ -213,6 +215,7 @@ pub async fn plan(
         to_storage,
         from_dims,
         to_dims: target.dims,
+        storage: live.storage,
         step: Step::Planned,
         rows_done: 0,
         vectors_written: 0,
@@ -352,6 +355,36 @@ async fn knn(
     Ok(knn_ids(&reply))
 }
 
+/// The vector stored in `field` of `key` (hash blob or JSON array), if any.
+async fn read_vector(
+    con: &mut MultiplexedConnection,
+    storage: StorageType,
+    key: &str,
+    field: &str,
+) -> Result<Option<Vec<f32>>> {
+    match storage {
+        StorageType::Hash => {
+            let blob: Option<Vec<u8>> = con.hget(key, field).await?;
+            blob.map(|b| vector::decode(&b).map_err(Error::from))
+                .transpose()
+        }
+        StorageType::Json => {
+            let raw: Option<String> = redis::cmd("JSON.GET")
+                .arg(key)
+                .arg(format!("$.{field}"))
+                .query_async(con)
+                .await?;
+            let parsed: Vec<Vec<f32>> = match raw {
+                Some(r) => serde_json::from_str(&r).map_err(|e| Error::Internal {
+                    message: format!("{key} `$.{field}` is not a vector: {e}"),
+                })?,
+                None => Vec::new(),
+            };
+            Ok(parsed.into_iter().next())
+        }
+    }
+}
+
 /// Step 3: for `sample` items, queries the old index with the item's old vector and the new
 /// index with its new vector, and reports the overlap of the two top-k id sets.
 pub async fn shadow(
@@ -382,16 +415,11 @@ pub async fn shadow(
     let keys = knn_ids(&reply);
     let (mut total, mut min, mut n, mut disjoint) = (0.0, 1.0f64, 0u64, 0u64);
     for key in keys {
-        let (old, new): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::cmd("HMGET")
-            .arg(&key)
-            .arg(&st.from_storage)
-            .arg(&st.to_storage)
-            .query_async(&mut c)
-            .await?;
+        let old = read_vector(&mut c, st.storage, &key, &st.from_storage).await?;
+        let new = read_vector(&mut c, st.storage, &key, &st.to_storage).await?;
         let (Some(old), Some(new)) = (old, new) else {
             continue;
         };
-        let (old, new) = (vector::decode(&old)?, vector::decode(&new)?);
         let a: HashSet<String> = knn(&mut c, &st.from_index, &st.field, &old, k)
             .await?
             .into_iter()

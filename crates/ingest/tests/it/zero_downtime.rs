@@ -486,3 +486,112 @@ async fn migration_by_re_embedding_item_texts() {
     let hits = knn(&mut c, &space.ns.alias(), &probe, 3).await.unwrap();
     assert!(hits.contains(&space.ns.item("s9")), "{hits:?}");
 }
+
+#[tokio::test]
+async fn json_storage_refresh_and_migration() {
+    let space = TestSpace::new("json_migrate");
+    let mut s = schema(&space, 4);
+    s.index.storage_type = redrec_core::schema::StorageType::Json;
+    let old = Synthetic::new(SyntheticParams {
+        items: 60,
+        dims: 4,
+        seed: 11,
+    });
+    let con = conn().await;
+    load::load(
+        &con,
+        &space.ns,
+        &s,
+        Arc::new(SyntheticRows(Arc::new(old.clone()))),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+    )
+    .await
+    .unwrap();
+    let mut c = space.conn().await;
+
+    // Refresh one vector in place.
+    let v = vec![0.0, 0.0, 0.0, 1.0];
+    let r = refresh::refresh(
+        &con,
+        &space.ns,
+        "embedding",
+        vector_rows(&[("s5".into(), v.clone())]),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.refreshed, 1);
+    assert_eq!(
+        knn(&mut c, &space.ns.alias(), &v, 1).await.unwrap(),
+        vec![space.ns.item("s5")]
+    );
+
+    // Migrate to 6 dims; the new vectors live in `$.embedding__v2`.
+    let new = Synthetic::new(SyntheticParams {
+        items: 60,
+        dims: 6,
+        seed: 12,
+    });
+    let rows: Vec<(String, Vec<f32>)> = (0..60)
+        .map(|i| (format!("s{i}"), new.item(i).vector))
+        .collect();
+    let target = Target {
+        field: "embedding".into(),
+        dims: 6,
+        attrs: None,
+    };
+    let st = migrate::run(
+        &con,
+        &space.ns,
+        &target,
+        vector_rows(&rows),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+        10,
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (st.step, st.vectors_written, st.to_storage.as_str()),
+        (Step::Switched, 60, "embedding__v2")
+    );
+    assert_eq!(
+        knn(&mut c, &space.ns.alias(), &rows[7].1, 1).await.unwrap(),
+        vec![space.ns.item("s7")]
+    );
+    // Loads and refreshes after the switch write the new path.
+    let v6 = vec![0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+    refresh::refresh(
+        &con,
+        &space.ns,
+        "embedding",
+        vector_rows(&[("s8".into(), v6.clone())]),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+    )
+    .await
+    .unwrap();
+    let stored: String = redis::cmd("JSON.GET")
+        .arg(space.ns.item("s8"))
+        .arg("$.embedding__v2")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(stored, "[[0.0,0.0,0.0,0.0,0.0,1.0]]");
+    assert_eq!(
+        knn(&mut c, &space.ns.alias(), &v6, 1).await.unwrap(),
+        vec![space.ns.item("s8")]
+    );
+    let (st, touched) = migrate::cleanup(&con, &space.ns).await.unwrap();
+    assert_eq!((st.step, touched), (Step::CleanedUp, 60));
+    let gone: String = redis::cmd("JSON.GET")
+        .arg(space.ns.item("s8"))
+        .arg("$.embedding")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(gone, "[]");
+}
