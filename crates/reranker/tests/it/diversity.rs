@@ -161,6 +161,14 @@ fn mmr_rejects_bad_vectors_naming_the_candidate() {
         matches!(&err, Error::Request { field, .. } if field == "candidates[1].vector"),
         "{err}"
     );
+    let huge = items(vec![item("a").text(0.9), item("b").vector(&[1e30, 1e30])]);
+    let err = reranker
+        .rerank(&RerankRequest::new(&huge, &user, &fields).profile("mmr"))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid rerank request: `candidates[1].vector` has components too large for f32 arithmetic"
+    );
     // vectors are not read when the profile does not diversify
     assert!(
         reranker

@@ -200,12 +200,13 @@ proptest! {
         candidates in prop::collection::vec(candidate(), 1..30),
         k in 1usize..12,
         lambda in 0.0f64..=1.0,
+        cap in prop::option::of(1usize..3),
     ) {
         let mut seen = HashSet::new();
         let unique: Vec<Candidate> = candidates.into_iter().filter(|c| seen.insert(c.id.clone())).collect();
         let profile = RankProfile {
             weights: [(Feature::Similarity.name().to_owned(), 1.0)].into(),
-            diversity: DiversityConfig { mmr_lambda: Some(lambda), max_per_category: None },
+            diversity: DiversityConfig { mmr_lambda: Some(lambda), max_per_category: cap },
             ..RankProfile::default()
         };
         let reranker = Reranker::from_config(RerankerConfig {
@@ -217,7 +218,9 @@ proptest! {
         let ranked = reranker
             .rerank(&RerankRequest::new(&unique, &user, &fields).profile("mmr").k(k).explain(true))
             .unwrap();
-        prop_assert_eq!(ranked.len(), k.min(unique.len()));
+        if cap.is_none() {
+            prop_assert_eq!(ranked.len(), k.min(unique.len()));
+        }
         if lambda >= 1.0 || unique.len() < 2 {
             return Ok(());
         }
@@ -264,9 +267,16 @@ proptest! {
         let mut picked: Vec<&str> = Vec::new();
         for r in &ranked {
             let chosen = objective(&r.id, &picked);
+            let capped = |c: &Candidate| match (cap, c.field("category")) {
+                (Some(cap), Some(cat)) => {
+                    picked.iter().filter(|p| by_id[**p].field("category") == Some(cat)).count() >= cap
+                }
+                _ => false,
+            };
+            prop_assert!(!capped(by_id[r.id.as_str()]), "{} exceeds the cap", r.id);
             let best = unique
                 .iter()
-                .filter(|c| !picked.contains(&c.id.as_str()))
+                .filter(|c| !picked.contains(&c.id.as_str()) && !capped(c))
                 .map(|c| objective(&c.id, &picked))
                 .fold(f64::NEG_INFINITY, f64::max);
             prop_assert!(chosen >= best - 1e-5, "{} picked with {chosen}, best was {best}", r.id);
