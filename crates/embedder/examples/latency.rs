@@ -79,9 +79,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let owned = common::product_texts(n_texts);
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let tokens: usize = texts.iter().map(|t| model.token_ids(t).len()).sum();
+    let cpu = thread_cpu();
     let t = Instant::now();
     let vectors = model.embed(&texts)?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu_secs = match (cpu, thread_cpu()) {
+        (Some(before), Some(after)) if threads == 1 => Some((after - before).as_secs_f64()),
+        _ => None,
+    };
     assert_eq!(vectors.len(), texts.len());
     println!(
         "batch: {} texts ({:.1} tokens avg) in {:.2} s = {:.0} texts/s (batch size 64, {threads} thread(s))",
@@ -90,5 +95,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs,
         texts.len() as f64 / secs,
     );
+    if let Some(cpu_secs) = cpu_secs {
+        println!(
+            "batch on-CPU: {:.2} s = {:.0} texts per CPU-second",
+            cpu_secs,
+            texts.len() as f64 / cpu_secs
+        );
+    }
     Ok(())
 }
