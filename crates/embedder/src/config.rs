@@ -24,7 +24,7 @@ pub struct EmbedderConfig {
     /// Threads one large `embed` call may use for its batches (kind = minilm); 0 = one per
     /// core. A single query always runs on the calling thread.
     pub threads: usize,
-    /// Longest input in tokens (including [CLS]/[SEP]); longer texts are truncated (kind = minilm).
+    /// Longest input in tokens (including `[CLS]`/`[SEP]`); longer texts are truncated (kind = minilm).
     pub max_tokens: usize,
     /// Settings for kind = http.
     pub http: HttpConfig,
