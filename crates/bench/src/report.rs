@@ -18,6 +18,18 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    /// 1-minute load average when the run started and when it ended (other work on the machine
+    /// shows here; above the CPU count, the numbers are noisy).
+    pub load_start: f64,
+    pub load_end: f64,
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Machine {
@@ -40,6 +52,8 @@ impl Machine {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
+            load_start: 0.0,
+            load_end: load_average(),
         }
     }
 }
@@ -349,8 +363,10 @@ impl Report {
         let _ = writeln!(
             md,
             "Machine: {} CPUs ({}), {:.1} GiB RAM, Linux {}. Everything (Redis, gateway, load \
-             generator) shares these CPUs.\n",
-            m.cpus, m.cpu_model, m.memory_gib, m.kernel
+             generator) shares these CPUs. Load average {:.1} at the start, {:.1} at the end; the \
+             CPU column's `all` is every process on the machine, so `all` minus the named ones is \
+             work from outside the benchmark.\n",
+            m.cpus, m.cpu_model, m.memory_gib, m.kernel, m.load_start, m.load_end
         );
         let _ = writeln!(
             md,
@@ -764,6 +780,8 @@ mod tests {
                 cpu_model: "Test CPU".into(),
                 memory_gib: 23.5,
                 kernel: "6.1".into(),
+                load_start: 1.5,
+                load_end: 2.25,
             },
             params: Params {
                 items: 100_000,
@@ -873,6 +891,7 @@ mod tests {
         for needle in [
             "# redrec benchmark report",
             "2 CPUs (Test CPU), 23.5 GiB RAM",
+            "Load average 1.5 at the start, 2.2 at the end",
             "| gateway p99 / raw p99 at 80% of raw max | 1.50 | <= 1.2 | MISS |",
             "| raw | closed c=16 | - | 1000 | 1000 | 0 | 2.00 | 8.00 | 12.00 | 16.00 | redis 93 |",
             "| raw | open 50% +writes | 500 | 500 |",

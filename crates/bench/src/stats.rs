@@ -95,10 +95,31 @@ pub struct Process {
     pub pid: u32,
 }
 
-/// CPU counters of several processes at one instant.
+/// (busy, total) jiffies of all CPUs from the text of `/proc/stat` (busy excludes idle and iowait).
+pub fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let total: u64 = v.iter().take(8).sum();
+    Some((total - v[3] - v[4], total))
+}
+
+fn machine_ticks() -> Option<(u64, u64)> {
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// CPU counters of several processes (and of the whole machine) at one instant.
 pub struct CpuMark {
     at: Instant,
     ticks: Vec<Option<u64>>,
+    machine: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -112,11 +133,22 @@ pub fn cpu_mark(procs: &[Process]) -> CpuMark {
     CpuMark {
         at: Instant::now(),
         ticks: procs.iter().map(|p| cpu_ticks(p.pid)).collect(),
+        machine: machine_ticks(),
     }
 }
 
+/// CPU used since `mark` by each process, then by the whole machine (`all`: every process,
+/// including ones outside the benchmark, in percent of one core).
 pub fn cpu_since(procs: &[Process], mark: &CpuMark) -> Vec<CpuUse> {
     let secs = mark.at.elapsed().as_secs_f64().max(1e-3);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let machine = match (mark.machine, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some(CpuUse {
+            process: "all".into(),
+            percent_of_core: (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64 * cpus * 100.0,
+        }),
+        _ => None,
+    };
     procs
         .iter()
         .zip(&mark.ticks)
@@ -127,6 +159,7 @@ pub fn cpu_since(procs: &[Process], mark: &CpuMark) -> Vec<CpuUse> {
                 percent_of_core: delta as f64 / TICKS_PER_SEC / secs * 100.0,
             })
         })
+        .chain(machine)
         .collect()
 }
 
@@ -162,6 +195,20 @@ mod tests {
         assert_eq!(parse_cpu_ticks("garbage"), None);
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
         assert!(parse_cpu_ticks(&own).is_some(), "{own}");
+    }
+
+    #[test]
+    fn parses_machine_cpu() {
+        let stat = "cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 50 2 25 400 10 1 1 0 0 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((160, 980)));
+        assert_eq!(parse_machine_ticks("intr 1 2"), None);
+        let procs = [Process {
+            name: "self".into(),
+            pid: std::process::id(),
+        }];
+        let mark = cpu_mark(&procs);
+        let used = cpu_since(&procs, &mark);
+        assert_eq!(used.first().map(|u| u.process.as_str()), Some("self"));
     }
 
     #[test]

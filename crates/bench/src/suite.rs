@@ -113,6 +113,7 @@ pub fn validate(opts: &Options) -> Result<()> {
 
 pub async fn run(opts: &Options) -> Result<Report> {
     validate(opts)?;
+    let load_start = crate::report::load_average();
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -282,6 +283,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         return finish(
             opts,
             started_unix,
+            load_start,
             ingest,
             phases,
             ladder,
@@ -311,6 +313,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     finish(
         opts,
         started_unix,
+        load_start,
         ingest,
         phases,
         ladder,
@@ -326,6 +329,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
 async fn finish(
     opts: &Options,
     started_unix: u64,
+    load_start: f64,
     ingest: Option<catalog::IngestResult>,
     phases: Vec<Phase>,
     ladder: Vec<LadderRung>,
@@ -336,6 +340,8 @@ async fn finish(
 ) -> Result<Report> {
     // 6. One multiplexed connection vs a deadpool pool.
     let connections = Some(compare_connections(opts, queries, ns).await?);
+    let mut machine = Machine::detect();
+    machine.load_start = load_start;
     if opts.mix.text > 0 {
         notes.push(
         "Text queries: the raw side runs BM25 + KNN (with a pre-computed vector) in one pipeline; \
@@ -355,7 +361,7 @@ async fn finish(
     let mut report = Report {
         started_unix,
         loader_ingest,
-        machine: Machine::detect(),
+        machine,
         params: Params {
             items: opts.items,
             dim: opts.dim,
