@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     assert_eq!(vectors.len(), texts.len());
     println!(
-        "batch: {} texts ({:.1} tokens avg) in {:.2} s = {:.0} texts/s (batch size 64, {threads} thread(s))",
+        "batch: {} texts ({:.1} tokens avg) in {:.2} s = {:.0} texts/s (batch size 64, threads = {threads}, 0 = one per core)",
         texts.len(),
         tokens as f64 / texts.len() as f64,
         secs,
