@@ -281,3 +281,111 @@ async fn synthetic_catalog_loads_and_is_searchable() {
     assert_eq!(cat, probe.category);
     assert_eq!(stock, if probe.in_stock { "true" } else { "false" });
 }
+
+/// A Parquet file as offline pipelines write it: id, a float, and the vector as `list<float>`.
+fn write_parquet_with_vectors(path: &std::path::Path, rows: &[(&str, f64, [f32; 2])]) {
+    use parquet::data_type::FloatType;
+    let schema = Arc::new(
+        parse_message_type(
+            "message items {
+               required binary id (UTF8);
+               required double price;
+               optional group embedding (LIST) { repeated group list { optional float element; } }
+             }",
+        )
+        .unwrap(),
+    );
+    let mut w = SerializedFileWriter::new(
+        File::create(path).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut i = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        match i {
+            0 => {
+                let ids: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.0)).collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&ids, None, None)
+                    .unwrap();
+            }
+            1 => {
+                let prices: Vec<f64> = rows.iter().map(|r| r.1).collect();
+                col.typed::<DoubleType>()
+                    .write_batch(&prices, None, None)
+                    .unwrap();
+            }
+            _ => {
+                // Two elements per row: definition level 3 (all levels present), repetition 0
+                // starts a row and 1 continues the list.
+                let values: Vec<f32> = rows.iter().flat_map(|r| r.2).collect();
+                let def = vec![3i16; values.len()];
+                let rep: Vec<i16> = (0..values.len()).map(|j| (j % 2) as i16).collect();
+                col.typed::<FloatType>()
+                    .write_batch(&values, Some(&def), Some(&rep))
+                    .unwrap();
+            }
+        }
+        col.close().unwrap();
+        i += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+#[tokio::test]
+async fn parquet_list_column_carries_vectors() {
+    let space = TestSpace::new("parquet_vec");
+    let dir = tmp_dir("parquet_vec");
+    let pq = dir.join("items.parquet");
+    write_parquet_with_vectors(
+        &pq,
+        &[
+            ("v1", 1.0, [1.0, 0.0]),
+            ("v2", 2.0, [0.0, 1.0]),
+            ("v3", 3.0, [0.7, 0.7]),
+        ],
+    );
+    let con = conn().await;
+    let r = load::load(
+        &con,
+        &space.ns,
+        &schema(&space, 2),
+        Arc::new(SourceSpec::new(&pq).unwrap()),
+        &Mapping::default(),
+        &quiet(OnInvalid::Strict),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.rows_read, r.written), (3, 3));
+    let mut c = space.conn().await;
+    assert_eq!(
+        knn(&mut c, &space.ns.alias(), &[0.1, 1.0], 1)
+            .await
+            .unwrap(),
+        vec![space.ns.item("v2")]
+    );
+
+    // Problems in Parquet rows are reported with file, row and field like any other source.
+    write_parquet_with_vectors(&pq, &[("w1", 1.0, [1.0, 0.0])]);
+    let err = load::load(
+        &con,
+        &space.ns,
+        &schema(&space, 2),
+        Arc::new(SourceSpec::new(&pq).unwrap()),
+        &Mapping {
+            id: "nope".into(),
+            ..Mapping::default()
+        },
+        &quiet(OnInvalid::Strict),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("items.parquet row 1: field `id`: missing id (column `nope`)"),
+        "{err}"
+    );
+}
