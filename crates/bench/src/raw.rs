@@ -8,7 +8,7 @@ use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::{
     filter::Filter,
     keys::Namespace,
-    query::{DISTANCE_ALIAS, KnnQuery, Projection, TextQuery, lexical_expression},
+    query::{DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, TextQuery, lexical_expression},
     schema::{FieldKind, IndexSchema, ItemFields, items_schema},
     vector,
 };
@@ -69,6 +69,9 @@ pub struct RawTarget {
     /// Candidates fetched per KNN (the gateway fetches `max(50, 4k)` for reranking; the raw side
     /// fetches as many so both ask Redis for the same work). Results are cut to `k` after.
     pub candidates: usize,
+    /// `HYBRID_POLICY` of filtered KNN queries; None lets RediSearch choose (the retriever's
+    /// default).
+    pub hybrid_policy: Option<HybridPolicy>,
     pub timeout: Duration,
 }
 
@@ -86,6 +89,7 @@ impl RawTarget {
             schema,
             ef_runtime,
             candidates: 50,
+            hybrid_policy: None,
             timeout: Duration::from_secs(2),
         }
     }
@@ -102,7 +106,7 @@ impl RawTarget {
             ef_runtime: Some(self.ef_runtime),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
-            hybrid_policy: None,
+            hybrid_policy: self.hybrid_policy,
             timeout_ms: None,
         }
         .cmd()?)

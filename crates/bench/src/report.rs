@@ -145,6 +145,16 @@ pub struct LadderRung {
     pub latency: LatencySummary,
     /// Recall of the same queries through the gateway, when it runs.
     pub gateway_mean_recall: Option<f64>,
+    /// The same filtered queries forced to `HYBRID_POLICY ADHOC_BF` (brute force over the
+    /// filtered set), for comparison with RediSearch's own choice.
+    pub adhoc_bf: Option<PolicyRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyRun {
+    pub mean_recall: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// Multiplexed connection vs deadpool pool for raw queries.
@@ -533,13 +543,13 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| rung | actual share | queries | mean recall | min recall | gateway overlap@k | p50 ms | p99 ms |"
+                "| rung | actual share | queries | mean recall | min recall | gateway overlap@k | p50 ms | p99 ms | ADHOC_BF recall | ADHOC_BF p50 / p99 ms |"
             );
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             for r in &self.ladder {
                 let _ = writeln!(
                     md,
-                    "| {} | {:.2}% | {} | {:.3} | {:.2} | {} | {:.2} | {:.2} |",
+                    "| {} | {:.2}% | {} | {:.3} | {:.2} | {} | {:.2} | {:.2} | {} | {} |",
                     r.label,
                     r.actual_share * 100.0,
                     r.queries,
@@ -548,7 +558,13 @@ impl Report {
                     r.gateway_mean_recall
                         .map_or("-".into(), |g| format!("{g:.3}")),
                     r.latency.p50_ms,
-                    r.latency.p99_ms
+                    r.latency.p99_ms,
+                    r.adhoc_bf
+                        .as_ref()
+                        .map_or("-".into(), |a| format!("{:.3}", a.mean_recall)),
+                    r.adhoc_bf
+                        .as_ref()
+                        .map_or("-".into(), |a| format!("{:.2} / {:.2}", a.p50_ms, a.p99_ms)),
                 );
             }
         }
@@ -772,6 +788,11 @@ mod tests {
             min_recall: recall - 0.1,
             latency: lat(p99),
             gateway_mean_recall: None,
+            adhoc_bf: Some(PolicyRun {
+                mean_recall: 1.0,
+                p50_ms: 0.5,
+                p99_ms: 2.0,
+            }),
         };
         let mut r = Report {
             started_unix: 0,
@@ -896,7 +917,7 @@ mod tests {
             "| raw | closed c=16 | - | 1000 | 1000 | 0 | 2.00 | 8.00 | 12.00 | 16.00 | redis 93 |",
             "| raw | open 50% +writes | 500 | 500 |",
             "| raw | open 50% | 500 | 500 | 1000 | 0 | 0.50 | 2.00 |",
-            "| 1% | 1.02% | 50 | 0.990 | 0.89 | - | 0.75 | 3.00 |",
+            "| 1% | 1.02% | 50 | 0.990 | 0.89 | - | 0.75 | 3.00 | 1.000 | 0.50 / 2.00 |",
             "gateway RSS over 10 s of load (3 samples): first 10.0 MiB, last 15.0 MiB, max 20.0 MiB.",
             "The catalog was reused",
             "`redrec-ingest seed synthetic` (100000 items x 128 dims, into its own namespace): 40.0 s until 100% indexed, **2500 items/s**.",

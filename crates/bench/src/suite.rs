@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use redis::aio::MultiplexedConnection;
-use redrec_core::keys::Namespace;
+use redrec_core::{keys::Namespace, query::HybridPolicy};
 use serde_json::json;
 
 use crate::{
@@ -22,7 +22,8 @@ use crate::{
     raw::{RawConn, RawTarget},
     recall,
     report::{
-        ConnCompare, LadderRung, LoaderIngest, Machine, Params, Phase, Report, Side, WriteStats,
+        ConnCompare, LadderRung, LoaderIngest, Machine, Params, Phase, PolicyRun, Report, Side,
+        WriteStats,
     },
     rng::Rng,
     schedule::Schedule,
@@ -662,6 +663,32 @@ async fn selectivity_ladder(
                 gw_recalls.push(recall::recall(&truth, &ids));
             }
         }
+        let adhoc_bf = if filter.is_all() {
+            None
+        } else {
+            let forced = RawTarget {
+                hybrid_policy: Some(HybridPolicy::AdhocBf),
+                ..(**raw).clone()
+            };
+            let mut r = Vec::new();
+            for q in &qs {
+                let truth = recall::exact_top_k(cat, &q.vector, opts.k, |i| matching[i]);
+                r.push(recall::recall(&truth, &forced.run(q).await?));
+            }
+            let run = closed_loop(
+                Arc::new(forced),
+                Arc::new(qs.clone()),
+                1,
+                Duration::from_millis(200),
+                opts.ladder_latency() / 2,
+            )
+            .await;
+            Some(PolicyRun {
+                mean_recall: mean(&r),
+                p50_ms: run.latency.p50_ms,
+                p99_ms: run.latency.p99_ms,
+            })
+        };
         let qs = Arc::new(qs);
         let run = closed_loop(
             raw.clone(),
@@ -680,6 +707,7 @@ async fn selectivity_ladder(
             min_recall: recalls.iter().copied().fold(f64::INFINITY, f64::min),
             latency: run.latency,
             gateway_mean_recall: (!gw_recalls.is_empty()).then(|| mean(&gw_recalls)),
+            adhoc_bf,
         });
     }
     Ok(rungs)
