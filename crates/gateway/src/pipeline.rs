@@ -71,6 +71,11 @@ async fn timed<T>(
     budget: Duration,
     fut: impl std::future::Future<Output = ApiResult<T>>,
 ) -> (Duration, Option<ApiResult<T>>) {
+    // No time left: do not start the stage (a zero-length timer may not fire before a fast
+    // future completes, which would make a zero budget mean "unbounded").
+    if budget.is_zero() {
+        return (Duration::ZERO, None);
+    }
     let started = std::time::Instant::now();
     let out = tokio::time::timeout(budget, fut).await.ok();
     (started.elapsed(), out)
