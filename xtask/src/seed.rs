@@ -4,6 +4,8 @@
 //!
 //! - `cargo xtask seed` / `cargo xtask seed complete-journey`: the real retail catalog.
 //! - `cargo xtask seed synthetic --items 100000 --dim 128 --seed 42 [--namespace X]`.
+//!
+//! A namespace that already holds the requested dataset is left alone unless `--force`.
 
 use anyhow::Result;
 
@@ -16,6 +18,9 @@ pub struct SeedArgs {
     /// Key namespace to load into (default: `index.namespace` from the config, `redrec`)
     #[arg(long, global = true)]
     namespace: Option<String>,
+    /// Reload even if the namespace already holds this dataset (otherwise a second seed is a no-op)
+    #[arg(long, global = true)]
+    force: bool,
     /// Port of the embedded Redis (ignored when REDREC_REDIS__URL is set)
     #[arg(long, global = true, env = "REDREC_REDIS_PORT", default_value_t = redis::DEFAULT_PORT)]
     port: u16,
@@ -64,6 +69,9 @@ pub fn seed(args: &SeedArgs) -> Result<()> {
                 .arg("--seed")
                 .arg(seed.to_string());
         }
+    }
+    if args.force {
+        cmd.arg("--force");
     }
     run_step("redrec-ingest seed", &mut cmd)
 }

@@ -335,7 +335,10 @@ pub async fn create_if_missing(
     stored.index.name = index_name.to_owned();
     for f in &mut stored.fields {
         if let Some(s) = storage_names.get(&f.name) {
-            f.path = Some(s.clone());
+            f.path = Some(match schema.index.storage_type {
+                StorageType::Hash => s.clone(),
+                StorageType::Json => format!("$.{s}"),
+            });
         }
     }
     let _: () = redis::cmd("FT.CREATE")

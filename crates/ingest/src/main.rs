@@ -122,10 +122,13 @@ enum Cmd {
         #[command(subcommand)]
         action: MigrateCmd,
     },
-    /// Load a built-in dataset
+    /// Load a built-in dataset (skipped when the namespace already holds it, unless --force)
     Seed {
         #[command(subcommand)]
         dataset: SeedCmd,
+        /// Load even if `{ns}:meta:seed` says this dataset is already loaded
+        #[arg(long, global = true)]
+        force: bool,
     },
 }
 
@@ -449,8 +452,11 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         },
-        Cmd::Seed { dataset } => match dataset {
+        Cmd::Seed { dataset, force } => match dataset {
             SeedCmd::CompleteJourney { data_dir } => {
+                if !force && already_seeded(&con, &ns, "complete-journey").await? {
+                    return Ok(());
+                }
                 let started = Instant::now();
                 let embedder = redrec_embedder::from_config(&settings.embedder)
                     .context("embedder (run `cargo xtask fetch model` for the default model)")?;
@@ -497,6 +503,10 @@ async fn run(cli: Cli) -> Result<()> {
                 if items == 0 || items > 10_000_000 || dim == 0 || dim > 4096 {
                     bail!("--items must be 1..=10000000 and --dim 1..=4096");
                 }
+                let marker = format!("synthetic items={items} dim={dim} seed={seed}");
+                if !force && already_seeded(&con, &ns, &marker).await? {
+                    return Ok(());
+                }
                 settings.index.vector.dims = dim;
                 let template = settings.index.schema(1).context("index schema")?;
                 let generator = synthetic::Synthetic::new(synthetic::SyntheticParams {
@@ -524,16 +534,38 @@ async fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!("seed synthetic: {report}");
-                set_seed_marker(
-                    &con,
-                    &ns,
-                    &format!("synthetic items={items} dim={dim} seed={seed}"),
-                )
-                .await?;
+                set_seed_marker(&con, &ns, &marker).await?;
             }
         },
     }
     Ok(())
+}
+
+/// True (and says so) when the namespace's alias serves an index and `{ns}:meta:seed` names
+/// this dataset: re-seeding would rewrite the same items.
+async fn already_seeded(
+    con: &redis::aio::MultiplexedConnection,
+    ns: &Namespace,
+    what: &str,
+) -> Result<bool> {
+    let mut c = con.clone();
+    let marker: Option<String> = redis::cmd("GET")
+        .arg(ns.meta("seed"))
+        .query_async(&mut c)
+        .await?;
+    let served = index::info(&mut c, &ns.alias()).await?;
+    match (marker.as_deref(), served) {
+        (Some(m), Some(info)) if m == what && info.num_docs > 0 => {
+            println!(
+                "seed: namespace {} already holds {what} ({} docs in {}); nothing to do (--force reloads)",
+                ns.name(),
+                info.num_docs,
+                info.name
+            );
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 async fn set_seed_marker(

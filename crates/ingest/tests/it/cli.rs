@@ -86,3 +86,40 @@ async fn load_strict_then_skip_invalid_then_status_and_schema_export() {
     assert_eq!(schema.vector_field("embedding").unwrap().dims, 2);
     assert_eq!(schema.index.name, space.ns.index(1));
 }
+
+#[tokio::test]
+async fn seed_synthetic_once_then_skip_unless_forced() {
+    let space = TestSpace::new("cli_seed");
+    let dir = tmp_dir("cli_seed");
+    let args = [
+        "seed",
+        "synthetic",
+        "--items",
+        "300",
+        "--dim",
+        "8",
+        "--seed",
+        "3",
+    ];
+    let out = cli(&space, &dir, &args);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("rows read 300, written 300, rejected 0"),
+        "{stdout}"
+    );
+    let out = cli(&space, &dir, &args);
+    assert!(
+        text(&out.stdout).contains("already holds synthetic items=300 dim=8 seed=3"),
+        "{}",
+        text(&out.stdout)
+    );
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let out = cli(&space, &dir, &forced);
+    assert!(
+        text(&out.stdout).contains("written 300"),
+        "{}",
+        text(&out.stdout)
+    );
+}
