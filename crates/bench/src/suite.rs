@@ -193,9 +193,13 @@ pub async fn run(opts: &Options) -> Result<Report> {
     );
     raw.candidates = opts.raw_candidates;
     let raw = Arc::new(raw);
-    let mut phases = Vec::new();
+    // 2. Filter ladder first, while every stored vector is still the one read back (the write
+    //    phases change some).
+    let ladder = selectivity_ladder(&raw, gateway.as_ref(), &cat, &generator, opts).await?;
 
-    // 2. Raw: closed loop for the maximum, then open loop at 50% / 80% of it.
+    // 3. Raw: closed loop for the maximum, then open loop at 50% (read-only, then with writes,
+    //    back to back so the comparison sees the same machine) and 80% of it.
+    let mut phases = Vec::new();
     for &c in &opts.concurrency {
         log(&format!("raw closed loop, {c} workers"));
         phases.push(closed_phase(Side::Raw, raw.clone(), &queries, c, opts, &procs).await);
@@ -210,24 +214,20 @@ pub async fn run(opts: &Options) -> Result<Report> {
                 .unwrap_or_default()
         );
     }
-    for load in [0.5, 0.8] {
-        log(&format!("raw open loop at {:.0} req/s", raw_max * load));
-        phases.push(
-            open_phase(
-                Side::Raw,
-                raw.clone(),
-                &queries,
-                raw_max,
-                load,
-                None,
-                opts,
-                &procs,
-            )
-            .await,
-        );
-    }
+    let writes = (&raw, &generator, &cat);
+    open_phases(
+        Side::Raw,
+        raw.clone(),
+        &queries,
+        raw_max,
+        writes,
+        opts,
+        &procs,
+        &mut phases,
+    )
+    .await;
 
-    // 3. Gateway: the same, at the RAW rates; its RSS is sampled throughout.
+    // 4. Gateway: the same, at the RAW rates; its RSS is sampled throughout.
     let mut rss = Vec::new();
     if let Some(gw) = &gateway {
         let sampler = opts
@@ -237,80 +237,21 @@ pub async fn run(opts: &Options) -> Result<Report> {
             log(&format!("gateway closed loop, {c} workers"));
             phases.push(closed_phase(Side::Gateway, gw.clone(), &queries, c, opts, &procs).await);
         }
-        for load in [0.5, 0.8] {
-            log(&format!("gateway open loop at {:.0} req/s", raw_max * load));
-            phases.push(
-                open_phase(
-                    Side::Gateway,
-                    gw.clone(),
-                    &queries,
-                    raw_max,
-                    load,
-                    None,
-                    opts,
-                    &procs,
-                )
-                .await,
-            );
-        }
-        // 4. Filter ladder (before any write changes the catalog).
-        let ladder = selectivity_ladder(&raw, Some(gw), &cat, &generator, opts).await?;
-        // 5. Write interference.
-        for (side, target) in [
-            (Side::Raw, raw.clone() as Arc<dyn Target>),
-            (Side::Gateway, gw.clone() as Arc<dyn Target>),
-        ] {
-            log(&format!(
-                "{} open loop at 50% with 1:10 writes",
-                side.name()
-            ));
-            phases.push(
-                open_phase(
-                    side,
-                    target,
-                    &queries,
-                    raw_max,
-                    0.5,
-                    Some((&raw, &generator, &cat)),
-                    opts,
-                    &procs,
-                )
-                .await,
-            );
-        }
+        open_phases(
+            Side::Gateway,
+            gw.clone(),
+            &queries,
+            raw_max,
+            writes,
+            opts,
+            &procs,
+            &mut phases,
+        )
+        .await;
         if let Some(s) = sampler {
             rss.push(s.stop().await);
         }
-        return finish(
-            opts,
-            started_unix,
-            load_start,
-            ingest,
-            phases,
-            ladder,
-            rss,
-            notes,
-            &queries,
-            &ns,
-        )
-        .await;
     }
-
-    let ladder = selectivity_ladder(&raw, None, &cat, &generator, opts).await?;
-    log("raw open loop at 50% with 1:10 writes");
-    phases.push(
-        open_phase(
-            Side::Raw,
-            raw.clone(),
-            &queries,
-            raw_max,
-            0.5,
-            Some((&raw, &generator, &cat)),
-            opts,
-            &procs,
-        )
-        .await,
-    );
     finish(
         opts,
         started_unix,
@@ -324,6 +265,41 @@ pub async fn run(opts: &Options) -> Result<Report> {
         &ns,
     )
     .await
+}
+
+/// Open loop at 50% of the raw max, the same with 1:10 writes, then 80%.
+#[allow(clippy::too_many_arguments)]
+async fn open_phases(
+    side: Side,
+    target: Arc<dyn Target>,
+    queries: &Arc<Vec<BenchQuery>>,
+    raw_max: f64,
+    writes: (&Arc<RawTarget>, &Generator, &StoredCatalog),
+    opts: &Options,
+    procs: &[Process],
+    phases: &mut Vec<Phase>,
+) {
+    for (load, with_writes) in [(0.5, false), (0.5, true), (0.8, false)] {
+        log(&format!(
+            "{} open loop at {:.0} req/s{}",
+            side.name(),
+            raw_max * load,
+            if with_writes { " with 1:10 writes" } else { "" }
+        ));
+        phases.push(
+            open_phase(
+                side,
+                target.clone(),
+                queries,
+                raw_max,
+                load,
+                with_writes.then_some(writes),
+                opts,
+                procs,
+            )
+            .await,
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
