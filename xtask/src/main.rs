@@ -215,14 +215,9 @@ fn browser_test(redis_url: &str, model_dir: &std::path::Path) -> Result<()> {
     run_step(
         "browser test (headless chromium)",
         cargo()
-            .args([
-                "test",
-                "--locked",
-                "-p",
-                "redrec-tests",
-                "--test",
-                "browser",
-            ])
+            // `--workspace` (not `-p redrec-tests`) keeps the feature set of the main test run,
+            // so no dependency is compiled a second time
+            .args(["test", "--workspace", "--locked", "--test", "browser"])
             .env("REDREC_REDIS__URL", redis_url)
             .env("REDREC_EMBEDDER__MODEL_DIR", model_dir),
     )
