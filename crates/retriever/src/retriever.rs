@@ -22,7 +22,7 @@ use redrec_core::query::{
     DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, RangeQuery, SearchArgs, SortedQuery,
     TextQuery, lexical_expression,
 };
-use redrec_core::schema::{DistanceMetric, FieldKind, IndexSchema, ItemFields};
+use redrec_core::schema::{DistanceMetric, FieldKind, IndexSchema, ItemFields, VectorAlgorithm};
 use redrec_core::user::UserFeatures;
 use redrec_core::vector;
 
@@ -199,6 +199,8 @@ pub struct Retriever {
     fields: ItemFields,
     metric: DistanceMetric,
     dims: usize,
+    /// EF_RUNTIME applies to HNSW only: the server rejects it on a FLAT field
+    hnsw: bool,
     return_fields: Vec<String>,
     config: RetrieverConfig,
     hybrid: Option<HybridSyntax>,
@@ -300,6 +302,7 @@ impl Retriever {
     ) -> Result<Retriever> {
         let v = schema.vector_field(&fields.vector)?;
         let (metric, dims) = (v.distance_metric, v.dims);
+        let hnsw = v.algorithm == VectorAlgorithm::Hnsw;
         config.fusion.validate()?;
         let return_fields = if config.return_fields.is_empty() {
             schema
@@ -332,6 +335,7 @@ impl Retriever {
             fields,
             metric,
             dims,
+            hnsw,
             return_fields,
             config,
             hybrid: None,
@@ -739,7 +743,7 @@ impl Retriever {
                                 filter: filter.to_owned(),
                                 vector_field: self.fields.vector.clone(),
                                 vector: v.clone(),
-                                ef_runtime: Some(self.config.ef_runtime),
+                                ef_runtime: self.hnsw.then_some(self.config.ef_runtime),
                                 fusion: with_window(self.config.fusion, window),
                                 limit: p.fetch,
                                 load: self.return_fields.clone(),
@@ -848,7 +852,7 @@ impl Retriever {
             vector_field: self.fields.vector.clone(),
             vector,
             k,
-            ef_runtime: Some(self.config.ef_runtime.max(k as u32)),
+            ef_runtime: self.hnsw.then(|| self.config.ef_runtime.max(k as u32)),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
             hybrid_policy: self.policy(),

@@ -443,3 +443,37 @@ async fn forcing_ft_hybrid_on_a_server_without_it_is_reported() {
     // detection puts it right
     assert_eq!(r.detect_hybrid().await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn flat_indexes_are_queried_without_ef_runtime() {
+    let space = TestSpace::new("flat");
+    let mut settings = support::settings(4);
+    settings.algorithm = redrec_core::schema::VectorAlgorithm::Flat;
+    let schema = redrec_core::schema::items_schema(
+        &space.ns.index(1),
+        &space.ns.item_prefix(),
+        &ItemFields::default(),
+        &settings,
+    );
+    support::create_index(&space, &schema).await;
+    let items: Vec<support::Item> = (0..4)
+        .map(|i| {
+            let mut v = vec![0.0f32; 4];
+            v[i] = 1.0;
+            support::Item {
+                id: format!("f{i}"),
+                vector: v,
+                fields: support::fields(&[("category", "c".into()), ("popularity", "1".into())]),
+            }
+        })
+        .collect();
+    support::load(&space, &items, 10).await;
+    let r = support::retriever(&space, &schema, RetrieverConfig::default());
+    let mut req = RetrievalRequest::new(vec![Source::Vector(vec![0.0, 0.0, 1.0, 0.1])], 2);
+    req.filter = Filter::tag_any("category", ["c"]);
+    let got = r
+        .retrieve(&req)
+        .await
+        .expect("a FLAT index answers filtered KNN");
+    assert_eq!(ids(&got), ["f2", "f3"]);
+}
