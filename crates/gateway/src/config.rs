@@ -26,6 +26,9 @@ pub struct GatewayConfig {
     pub rate_limit: RateLimitConfig,
     /// Seconds to wait for in-flight requests on shutdown before giving up.
     pub shutdown_grace_secs: u64,
+    /// Seconds between folds of event popularity (`{ns}:pop`) into the indexed `popularity`
+    /// field; 0 disables the background fold.
+    pub popularity_fold_secs: u64,
     /// Log format of the binary: `pretty` or `json`.
     pub log_format: String,
 }
@@ -42,6 +45,7 @@ impl Default for GatewayConfig {
             max_k: 200,
             rate_limit: RateLimitConfig::default(),
             shutdown_grace_secs: 10,
+            popularity_fold_secs: 60,
             log_format: "pretty".into(),
         }
     }

@@ -60,6 +60,7 @@ async fn main() -> Result<()> {
             }
         }
     });
+    spawn_popularity_fold(&state);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -81,6 +82,38 @@ async fn main() -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Event popularity accumulates in its own sorted set (rewriting an indexed item hash on every
+/// event would re-index the document, vector included); this task folds it into the indexed
+/// `popularity` field in small batches, so each batch blocks Redis only briefly.
+fn spawn_popularity_fold(state: &AppState) {
+    let every = state.settings.gateway.popularity_fold_secs;
+    if every == 0 {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let mut con = match state.conn().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "popularity fold skipped");
+                    continue;
+                }
+            };
+            match state.features.fold_popularity(&mut *con, 32).await {
+                Ok(r) if r.folded > 0 => {
+                    tracing::info!(folded = r.folded, dropped = r.dropped, "popularity folded")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "popularity fold failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,5 @@
-//! Events and user features: `POST /v1/events` (one event or an array, applied atomically per
-//! event by redrec-features' Redis Function), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
+//! Events and user features: `POST /v1/events` (one event or an array; the whole batch is applied
+//! in one atomic step by redrec-features' Redis Function: all of it or none), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
 
 use axum::{
     Json, Router,
