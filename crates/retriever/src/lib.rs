@@ -13,6 +13,7 @@ pub mod error;
 pub mod merge;
 pub mod reply;
 mod retriever;
+pub mod selectivity;
 
 pub use error::{Error, Result};
 pub use retriever::{

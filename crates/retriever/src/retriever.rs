@@ -7,6 +7,7 @@
 //! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
@@ -25,6 +26,8 @@ use redrec_core::query::{
 use redrec_core::schema::{DistanceMetric, FieldKind, IndexSchema, ItemFields, VectorAlgorithm};
 use redrec_core::user::UserFeatures;
 use redrec_core::vector;
+
+use crate::selectivity::FieldSample;
 
 use crate::error::{Error, Result};
 use crate::merge::{ListEntry, RankedList, merge};
@@ -49,6 +52,9 @@ pub enum PolicyName {
     AdhocBf,
     /// Walk the graph in batches of `batch_size`, filtering each batch.
     Batches,
+    /// Per query: `batches` when a sample of the items says the filter keeps at least
+    /// `auto_batches_above` of them, else the server's own choice (see `selectivity.rs`).
+    Auto,
 }
 
 /// Retriever settings (a plain struct; binaries load it with figment).
@@ -73,9 +79,16 @@ pub struct RetrieverConfig {
     pub fetch: FetchMode,
     /// Hash fields returned with candidates; empty = every non-vector field of the schema.
     pub return_fields: Vec<String>,
-    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, or none (the server decides).
+    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, `auto`, or none (the server decides).
     pub hybrid_policy: Option<PolicyName>,
     pub batch_size: Option<u32>,
+    /// With `hybrid_policy = "auto"`: the estimated share of items a filter must keep for
+    /// `BATCHES` to be used.
+    pub auto_batches_above: f64,
+    /// With `auto`: items sampled (`SCAN` over item keys) to estimate filter selectivity.
+    pub sample_size: usize,
+    /// With `auto`: age after which the sample is taken again, on the next filtered query.
+    pub sample_max_age_secs: u64,
 }
 
 impl Default for RetrieverConfig {
@@ -91,6 +104,9 @@ impl Default for RetrieverConfig {
             return_fields: Vec::new(),
             hybrid_policy: None,
             batch_size: None,
+            auto_batches_above: 0.05,
+            sample_size: 1000,
+            sample_max_age_secs: 600,
         }
     }
 }
@@ -183,6 +199,8 @@ pub struct Retrieval {
     /// The server flagged a result as partial (RESP3 warning, e.g. a timeout with ON_TIMEOUT return).
     pub partial: bool,
     pub fusion: FusionPath,
+    /// The `HYBRID_POLICY` sent with filtered KNN queries (`None`: the server chose).
+    pub policy: Option<HybridPolicy>,
 }
 
 enum Conn {
@@ -204,6 +222,8 @@ pub struct Retriever {
     return_fields: Vec<String>,
     config: RetrieverConfig,
     hybrid: Option<HybridSyntax>,
+    /// Field sample for the `auto` policy, with the time it was taken.
+    sample: std::sync::RwLock<Option<(std::time::Instant, Arc<FieldSample>)>>,
 }
 
 /// Builds the deadpool pool: RESP3 (to see partial-result warnings), connect and response
@@ -339,6 +359,7 @@ impl Retriever {
             return_fields,
             config,
             hybrid: None,
+            sample: std::sync::RwLock::new(None),
         })
     }
 
@@ -417,13 +438,114 @@ impl Retriever {
         }
     }
 
-    fn policy(&self) -> Option<HybridPolicy> {
-        self.config.hybrid_policy.map(|p| match p {
-            PolicyName::AdhocBf => HybridPolicy::AdhocBf,
-            PolicyName::Batches => HybridPolicy::Batches {
-                batch_size: self.config.batch_size,
-            },
-        })
+    /// The `HYBRID_POLICY` for a request with this filter.
+    async fn policy_for(&self, filter: &Filter) -> Option<HybridPolicy> {
+        let batches = HybridPolicy::Batches {
+            batch_size: self.config.batch_size,
+        };
+        match self.config.hybrid_policy? {
+            PolicyName::AdhocBf => Some(HybridPolicy::AdhocBf),
+            PolicyName::Batches => Some(batches),
+            PolicyName::Auto => {
+                if *filter == Filter::All {
+                    return None;
+                }
+                let sample = self.current_sample().await?;
+                let share = sample.estimate(filter)?;
+                (share >= self.config.auto_batches_above).then_some(batches)
+            }
+        }
+    }
+
+    /// The field sample, taken again when missing or too old. A failed sample only means the
+    /// server chooses the policy for now.
+    async fn current_sample(&self) -> Option<Arc<FieldSample>> {
+        let max_age = std::time::Duration::from_secs(self.config.sample_max_age_secs);
+        if let Some((at, s)) = self.sample.read().expect("sample lock").as_ref()
+            && at.elapsed() < max_age
+        {
+            return Some(s.clone());
+        }
+        match self.refresh_sample().await {
+            Ok(_) => self
+                .sample
+                .read()
+                .expect("sample lock")
+                .as_ref()
+                .map(|(_, s)| s.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "selectivity sample failed; the server picks HYBRID_POLICY");
+                None
+            }
+        }
+    }
+
+    /// Takes a new sample of the items' TAG and NUMERIC fields (`SCAN` over this namespace's item
+    /// keys) for the `auto` policy; returns how many items it holds.
+    pub async fn refresh_sample(&self) -> Result<usize> {
+        let fields: Vec<String> = self
+            .schema
+            .fields
+            .iter()
+            .filter(|f| matches!(f.kind, FieldKind::Tag(_) | FieldKind::Numeric(_)))
+            .map(|f| f.name.clone())
+            .collect();
+        // SCAN visits keys in hash-bucket order, which is unrelated to their content, so the
+        // first `sample_size` item keys are a fair sample even in a Redis shared with other data.
+        let want = self.config.sample_size.max(1);
+        let pattern = format!("{}*", self.ns.item_prefix());
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        for _ in 0..200 {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(2000);
+            let reply = self.run(&pipe).await?;
+            let Some(Value::Array(parts)) = reply.into_iter().next() else {
+                return Err(Error::protocol("SCAN reply is not an array"));
+            };
+            let mut parts = parts.into_iter();
+            cursor = match parts.next() {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).parse().unwrap_or(0),
+                _ => 0,
+            };
+            if let Some(Value::Array(found)) = parts.next() {
+                keys.extend(found.into_iter().filter_map(|v| match v {
+                    Value::BulkString(b) => String::from_utf8(b).ok(),
+                    _ => None,
+                }));
+            }
+            if cursor == 0 || keys.len() >= want {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(self.config.sample_size.max(1));
+        let mut rows = Vec::new();
+        if !keys.is_empty() && !fields.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HMGET").arg(k).arg(&fields);
+            }
+            for reply in self.run(&pipe).await? {
+                let values = parse_hmget(&reply)?;
+                let row: BTreeMap<String, String> = fields
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(f, v)| Some((f.clone(), String::from_utf8(v?).ok()?)))
+                    .collect();
+                rows.push(row);
+            }
+        }
+        let n = rows.len();
+        let sample = Arc::new(FieldSample::new(&self.schema, rows));
+        *self.sample.write().expect("sample lock") = Some((std::time::Instant::now(), sample));
+        Ok(n)
     }
 
     /// Reads stored vectors of items in one pipeline; an item without one is an error.
@@ -558,6 +680,16 @@ impl Retriever {
             plans.push((PlanKind::Popular, SourceKind::Popular));
         }
 
+        // Only KNN sources care about the hybrid policy (and only with a filter).
+        let policy = if plans
+            .iter()
+            .any(|(kind, _)| !matches!(kind, PlanKind::Popular))
+        {
+            self.policy_for(&req.filter).await
+        } else {
+            None
+        };
+
         // Over-fetch so that exclusions still leave k: all of a small exclusion set, or 2k.
         let k = req.k;
         let max_fetch = self.config.max_k.max(k);
@@ -579,7 +711,8 @@ impl Retriever {
                     fetch,
                 })
                 .collect();
-            let (lists, was_partial, path, full) = self.search_round(&planned, &filter).await?;
+            let (lists, was_partial, path, full) =
+                self.search_round(&planned, &filter, policy).await?;
             round_trips += 1;
             partial |= was_partial;
             fusion_path = path;
@@ -638,6 +771,7 @@ impl Retriever {
             retried,
             partial,
             fusion: fusion_path,
+            policy,
         })
     }
 
@@ -692,6 +826,7 @@ impl Retriever {
         &self,
         planned: &[Planned],
         filter: &str,
+        policy: Option<HybridPolicy>,
     ) -> Result<(Vec<RankedList>, bool, FusionPath, bool)> {
         let mut pipe = redis::pipe();
         // (command index, what it is) for reading the replies back
@@ -716,7 +851,7 @@ impl Retriever {
         for p in planned {
             match &p.kind {
                 PlanKind::Knn(v) => {
-                    let q = self.knn(filter, v.clone(), p.fetch);
+                    let q = self.knn(filter, v.clone(), p.fetch, policy);
                     slots.push(Slot::Knn(p.source, add(&mut pipe, q.args()?)));
                 }
                 PlanKind::Popular => {
@@ -747,7 +882,7 @@ impl Retriever {
                                 fusion: with_window(self.config.fusion, window),
                                 limit: p.fetch,
                                 load: self.return_fields.clone(),
-                                policy: self.policy(),
+                                policy,
                                 timeout_ms: self.timeout(),
                             };
                             fusion = FusionPath::Server(syntax);
@@ -764,8 +899,10 @@ impl Retriever {
                                 timeout_ms: self.timeout(),
                             };
                             let text_slot = add(&mut pipe, t.args());
-                            let knn_slot =
-                                add(&mut pipe, self.knn(filter, v.clone(), window).args()?);
+                            let knn_slot = add(
+                                &mut pipe,
+                                self.knn(filter, v.clone(), window, policy).args()?,
+                            );
                             fusion = FusionPath::Client;
                             slots.push(Slot::ClientText {
                                 text: text_slot,
@@ -845,7 +982,13 @@ impl Retriever {
         Ok((lists, partial || hybrid_partial, fusion, full))
     }
 
-    fn knn(&self, filter: &str, vector: Vec<f32>, k: usize) -> KnnQuery {
+    fn knn(
+        &self,
+        filter: &str,
+        vector: Vec<f32>,
+        k: usize,
+        policy: Option<HybridPolicy>,
+    ) -> KnnQuery {
         KnnQuery {
             index: self.alias.clone(),
             filter: filter.to_owned(),
@@ -855,7 +998,7 @@ impl Retriever {
             ef_runtime: self.hnsw.then(|| self.config.ef_runtime.max(k as u32)),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
-            hybrid_policy: self.policy(),
+            hybrid_policy: policy,
             timeout_ms: self.timeout(),
         }
     }

@@ -477,3 +477,68 @@ async fn flat_indexes_are_queried_without_ef_runtime() {
         .expect("a FLAT index answers filtered KNN");
     assert_eq!(ids(&got), ["f2", "f3"]);
 }
+
+#[tokio::test]
+async fn auto_policy_uses_batches_for_broad_filters_only() {
+    let (space, cat, _) = setup("auto_policy").await;
+    let schema = support::schema(&space.ns, DIMS);
+    let config = RetrieverConfig {
+        hybrid_policy: Some(redrec_retriever::PolicyName::Auto),
+        auto_batches_above: 0.2,
+        ..RetrieverConfig::default()
+    };
+    let r = support::retriever(&space, &schema, config);
+    assert_eq!(
+        r.refresh_sample().await.unwrap(),
+        300,
+        "every item fits in the sample"
+    );
+    let q = cat.items[5].vector.clone();
+
+    // department HOME keeps half of the catalog: BATCHES
+    let mut broad = RetrievalRequest::new(vec![Source::Vector(q.clone())], 5);
+    broad.filter = Filter::tag_any("department", ["HOME"]);
+    let got = r.retrieve(&broad).await.unwrap();
+    assert!(
+        matches!(
+            got.policy,
+            Some(redrec_core::query::HybridPolicy::Batches { .. })
+        ),
+        "{:?}",
+        got.policy
+    );
+    let want: Vec<String> = cat
+        .nearest(&q, |i| i.fields["department"] == "HOME")
+        .into_iter()
+        .take(5)
+        .collect();
+    assert_eq!(ids(&got), want);
+
+    // CAT5 at price 5 keeps 10 of 300 (3%): the server chooses
+    let mut narrow = RetrievalRequest::new(vec![Source::Vector(q.clone())], 5);
+    narrow.filter = Filter::and(vec![
+        Filter::tag_any("category", ["CAT5"]),
+        Filter::range(
+            "price",
+            std::ops::Bound::Included(5.0),
+            std::ops::Bound::Included(5.0),
+        ),
+    ]);
+    let got = r.retrieve(&narrow).await.unwrap();
+    assert_eq!(got.policy, None);
+    let want: Vec<String> = cat
+        .nearest(&q, |i| {
+            i.fields["category"] == "CAT5" && i.fields["price"] == "5"
+        })
+        .into_iter()
+        .take(5)
+        .collect();
+    assert_eq!(ids(&got), want);
+
+    // no filter: no policy at all
+    let got = r
+        .retrieve(&RetrievalRequest::new(vec![Source::Vector(q)], 5))
+        .await
+        .unwrap();
+    assert_eq!(got.policy, None);
+}
