@@ -60,6 +60,16 @@ async fn main() -> Result<()> {
             }
         }
     });
+    // With retriever.hybrid_policy = "auto", take the selectivity sample before the first query
+    // rather than on it.
+    if state.settings.retriever.hybrid_policy == Some(redrec_retriever::PolicyName::Auto) {
+        match state.retriever.refresh_sample().await {
+            Ok(n) => tracing::info!(items = n, "selectivity sample taken"),
+            Err(e) => {
+                tracing::warn!(error = %e, "selectivity sample failed; the server picks HYBRID_POLICY")
+            }
+        }
+    }
     spawn_popularity_fold(&state);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
