@@ -181,7 +181,7 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
     let result = run_step(
         "cargo test",
         cargo()
-            .args(["test", "--workspace", "--locked"])
+            .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(cargo_args)
             .env("REDREC_REDIS__URL", target.url())
             .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
