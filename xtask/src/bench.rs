@@ -82,6 +82,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let started_redis = redis::up(&redis::UpOptions {
         port: args.redis_port,
         persist: false,
+        data_dir: None,
     })?;
     let redis_url = target.url();
     let result = run_with_redis(args, &bin_dir, &out, &redis_url, with_gateway);

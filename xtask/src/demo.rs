@@ -1,22 +1,29 @@
-//! `cargo xtask demo`: the main job end to end. Starts the embedded Redis (persistent, so the
-//! seeded catalog survives restarts), seeds the Complete Journey catalog when the serving alias
-//! is missing or empty, builds the gateway in release mode and serves it on 127.0.0.1:8080 with a
-//! fresh API key, printing the demo URL.
+//! `cargo xtask demo`: the main job end to end, on every run. Starts (or reuses) the embedded
+//! Redis with an append-only file and waits while it reloads and re-indexes persisted data,
+//! seeds the Complete Journey catalog unless the namespace already holds it, builds the gateway in
+//! release mode, frees the listen address from a gateway an earlier demo left behind, serves it
+//! with a fresh API key and waits for `/readyz` before printing the demo URL.
+//!
+//! Ctrl-C stops the gateway (it drains in-flight requests); Redis keeps running with the catalog,
+//! so the next demo starts in seconds. `cargo xtask redis down` stops it.
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
-    process::Command,
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::{Asset, cargo, fetch, redis, run_step, workspace_root};
+use crate::{Asset, cargo, fetch, process, redis, run_step, seed, workspace_root};
 
-/// Where the demo gateway listens.
-const LISTEN: &str = "127.0.0.1:8080";
+/// Where the demo gateway listens unless `--listen` / REDREC_DEMO_LISTEN says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How long the gateway may take from spawn to a ready `/readyz`.
+const READY_LIMIT: Duration = Duration::from_secs(120);
 
 /// Settings of the demo gateway (each overridable by setting the variable): looser budgets for a
 /// small shared machine, and the per-query hybrid policy, which cuts broad-filter retrieval on the
@@ -31,37 +38,33 @@ const DEMO_BUDGETS: &[(&str, &str)] = &[
     ("REDREC_GATEWAY__BUDGETS__RERANK_MS", "200"),
 ];
 
-pub fn demo(port: u16) -> Result<()> {
+pub fn demo(port: u16, listen: &str) -> Result<()> {
+    let listen_addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen `{listen}` is not an address like 127.0.0.1:8080"))?;
+    let started = Instant::now();
     redis::up(&redis::UpOptions {
         port,
         persist: true,
+        data_dir: None,
     })?;
-    let target = redis::Target::from_env(port);
-    let url = target.url();
+    let url = redis::Target::from_env(port).url();
     let model_dir = fetch(Asset::Model)?;
-    let namespace = std::env::var("REDREC_INDEX__NAMESPACE").unwrap_or_else(|_| "redrec".into());
-    let alias = format!("{namespace}:items");
-    let docs = alias_docs(&url, &alias)?;
-    match docs {
-        Some(n) if n > 0 => eprintln!("xtask: alias `{alias}` serves {n} items: not seeding"),
-        _ => {
-            eprintln!(
-                "xtask: alias `{alias}` is missing or empty: seeding the Complete Journey catalog"
-            );
-            seed(&url, &model_dir)?;
-        }
-    }
+    // `seed` is a no-op when `{ns}:meta:seed` says the catalog is loaded and the alias serves it;
+    // an interrupted seed left no marker, so it is resumed by loading again.
+    seed::seed_default(port)?;
     run_step(
         "cargo build --release -p redrec-gateway",
         cargo().args(["build", "--release", "-p", "redrec-gateway"]),
     )?;
-    let key = std::env::var("REDREC_DEMO_KEY").unwrap_or_else(|_| fresh_key());
     let binary = workspace_root().join("target/release/redrec-gateway");
+    free_listen_address(listen_addr, &binary)?;
+    let key = std::env::var("REDREC_DEMO_KEY").unwrap_or_else(|_| fresh_key());
     let mut cmd = Command::new(&binary);
     cmd.current_dir(workspace_root())
         .env("REDREC_REDIS__URL", &url)
         .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
-        .env("REDREC_GATEWAY__LISTEN", LISTEN)
+        .env("REDREC_GATEWAY__LISTEN", listen)
         .env("REDREC_GATEWAY__API_KEYS", format!("[\"{key}\"]"));
     // Filtered KNN over the full catalog with broad filters (e.g. price <= 5, ~60% of the
     // items) takes 50-150 ms per source on a small, busy machine with the embedded RediSearch
@@ -75,36 +78,95 @@ pub fn demo(port: u16) -> Result<()> {
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
-    let started = Instant::now();
-    while !healthy() {
-        if let Some(status) = child.try_wait()? {
-            bail!("the gateway exited ({status}) before answering /healthz");
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            bail!("the gateway did not answer /healthz on {LISTEN} within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&mut child, listen_addr)?;
     println!(
-        "\nredrec demo: http://{LISTEN}/#key={key}\n  (the key authorises clicks; API: docs/API.md; stop with Ctrl-C)\n"
+        "\nredrec demo: http://{listen}/#key={key}\n  \
+         ready {:.0} s after start (the key authorises clicks; API: docs/API.md)\n  \
+         Ctrl-C stops the gateway; Redis keeps running on port {port} with the catalog, so the next \
+         `cargo xtask demo` starts in seconds (`cargo xtask redis down` stops it)\n",
+        started.elapsed().as_secs_f64()
     );
     let status = child.wait().context("waiting for the gateway")?;
     if !status.success() {
-        bail!("the gateway exited with {status}");
+        bail!(
+            "the gateway exited with {status}; Redis is still running on port {port}: run `cargo xtask demo` again"
+        );
     }
     Ok(())
 }
 
-/// Seeds the default dataset with `cargo xtask seed` (the ingest CLI in release mode).
-fn seed(url: &str, model_dir: &std::path::Path) -> Result<()> {
-    run_step(
-        "cargo xtask seed",
-        cargo()
-            .args(["xtask", "seed"])
-            .env("REDREC_REDIS__URL", url)
-            .env("REDREC_EMBEDDER__MODEL_DIR", model_dir),
-    )
+/// Makes sure `addr` can be listened on: a gateway left running by an earlier demo (this
+/// workspace's binary) is stopped; anything else holding it is named with how to free it.
+fn free_listen_address(addr: SocketAddr, binary: &std::path::Path) -> Result<()> {
+    if std::net::TcpListener::bind(addr).is_ok() {
+        return Ok(());
+    }
+    let Some(holder) = process::holder(addr.port()) else {
+        bail!(
+            "{addr} is in use by a process this user cannot see; free it, or serve elsewhere with \
+             `cargo xtask demo --listen 127.0.0.1:8081`"
+        );
+    };
+    let ours = process::exe(holder.pid).is_some_and(|exe| exe == binary);
+    if !ours {
+        bail!(
+            "{addr} is in use by pid {} (`{}`); stop it (`kill {}`), or serve elsewhere with \
+             `cargo xtask demo --listen 127.0.0.1:8081`",
+            holder.pid,
+            holder.cmdline,
+            holder.pid
+        );
+    }
+    eprintln!(
+        "xtask: stopping the gateway an earlier demo left on {addr} (pid {})",
+        holder.pid
+    );
+    process::signal(holder.pid, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpListener::bind(addr).is_err() {
+        if Instant::now() > deadline {
+            process::signal(holder.pid, "KILL");
+        }
+        if Instant::now() > deadline + Duration::from_secs(5) {
+            bail!(
+                "the old gateway (pid {}) did not release {addr}",
+                holder.pid
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Waits until `/readyz` answers 200, printing what it waits for; fails when the gateway exits.
+fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<()> {
+    let started = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the gateway exited ({status}) before it was ready; its log is above");
+        }
+        let reply = http_get(addr, "/readyz");
+        if let Some((200, _)) = reply {
+            return Ok(());
+        }
+        let waiting_on = match &reply {
+            Some((_, body)) => body.clone(),
+            None => "the gateway to listen".to_owned(),
+        };
+        if last_note.elapsed() > Duration::from_secs(5) {
+            eprintln!("xtask: waiting for the gateway to be ready: {waiting_on}");
+            last_note = Instant::now();
+        }
+        if started.elapsed() > READY_LIMIT {
+            let _ = child.kill();
+            bail!(
+                "the gateway on {addr} was not ready within {} s: {waiting_on}",
+                READY_LIMIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A random-enough demo key: a digest of the time and process id.
@@ -126,73 +188,25 @@ fn fresh_key() -> String {
     )
 }
 
-fn healthy() -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &LISTEN.parse().expect("listen address"),
-        Duration::from_millis(300),
-    ) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
+/// `GET path` over HTTP/1.1: the status code and body, `None` when nothing answers.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
+    parse_response(&reply)
 }
 
-/// `num_docs` of the alias, `None` when it does not exist. Speaks RESP2 over a plain socket
-/// (xtask stays free of a Redis client).
-fn alias_docs(url: &str, alias: &str) -> Result<Option<u64>> {
-    let addr = url
-        .strip_prefix("redis://")
-        .context("only redis:// URLs are supported by the demo")?
-        .trim_end_matches('/')
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let mut s =
-        TcpStream::connect(&addr).with_context(|| format!("cannot reach redis at {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let cmd = format!("*2\r\n$7\r\nFT.INFO\r\n${}\r\n{alias}\r\n", alias.len());
-    s.write_all(cmd.as_bytes())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    let started = Instant::now();
-    // Read until the reply goes quiet (FT.INFO is a few KB).
-    while started.elapsed() < Duration::from_secs(5) {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) if !buf.is_empty() => break,
-            Err(_) => continue,
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
-    if text.starts_with('-') {
-        return Ok(None);
-    }
-    Ok(Some(num_docs(&text).unwrap_or(0)))
-}
-
-/// The `num_docs` value in a RESP2 `FT.INFO` reply (keys as simple or bulk strings, the value
-/// as an integer, a simple or a bulk string).
-fn num_docs(reply: &str) -> Option<u64> {
-    let lines: Vec<&str> = reply.split("\r\n").collect();
-    let at = lines
-        .iter()
-        .position(|l| l.trim_start_matches(['+', '$']) == "num_docs")?;
-    lines
-        .get(at + 1..(at + 3).min(lines.len()))?
-        .iter()
-        .find(|l| !l.starts_with('$'))
-        .map(|l| l.trim_start_matches([':', '+']))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
+fn parse_response(reply: &str) -> Option<(u16, String)> {
+    let status = reply
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse::<u16>()
+        .ok()?;
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Some((status, body.trim().to_owned()))
 }
 
 #[cfg(test)]
@@ -200,21 +214,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_num_docs_from_ft_info() {
-        assert_eq!(
-            num_docs("*4\r\n+index_name\r\n+x\r\n+num_docs\r\n:92331\r\n"),
-            Some(92331)
-        );
-        assert_eq!(num_docs("*2\r\n$8\r\nnum_docs\r\n$3\r\n120\r\n"), Some(120));
-        assert_eq!(num_docs("*2\r\n+num_docs\r\n+0\r\n"), Some(0));
-        assert_eq!(num_docs("*0\r\n"), None);
-    }
-
-    #[test]
     fn demo_keys_are_fresh_and_url_safe() {
         let (a, b) = (fresh_key(), fresh_key());
         assert!(a.starts_with("demo-") && a.len() == 5 + 24, "{a}");
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn reads_status_and_body() {
+        assert_eq!(
+            parse_response(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: x\r\n\r\n{\"ready\":false}"
+            ),
+            Some((503, "{\"ready\":false}".into()))
+        );
+        assert_eq!(
+            parse_response("HTTP/1.1 200 OK\r\n\r\n"),
+            Some((200, String::new()))
+        );
+        assert_eq!(parse_response("garbage"), None);
     }
 }

@@ -3,8 +3,12 @@
 
 mod bench;
 mod demo;
+mod process;
 mod provision;
 mod redis;
+mod resp;
+#[cfg(test)]
+mod restart_test;
 mod seed;
 mod tidy;
 
@@ -55,6 +59,9 @@ enum Cmd {
     Demo {
         #[arg(long, env = "REDREC_REDIS_PORT", default_value_t = redis::DEFAULT_PORT)]
         port: u16,
+        /// Address the demo gateway listens on
+        #[arg(long, env = "REDREC_DEMO_LISTEN", default_value = demo::DEFAULT_LISTEN)]
+        listen: String,
     },
 }
 
@@ -68,15 +75,19 @@ enum Asset {
 
 #[derive(Subcommand)]
 enum RedisCmd {
-    /// Provision (first run only) and start the server; waits until PING and MODULE LIST answer
+    /// Provision (first run only) and start the server; waits until it has loaded its data, both
+    /// modules answer and every index is 100% indexed
     Up {
-        /// Keep data across restarts (append-only file)
+        /// Keep no data across restarts (the default keeps an append-only file in target/redrec/run/data-PORT)
         #[arg(long)]
+        no_persist: bool,
+        /// Accepted for compatibility: persistence is the default
+        #[arg(long, hide = true, conflicts_with = "no_persist")]
         persist: bool,
     },
-    /// Stop the server
+    /// Stop the server, whatever it is doing (loading, hung, or with a stale pid file)
     Down,
-    /// Show whether it runs, its version, modules, keys and memory
+    /// Show its state (stopped, loading with progress, indexing, ready), version, modules, keys and memory
     Status,
     /// Print the end of the server log
     Logs {
@@ -98,7 +109,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Redis { action, port } => match action {
-            RedisCmd::Up { persist } => redis::up(&redis::UpOptions { port, persist }).map(|_| ()),
+            RedisCmd::Up { no_persist, .. } => redis::up(&redis::UpOptions {
+                port,
+                persist: !no_persist,
+                data_dir: None,
+            })
+            .map(|_| ()),
             RedisCmd::Down => redis::down(port),
             RedisCmd::Status => redis::status(port),
             RedisCmd::Logs { lines } => redis::logs(port, lines),
@@ -112,7 +128,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", dir.display());
             Ok(())
         }
-        Cmd::Demo { port } => demo::demo(port),
+        Cmd::Demo { port, listen } => demo::demo(port, &listen),
         Cmd::Seed(args) => seed::seed(&args),
         Cmd::Bench(args) => bench::bench(&args),
     }
@@ -169,31 +185,114 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
     )?;
     // The embedder's reference tests need the model; fetch it once (cached afterwards).
     let model_dir = fetch(Asset::Model)?;
-    let port = std::env::var("REDREC_REDIS_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(redis::DEFAULT_PORT);
-    let target = redis::Target::from_env(port);
-    let started = redis::up(&redis::UpOptions {
-        port,
-        persist: false,
-    })?;
+    let server = TestServer::start()?;
+    let url = server.url();
     let result = run_step(
         "cargo test",
         cargo()
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(cargo_args)
-            .env("REDREC_REDIS__URL", target.url())
+            .env("REDREC_REDIS__URL", &url)
             .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
             .env("REDREC_TEST_REQUIRE_REDIS", "1"),
     )
-    .and_then(|()| browser_test(&target.url(), &model_dir));
-    if started {
-        redis::down(port)?;
-    }
+    .and_then(|()| browser_test(&url, &model_dir));
+    server.stop()?;
     result?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// The Redis the test suite runs against. Never the development server on 6380 (the demo's data):
+/// an ephemeral server on a free port with its own data directory, so `cargo xtask test` can run
+/// while a demo runs, and two clones can test side by side. `REDREC_REDIS__URL` (a server of
+/// yours) or `REDREC_TEST_REDIS_PORT` (a fixed port, reused if already up) override that.
+enum TestServer {
+    /// A server this run did not start (REDREC_REDIS__URL, or already up on REDREC_TEST_REDIS_PORT).
+    Existing(String),
+    /// Started here: stopped and its data directory removed at the end.
+    Started { port: u16, data_dir: PathBuf },
+}
+
+impl TestServer {
+    fn start() -> Result<TestServer> {
+        if let redis::Target::External(url) = redis::Target::from_env(0) {
+            return Ok(TestServer::Existing(url));
+        }
+        let fixed = std::env::var("REDREC_TEST_REDIS_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok());
+        reap_abandoned_test_servers();
+        let port = match fixed {
+            Some(p) => p,
+            None => redis::free_port()?,
+        };
+        let layout = redis::Layout::new();
+        let data_dir = layout.run_dir.join(format!("test-{port}"));
+        let started = redis::up(&redis::UpOptions {
+            port,
+            persist: false,
+            data_dir: Some(data_dir.clone()),
+        })?;
+        if !started {
+            return Ok(TestServer::Existing(format!("redis://127.0.0.1:{port}")));
+        }
+        // who owns this server: a later run stops it if this one is killed before `stop`
+        std::fs::write(owner_file(port), std::process::id().to_string())?;
+        Ok(TestServer::Started { port, data_dir })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            TestServer::Existing(url) => url.clone(),
+            TestServer::Started { port, .. } => format!("redis://127.0.0.1:{port}"),
+        }
+    }
+
+    fn stop(self) -> Result<()> {
+        if let TestServer::Started { port, data_dir } = self {
+            redis::down(port)?;
+            let _ = std::fs::remove_file(owner_file(port));
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
+        Ok(())
+    }
+}
+
+fn owner_file(port: u16) -> PathBuf {
+    redis::Layout::new()
+        .run_dir
+        .join(format!("test-{port}.owner"))
+}
+
+/// Stops test servers whose `cargo xtask test` run is gone (killed, Ctrl-C): they would
+/// otherwise keep their port and memory forever.
+fn reap_abandoned_test_servers() {
+    let run_dir = redis::Layout::new().run_dir;
+    let Ok(entries) = std::fs::read_dir(&run_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(port) = name
+            .strip_prefix("test-")
+            .and_then(|r| r.strip_suffix(".owner"))
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let owner: Option<u32> = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            continue;
+        }
+        eprintln!("xtask: stopping the test redis on port {port} left by an interrupted run");
+        if redis::down(port).is_ok() {
+            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_dir_all(run_dir.join(format!("test-{port}")));
+        }
+    }
 }
 
 /// The demo page in headless Chromium (tests/browser), when Chromium and chromedriver are installed.

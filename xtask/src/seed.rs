@@ -42,18 +42,36 @@ enum Dataset {
 }
 
 pub fn seed(args: &SeedArgs) -> Result<()> {
+    let dataset = args.dataset.as_ref().unwrap_or(&Dataset::CompleteJourney);
+    run_ingest_seed(args.port, args.namespace.as_deref(), dataset, args.force)
+}
+
+/// Seeds the default dataset (Complete Journey) into the default namespace, as `cargo xtask seed`
+/// does: a no-op when the namespace already holds it.
+pub fn seed_default(port: u16) -> Result<()> {
+    run_ingest_seed(port, None, &Dataset::CompleteJourney, false)
+}
+
+fn run_ingest_seed(
+    port: u16,
+    namespace: Option<&str>,
+    dataset: &Dataset,
+    force: bool,
+) -> Result<()> {
+    // the development server keeps its data (what seed loads survives a restart)
     redis::up(&redis::UpOptions {
-        port: args.port,
-        persist: false,
+        port,
+        persist: true,
+        data_dir: None,
     })?;
-    let url = redis::Target::from_env(args.port).url();
+    let url = redis::Target::from_env(port).url();
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "redrec-ingest", "--"])
         .env("REDREC_REDIS__URL", &url);
-    if let Some(ns) = &args.namespace {
+    if let Some(ns) = namespace {
         cmd.args(["--namespace", ns]);
     }
-    match args.dataset.as_ref().unwrap_or(&Dataset::CompleteJourney) {
+    match dataset {
         Dataset::CompleteJourney => {
             let data = fetch(Asset::CompleteJourney)?;
             let model = fetch(Asset::Model)?;
@@ -61,7 +79,7 @@ pub fn seed(args: &SeedArgs) -> Result<()> {
                 .args(["seed", "complete-journey", "--data-dir"])
                 .arg(&data);
         }
-        Dataset::Synthetic { items, dim, seed } => {
+        &Dataset::Synthetic { items, dim, seed } => {
             cmd.args(["seed", "synthetic", "--items"])
                 .arg(items.to_string())
                 .arg("--dim")
@@ -70,7 +88,7 @@ pub fn seed(args: &SeedArgs) -> Result<()> {
                 .arg(seed.to_string());
         }
     }
-    if args.force {
+    if force {
         cmd.arg("--force");
     }
     run_step("redrec-ingest seed", &mut cmd)

@@ -44,6 +44,21 @@ impl Error {
                 message: e.to_string(),
             };
         }
+        // The server is there but cannot answer yet: loading its data after a restart (the index
+        // is rebuilt during the load), a failover in progress, a cluster slot moving.
+        if matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::BusyLoading
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::MasterDown
+                    | redis::ServerErrorKind::ClusterDown
+            )
+        ) {
+            return Error::Unavailable {
+                message: e.to_string(),
+            };
+        }
         let text = e.to_string();
         // redis-rs splits the server's first word off as an error code and quotes it
         // (`"Timeout": limit was reached`): compare without the punctuation
@@ -72,5 +87,36 @@ impl Error {
         Error::Protocol {
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, ServerErrorKind};
+
+    #[test]
+    fn a_loading_server_is_unavailable_not_a_rejected_query() {
+        for kind in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::ClusterDown,
+        ] {
+            let e = redis::RedisError::from((ErrorKind::Server(kind), "not now"));
+            let mapped = Error::from_redis(e, "idx");
+            assert!(
+                matches!(mapped, Error::Unavailable { .. }),
+                "{kind:?}: {mapped:?}"
+            );
+        }
+        let e = redis::RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "Syntax error",
+        ));
+        assert!(matches!(
+            Error::from_redis(e, "idx"),
+            Error::Rejected { .. }
+        ));
     }
 }

@@ -65,13 +65,29 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
             true
         }
         Err(e) => {
-            checks.insert("redis".into(), e.to_string());
+            let detail = match loading_percent(&state).await {
+                Some(p) => format!(
+                    "loading its data after a restart: {p:.0}% (the index is rebuilt during the load)"
+                ),
+                None => e.to_string(),
+            };
+            checks.insert("redis".into(), detail);
             false
         }
     };
     let alias = state.ns.alias();
     let index_ok = if redis_ok {
         match index_info(&state).await {
+            Ok(info) if info.percent_indexed < 100.0 => {
+                checks.insert(
+                    "index".into(),
+                    format!(
+                        "`{}` is being indexed: {:.0}%",
+                        info.index_name, info.percent_indexed
+                    ),
+                );
+                false
+            }
             Ok(info) if info.num_docs > 0 => {
                 checks.insert("index".into(), "ok".into());
                 true
@@ -118,6 +134,33 @@ async fn ping(state: &AppState) -> ApiResult<()> {
     } else {
         Err(ApiError::internal(format!("PING answered {pong}")))
     }
+}
+
+/// `loading_loaded_perc` from `INFO persistence` while Redis loads its data (`None` otherwise):
+/// PING answers `-LOADING` then, but INFO is served.
+async fn loading_percent(state: &AppState) -> Option<f64> {
+    let mut con = state.conn().await.ok()?;
+    let info: String = tokio::time::timeout(
+        state.command_timeout(),
+        redis::cmd("INFO").arg("persistence").query_async(&mut con),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    parse_loading(&info)
+}
+
+/// The loaded percentage in an `INFO persistence` reply when `loading:1`.
+fn parse_loading(info: &str) -> Option<f64> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("loading") != Some("1") {
+        return None;
+    }
+    field("loading_loaded_perc")?.parse().ok()
 }
 
 /// Prometheus text exposition of the gateway's metrics.
@@ -263,5 +306,21 @@ pub(crate) fn value_text(v: &redis::Value) -> String {
         redis::Value::VerbatimString { text, .. } => text.clone(),
         redis::Value::Okay => "OK".into(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_loading;
+
+    #[test]
+    fn reads_loading_progress_from_info_persistence() {
+        let loading = "# Persistence\r\nloading:1\r\nloading_loaded_perc:37.25\r\n";
+        assert_eq!(parse_loading(loading), Some(37.25));
+        assert_eq!(
+            parse_loading("loading:0\r\nloading_loaded_perc:0.00\r\n"),
+            None
+        );
+        assert_eq!(parse_loading(""), None);
     }
 }

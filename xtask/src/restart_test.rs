@@ -1,0 +1,179 @@
+//! The demo's restart path against the real embedded server: seed a persistent server, stop it
+//! (cleanly, then by SIGKILL), start it again on the same data directory, and check that the
+//! start waits through the reload, serves the same catalog, and that seeding again writes nothing.
+//! The catalog is large enough that the reload (HNSW rebuilt while the append-only file loads)
+//! takes seconds, which is what broke the second `cargo xtask demo`.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use crate::{
+    process,
+    redis::{self, State, UpOptions},
+    resp::{Conn, Value},
+    workspace_root,
+};
+
+const ITEMS: u64 = 15_000;
+const DIM: usize = 32;
+
+/// The `redrec-ingest` binary `cargo test --workspace` builds for ingest's integration tests.
+fn ingest_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug").join("redrec-ingest");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run this test through `cargo xtask test` (or `cargo build -p redrec-ingest` first)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `redrec-ingest seed synthetic` into namespace `ns`; returns its stdout.
+fn seed(port: u16, ns: &str) -> String {
+    let out = Command::new(ingest_binary())
+        .env("REDREC_REDIS__URL", format!("redis://127.0.0.1:{port}"))
+        .args(["--namespace", ns, "seed", "synthetic", "--items"])
+        .arg(ITEMS.to_string())
+        .args(["--dim", &DIM.to_string(), "--seed", "7"])
+        .output()
+        .expect("run redrec-ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "seed failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// (keys in the database, docs the alias serves, ids of a KNN query)
+fn catalog(port: u16, ns: &str) -> (i64, u64, Vec<String>) {
+    let mut con = Conn::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(10)).unwrap();
+    let Value::Int(keys) = con.call(&["DBSIZE"]).unwrap() else {
+        panic!("DBSIZE")
+    };
+    let alias = format!("{ns}:items");
+    let info = con.call(&["FT.INFO", &alias]).unwrap();
+    let docs = info
+        .field("num_docs")
+        .and_then(Value::text)
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("FT.INFO {alias}: {info:?}")) as u64;
+    let query: Vec<u8> = (0..DIM)
+        .flat_map(|i| ((i as f32 + 1.0) / DIM as f32).to_le_bytes())
+        .collect();
+    let reply = con
+        .call(&[
+            b"FT.SEARCH".as_slice(),
+            alias.as_bytes(),
+            b"*=>[KNN 10 @embedding $v AS score]",
+            b"PARAMS",
+            b"2",
+            b"v",
+            &query,
+            b"SORTBY",
+            b"score",
+            b"RETURN",
+            b"1",
+            b"score",
+            b"DIALECT",
+            b"2",
+        ])
+        .unwrap();
+    let Value::Array(items) = reply else {
+        panic!("FT.SEARCH: {reply:?}")
+    };
+    let ids = items
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter_map(Value::text)
+        .collect();
+    (keys, docs, ids)
+}
+
+fn start(port: u16, data_dir: &std::path::Path) -> bool {
+    redis::up_embedded(&UpOptions {
+        port,
+        persist: true,
+        data_dir: Some(data_dir.to_path_buf()),
+    })
+    .expect("redis up")
+}
+
+#[test]
+fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
+    let port = redis::free_port().unwrap();
+    let data_dir = redis::Layout::new()
+        .run_dir
+        .join(format!("it-restart-{port}"));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let ns = "restart";
+    assert!(start(port, &data_dir), "a fresh server is started");
+    let loaded = seed(port, ns);
+    assert!(!loaded.contains("nothing to do"), "{loaded}");
+    let before = catalog(port, ns);
+    assert_eq!(before.1, ITEMS, "the alias serves every item");
+    assert_eq!(before.2.len(), 10);
+
+    // 1. clean stop, start again: up() returns only once the data is loaded and indexed
+    redis::down_embedded(port).unwrap();
+    assert_eq!(redis::probe(port), State::Stopped { stale_pid: None });
+    assert!(start(port, &data_dir));
+    assert!(matches!(redis::probe(port), State::Ready { .. }));
+    assert_eq!(catalog(port, ns), before, "same keys, docs and KNN answer");
+    let again = seed(port, ns);
+    assert!(
+        again.contains("nothing to do"),
+        "second seed re-seeded: {again}"
+    );
+    assert_eq!(catalog(port, ns).0, before.0);
+
+    // 2. the server is killed (stale pid file), the next start removes it and reloads
+    let pid: u32 = std::fs::read_to_string(redis::Layout::new().pid_file(port))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    process::signal(pid, "KILL");
+    while process::alive(pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        redis::probe(port),
+        State::Stopped {
+            stale_pid: Some(pid)
+        }
+    );
+    assert!(start(port, &data_dir));
+    assert_eq!(catalog(port, ns), before);
+
+    // 3. `up` on a server that is still loading waits for it instead of failing
+    redis::down_embedded(port).unwrap();
+    let layout = redis::Layout::new();
+    let spawned = std::thread::spawn(move || start(port, &data_dir));
+    // give the first start a moment to launch the process, then ask again concurrently
+    let mut seen_loading = false;
+    for _ in 0..200 {
+        if matches!(redis::probe(port), State::Loading { .. }) {
+            seen_loading = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = redis::up_embedded(&UpOptions {
+        port,
+        persist: true,
+        data_dir: None,
+    })
+    .expect("a second `up` while the first one starts the server");
+    assert!(spawned.join().unwrap(), "the first call started it");
+    assert!(!second, "the second call found it running");
+    eprintln!("observed the LOADING state: {seen_loading}");
+    assert_eq!(catalog(port, ns), before);
+
+    redis::down_embedded(port).unwrap();
+    let _ = std::fs::remove_dir_all(layout.run_dir.join(format!("it-restart-{port}")));
+}
