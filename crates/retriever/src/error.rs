@@ -24,6 +24,10 @@ pub enum Error {
     /// A reply had a shape the retriever does not understand.
     #[error("unexpected reply from redis: {message}")]
     Protocol { message: String },
+    /// The retriever's configuration is unusable (a Redis URL that does not parse): an operator
+    /// error, neither the request's fault nor Redis's.
+    #[error("config key `{key}`: {message}")]
+    Config { key: &'static str, message: String },
 }
 
 impl Error {
@@ -80,6 +84,13 @@ impl Error {
             other => Error::Unavailable {
                 message: format!("connection pool: {other}"),
             },
+        }
+    }
+
+    pub(crate) fn config(key: &'static str, message: impl Into<String>) -> Error {
+        Error::Config {
+            key,
+            message: message.into(),
         }
     }
 

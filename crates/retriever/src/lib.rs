@@ -9,14 +9,15 @@
 //! The retriever embeds no text and reads no user features: the caller (the gateway) embeds
 //! query text and reads `UserFeatures`, and passes vectors and seen ids in as data.
 
+mod config;
 pub mod error;
 pub mod merge;
 pub mod reply;
+mod request;
 mod retriever;
 pub mod selectivity;
 
+pub use config::{FetchMode, PolicyName, RetrieverConfig};
 pub use error::{Error, Result};
-pub use retriever::{
-    FetchMode, FusionPath, PolicyName, Retrieval, RetrievalRequest, Retriever, RetrieverConfig,
-    Source, create_pool,
-};
+pub use request::{FusionPath, Retrieval, RetrievalRequest, Source};
+pub use retriever::{Retriever, create_pool};

@@ -1,0 +1,114 @@
+//! Retriever settings: a plain `Deserialize` struct (binaries load it with figment) and the
+//! enums its keys take.
+
+use serde::{Deserialize, Serialize};
+
+use redrec_core::hybrid::Fusion;
+
+/// How the fields of candidates are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchMode {
+    /// `RETURN` the fields in each search (one round trip). Measured faster, the default.
+    #[default]
+    Return,
+    /// Search for ids and distances only, then `HMGET` the winners' fields (one more round trip).
+    IdsThenHmget,
+}
+
+/// How filtered KNN combines the filter with the HNSW graph (`HYBRID_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// Brute force over the filtered documents.
+    AdhocBf,
+    /// Walk the graph in batches of `batch_size`, filtering each batch.
+    Batches,
+    /// Per query: `batches` when a sample of the items says the filter keeps at least
+    /// `auto_batches_above` of them, else the server's own choice (see `selectivity.rs`).
+    Auto,
+}
+
+/// Retriever settings (a plain struct; binaries load it with figment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrieverConfig {
+    /// `EF_RUNTIME` of every KNN query (HNSW beam width; recall vs latency).
+    pub ef_runtime: u32,
+    /// Largest k a request may ask for, and the cap on over-fetching.
+    pub max_k: usize,
+    /// Per-query `TIMEOUT` in ms sent to RediSearch (0 = the server's own default). What happens
+    /// at the deadline is the server's `ON_TIMEOUT` policy: `fail` (an error, reported as
+    /// [`Error::Unavailable`](crate::Error::Unavailable)) or `return` (partial results, flagged in [`Retrieval::partial`](crate::Retrieval::partial)
+    /// from the RESP3 warning).
+    pub query_timeout_ms: u64,
+    /// Fusion of BM25 and KNN lists for text sources.
+    pub fusion: Fusion,
+    /// Use `FT.HYBRID` when the server has it (else the client-side fusion always runs).
+    pub use_ft_hybrid: bool,
+    /// Scorer of the BM25 side (`BM25` on RediSearch 2.x; 8.x also knows `BM25STD`).
+    pub text_scorer: String,
+    pub fetch: FetchMode,
+    /// Hash fields returned with candidates; empty = every non-vector field of the schema.
+    pub return_fields: Vec<String>,
+    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, `auto`, or none (the server decides).
+    pub hybrid_policy: Option<PolicyName>,
+    pub batch_size: Option<u32>,
+    /// With `hybrid_policy = "auto"`: the estimated share of items a filter must keep for
+    /// `BATCHES` to be used.
+    pub auto_batches_above: f64,
+    /// With `auto`: items sampled (`SCAN` over item keys) to estimate filter selectivity.
+    pub sample_size: usize,
+    /// With `auto`: age after which the sample is taken again, on the next filtered query.
+    pub sample_max_age_secs: u64,
+}
+
+impl Default for RetrieverConfig {
+    fn default() -> Self {
+        RetrieverConfig {
+            ef_runtime: 100,
+            max_k: 1000,
+            query_timeout_ms: 500,
+            fusion: Fusion::default(),
+            use_ft_hybrid: true,
+            text_scorer: "BM25".into(),
+            fetch: FetchMode::Return,
+            return_fields: Vec::new(),
+            hybrid_policy: None,
+            batch_size: None,
+            auto_batches_above: 0.05,
+            sample_size: 1000,
+            sample_max_age_secs: 600,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_fills_defaults_and_rejects_unknown_keys() {
+        let c: RetrieverConfig = serde_json::from_str(
+            r#"{"ef_runtime": 64, "fusion": {"method": "rrf", "constant": 10, "window": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ef_runtime, 64);
+        assert_eq!(c.fetch, FetchMode::Return);
+        assert_eq!(
+            c.fusion,
+            Fusion::Rrf {
+                constant: 10.0,
+                window: 5
+            }
+        );
+        let e = serde_json::from_str::<RetrieverConfig>(r#"{"ef": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `ef`"), "{e}");
+        let c: RetrieverConfig =
+            serde_json::from_str(r#"{"hybrid_policy": "batches", "batch_size": 32}"#).unwrap();
+        assert_eq!(c.hybrid_policy, Some(PolicyName::Batches));
+        let e =
+            serde_json::from_str::<RetrieverConfig>(r#"{"hybrid_policy": "fast"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `fast`"), "{e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! What a caller asks for ([`RetrievalRequest`] and its [`Source`]s) and what it gets back
+//! ([`Retrieval`]).
+
+use std::collections::BTreeSet;
+
+use redrec_core::candidate::Candidate;
+use redrec_core::filter::Filter;
+use redrec_core::hybrid::HybridSyntax;
+use redrec_core::query::HybridPolicy;
+use redrec_core::user::UserFeatures;
+
+/// Where candidates come from. Vectors are computed by the caller (the gateway embeds query text
+/// and reads user features); the retriever only reads item vectors it needs itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// KNN around a vector given in the request.
+    Vector(Vec<f32>),
+    /// Query text: BM25 over the text and KNN around its embedding, fused.
+    Text { text: String, vector: Vec<f32> },
+    /// "More like this": KNN around a stored item's vector; the item itself is excluded.
+    SimilarItem(String),
+    /// KNN around the user's session vector.
+    Session(Vec<f32>),
+    /// KNN around the user's long-term vector.
+    LongTerm(Vec<f32>),
+    /// KNN around `mean(positives) - negative_weight * mean(negatives)`, normalised; the
+    /// example items are excluded.
+    Examples {
+        positive: Vec<String>,
+        negative: Vec<String>,
+        negative_weight: f32,
+    },
+    /// Filtered items by popularity (cold start, empty queries).
+    Popular,
+}
+
+impl Source {
+    /// The session and long-term sources a user's features provide (empty for cold start).
+    pub fn from_user(user: &UserFeatures) -> Vec<Source> {
+        let mut out = Vec::new();
+        if let Some(v) = &user.session_vector {
+            out.push(Source::Session(v.clone()));
+        }
+        if let Some(v) = &user.long_term_vector {
+            out.push(Source::LongTerm(v.clone()));
+        }
+        out
+    }
+}
+
+/// One retrieval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalRequest {
+    /// Empty means popularity only.
+    pub sources: Vec<Source>,
+    pub filter: Filter,
+    pub k: usize,
+    /// Item ids never to return (the user's seen set, the cart...).
+    pub exclude: BTreeSet<String>,
+    /// Return each candidate's embedding (for MMR).
+    pub with_vectors: bool,
+}
+
+impl RetrievalRequest {
+    pub fn new(sources: Vec<Source>, k: usize) -> RetrievalRequest {
+        RetrievalRequest {
+            sources,
+            filter: Filter::All,
+            k,
+            exclude: BTreeSet::new(),
+            with_vectors: false,
+        }
+    }
+}
+
+/// Which text+vector fusion ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusionPath {
+    /// No text source in the request.
+    None,
+    /// The server's `FT.HYBRID`.
+    Server(HybridSyntax),
+    /// BM25 and KNN `FT.SEARCH` in one pipeline, fused here.
+    Client,
+}
+
+/// The outcome of a retrieval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrieval {
+    pub candidates: Vec<Candidate>,
+    /// Pipelines sent to Redis for this request.
+    pub round_trips: u32,
+    /// Search hits dropped because their id was excluded.
+    pub excluded: usize,
+    /// Whether the search pipeline was re-sent with a larger k.
+    pub retried: bool,
+    /// The server flagged a result as partial (RESP3 warning, e.g. a timeout with ON_TIMEOUT return).
+    pub partial: bool,
+    pub fusion: FusionPath,
+    /// The `HYBRID_POLICY` sent with filtered KNN queries (`None`: the server chose).
+    pub policy: Option<HybridPolicy>,
+}

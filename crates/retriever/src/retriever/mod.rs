@@ -1,0 +1,337 @@
+//! The retriever: turns a [`RetrievalRequest`] (candidate sources, one filter, k, ids to exclude)
+//! into candidates with as few round trips as possible:
+//!
+//! 1. only when a source needs stored vectors (more-like-this, examples): one `HMGET` pipeline;
+//! 2. one pipeline with every source's `FT.SEARCH` (and, for text, BM25 + KNN, or `FT.HYBRID`);
+//! 3. a second search pipeline only when exclusions left fewer than k and more may exist;
+//! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
+//!
+//! This file holds the [`Retriever`] itself and its entry points; the concerns live in the
+//! submodules: `connection` (pool, sending), `capabilities` (`FT.HYBRID` detection), `sampling`
+//! (the `auto` policy's field sample), `rounds` (planning and the round trips), `fusion` (text
+//! sources) and `shaping` (pages into ranked lists).
+
+mod capabilities;
+mod connection;
+mod fusion;
+mod rounds;
+mod sampling;
+mod shaping;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use deadpool_redis::Pool;
+use redis::Value;
+
+use redrec_core::candidate::{Candidate, SourceKind};
+use redrec_core::config::{IndexConfig, RedisConfig};
+use redrec_core::filter::Filter;
+use redrec_core::hybrid::HybridSyntax;
+use redrec_core::keys::{Namespace, validate_id};
+use redrec_core::query::{DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, RangeQuery};
+use redrec_core::schema::{DistanceMetric, FieldKind, IndexSchema, ItemFields, VectorAlgorithm};
+use redrec_core::vector;
+
+use crate::config::{FetchMode, RetrieverConfig};
+use crate::error::{Error, Result};
+use crate::merge::merge;
+use crate::reply::{Shape, parse_hmget, parse_search};
+use crate::request::{Retrieval, RetrievalRequest};
+
+use connection::Conn;
+pub use connection::create_pool;
+use rounds::bad_query;
+use sampling::TakenSample;
+
+/// Executes retrievals against one index alias.
+pub struct Retriever {
+    conn: Conn,
+    alias: String,
+    ns: Namespace,
+    schema: IndexSchema,
+    fields: ItemFields,
+    metric: DistanceMetric,
+    dims: usize,
+    /// EF_RUNTIME applies to HNSW only: the server rejects it on a FLAT field
+    hnsw: bool,
+    return_fields: Vec<String>,
+    config: RetrieverConfig,
+    hybrid: Option<HybridSyntax>,
+    /// Field sample for the `auto` policy, with the time it was taken.
+    sample: RwLock<Option<TakenSample>>,
+}
+
+impl Retriever {
+    /// Connects a pool, reads the schema from `index` and detects `FT.HYBRID`.
+    pub async fn connect(
+        redis: &RedisConfig,
+        index: &IndexConfig,
+        config: RetrieverConfig,
+    ) -> Result<Retriever> {
+        let pool = create_pool(redis)?;
+        let schema = index.schema(1)?;
+        let mut r = Retriever::with_pool(
+            pool,
+            index.namespace(),
+            schema,
+            index.fields.clone(),
+            config,
+        )?;
+        r.detect_hybrid().await?;
+        Ok(r)
+    }
+
+    /// A retriever over an existing pool (no I/O). Call [`Retriever::detect_hybrid`] to enable
+    /// `FT.HYBRID` on servers that have it.
+    pub fn with_pool(
+        pool: Pool,
+        ns: Namespace,
+        schema: IndexSchema,
+        fields: ItemFields,
+        config: RetrieverConfig,
+    ) -> Result<Retriever> {
+        Retriever::build(Conn::Pool(pool), ns, schema, fields, config)
+    }
+
+    /// A retriever sharing one multiplexed connection (no pool). For comparison and for callers
+    /// that already hold a connection.
+    pub fn with_connection(
+        conn: redis::aio::MultiplexedConnection,
+        ns: Namespace,
+        schema: IndexSchema,
+        fields: ItemFields,
+        config: RetrieverConfig,
+    ) -> Result<Retriever> {
+        Retriever::build(Conn::Shared(conn), ns, schema, fields, config)
+    }
+
+    fn build(
+        conn: Conn,
+        ns: Namespace,
+        schema: IndexSchema,
+        fields: ItemFields,
+        config: RetrieverConfig,
+    ) -> Result<Retriever> {
+        let v = schema.vector_field(&fields.vector)?;
+        let (metric, dims) = (v.distance_metric, v.dims);
+        let hnsw = v.algorithm == VectorAlgorithm::Hnsw;
+        config.fusion.validate()?;
+        let return_fields = return_fields(&schema, &config)?;
+        let popularity = schema.field(&fields.popularity)?;
+        if !matches!(popularity.kind, FieldKind::Numeric(_)) {
+            return Err(Error::BadQuery(redrec_core::Error::FieldType {
+                field: fields.popularity.clone(),
+                expected: "numeric",
+                actual: popularity.kind.type_name(),
+            }));
+        }
+        Ok(Retriever {
+            conn,
+            alias: ns.alias(),
+            ns,
+            schema,
+            fields,
+            metric,
+            dims,
+            hnsw,
+            return_fields,
+            config,
+            hybrid: None,
+            sample: RwLock::new(None),
+        })
+    }
+
+    /// The alias every query goes through.
+    pub fn index(&self) -> &str {
+        &self.alias
+    }
+
+    pub fn config(&self) -> &RetrieverConfig {
+        &self.config
+    }
+
+    /// The `FT.HYBRID` syntax in use, if the server has it.
+    pub fn hybrid_syntax(&self) -> Option<HybridSyntax> {
+        self.hybrid
+    }
+
+    /// Forces a syntax (tests, or servers whose version string misleads the detection).
+    pub fn set_hybrid_syntax(&mut self, syntax: Option<HybridSyntax>) {
+        self.hybrid = syntax;
+    }
+
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>> {
+        self.conn.run(pipe, &self.alias).await
+    }
+
+    fn validate_vector(&self, v: &[f32]) -> Result<()> {
+        vector::validate(v, self.dims)?;
+        Ok(())
+    }
+
+    fn timeout(&self) -> Option<u64> {
+        (self.config.query_timeout_ms > 0).then_some(self.config.query_timeout_ms)
+    }
+
+    fn projection(&self) -> Projection {
+        match self.config.fetch {
+            FetchMode::Return => Projection::Fields(self.return_fields.clone()),
+            FetchMode::IdsThenHmget => Projection::IdsOnly,
+        }
+    }
+
+    fn knn(
+        &self,
+        filter: &str,
+        vector: Vec<f32>,
+        k: usize,
+        policy: Option<HybridPolicy>,
+    ) -> KnnQuery {
+        KnnQuery {
+            index: self.alias.clone(),
+            filter: filter.to_owned(),
+            vector_field: self.fields.vector.clone(),
+            vector,
+            k,
+            ef_runtime: self.hnsw.then(|| self.config.ef_runtime.max(k as u32)),
+            distance_alias: DISTANCE_ALIAS.into(),
+            projection: self.projection(),
+            hybrid_policy: policy,
+            timeout_ms: self.timeout(),
+        }
+    }
+
+    /// Reads stored vectors of items in one pipeline; an item without one is an error.
+    pub async fn item_vectors(&self, ids: &[String]) -> Result<Vec<Vec<f32>>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            validate_id(id)?;
+            pipe.cmd("HMGET")
+                .arg(self.ns.item(id))
+                .arg(&self.fields.vector);
+        }
+        let replies = self.run(&pipe).await?;
+        ids.iter()
+            .zip(&replies)
+            .map(|(id, r)| {
+                let blob = parse_hmget(r)?.into_iter().next().flatten();
+                let missing = || Error::ItemNotFound {
+                    id: id.clone(),
+                    field: self.fields.vector.clone(),
+                };
+                let v = vector::decode(&blob.ok_or_else(missing)?).map_err(|_| missing())?;
+                if v.len() != self.dims {
+                    return Err(missing());
+                }
+                Ok(v)
+            })
+            .collect()
+    }
+
+    /// Runs one retrieval. See the module docs for the round trips it takes.
+    pub async fn retrieve(&self, req: &RetrievalRequest) -> Result<Retrieval> {
+        if req.k == 0 || req.k > self.config.max_k {
+            return Err(bad_query(format!(
+                "k is {}, expected 1..={}",
+                req.k, self.config.max_k
+            )));
+        }
+        let filter = req.filter.render(&self.schema)?;
+        let needed = self.validate_sources(&req.sources)?;
+        let mut round_trips = 0;
+        let mut stored = BTreeMap::new();
+        if !needed.is_empty() {
+            let vectors = self.item_vectors(&needed).await?;
+            round_trips += 1;
+            stored = needed.into_iter().zip(vectors).collect();
+        }
+        let mut exclude = req.exclude.clone();
+        let plans = self.plan(&req.sources, &stored, &mut exclude)?;
+        // Only KNN sources care about the hybrid policy (and only with a filter).
+        let policy = if plans.iter().any(|p| !p.is_popular()) {
+            self.policy_for(&req.filter).await
+        } else {
+            None
+        };
+        let searched = self
+            .search(&plans, &filter, policy, &exclude, req.k)
+            .await?;
+        round_trips += searched.round_trips;
+        let mut candidates = searched.merged.candidates;
+        if self.hydrate(&mut candidates, req.with_vectors).await? {
+            round_trips += 1;
+        }
+        Ok(Retrieval {
+            candidates,
+            round_trips,
+            excluded: searched.merged.excluded,
+            retried: searched.retried,
+            partial: searched.partial,
+            fusion: searched.fusion,
+            policy,
+        })
+    }
+
+    /// Every item within `radius` (a distance in the index metric, e.g. `1 - cos` for COSINE) of
+    /// `vector` that passes `filter`, nearest first, at most `limit` (`VECTOR_RANGE`).
+    pub async fn within_radius(
+        &self,
+        vector: &[f32],
+        radius: f32,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Candidate>> {
+        self.validate_vector(vector)?;
+        if limit == 0 || limit > self.config.max_k {
+            return Err(bad_query(format!(
+                "limit is {limit}, expected 1..={}",
+                self.config.max_k
+            )));
+        }
+        let q = RangeQuery {
+            index: self.alias.clone(),
+            filter: filter.render(&self.schema)?,
+            vector_field: self.fields.vector.clone(),
+            vector: vector.to_vec(),
+            radius,
+            epsilon: None,
+            limit,
+            distance_alias: DISTANCE_ALIAS.into(),
+            projection: Projection::Fields(self.return_fields.clone()),
+            timeout_ms: self.timeout(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(q.args()?.cmd());
+        let replies = self.run(&pipe).await?;
+        let reply = replies
+            .first()
+            .ok_or_else(|| Error::protocol("empty pipeline reply"))?;
+        let page = parse_search(
+            reply,
+            Shape {
+                with_scores: false,
+                with_content: true,
+            },
+        )?;
+        let list = self.vector_list(SourceKind::QueryVector, page);
+        Ok(merge(&[list], &BTreeSet::new(), limit).candidates)
+    }
+}
+
+/// The fields returned with candidates: the configured ones (each must be in the schema), or
+/// every non-vector field.
+fn return_fields(schema: &IndexSchema, config: &RetrieverConfig) -> Result<Vec<String>> {
+    if config.return_fields.is_empty() {
+        return Ok(schema
+            .fields
+            .iter()
+            .filter(|f| !matches!(f.kind, FieldKind::Vector(_)))
+            .map(|f| f.name.clone())
+            .collect());
+    }
+    for f in &config.return_fields {
+        schema.field(f)?;
+    }
+    Ok(config.return_fields.clone())
+}
