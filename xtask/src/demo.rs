@@ -190,6 +190,21 @@ fn fresh_key() -> String {
 
 /// `GET path` over HTTP/1.1: the status code and body, `None` when nothing answers.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_full(addr, path).map(|r| (r.status, r.body))
+}
+
+/// An HTTP response as xtask reads it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Status line and headers.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the restart test"))]
+    pub head: String,
+    pub body: String,
+}
+
+/// `GET path` over HTTP/1.1, `None` when nothing answers.
+pub fn http_get_full(addr: SocketAddr, path: &str) -> Option<HttpReply> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -199,14 +214,18 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     parse_response(&reply)
 }
 
-fn parse_response(reply: &str) -> Option<(u16, String)> {
+fn parse_response(reply: &str) -> Option<HttpReply> {
     let status = reply
         .strip_prefix("HTTP/1.1 ")?
         .get(..3)?
         .parse::<u16>()
         .ok()?;
-    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Some((status, body.trim().to_owned()))
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((reply, ""));
+    Some(HttpReply {
+        status,
+        head: head.to_owned(),
+        body: body.trim().to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -222,17 +241,15 @@ mod tests {
     }
 
     #[test]
-    fn reads_status_and_body() {
-        assert_eq!(
-            parse_response(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: x\r\n\r\n{\"ready\":false}"
-            ),
-            Some((503, "{\"ready\":false}".into()))
-        );
-        assert_eq!(
-            parse_response("HTTP/1.1 200 OK\r\n\r\n"),
-            Some((200, String::new()))
-        );
-        assert_eq!(parse_response("garbage"), None);
+    fn reads_status_head_and_body() {
+        let r = parse_response(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\r\n{\"ready\":false}",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (503, "{\"ready\":false}"));
+        assert!(r.head.contains("retry-after: 1"));
+        let r = parse_response("HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, ""));
+        assert!(parse_response("garbage").is_none());
     }
 }

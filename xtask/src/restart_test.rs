@@ -7,6 +7,7 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use crate::{
+    demo::http_get_full,
     process,
     redis::{self, State, UpOptions},
     resp::{Conn, Value},
@@ -94,6 +95,70 @@ fn catalog(port: u16, ns: &str) -> (i64, u64, Vec<String>) {
     (keys, docs, ids)
 }
 
+/// A debug `redrec-gateway` over the test catalog (no embedder: the catalog's vectors are 32-d).
+struct Gateway {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Gateway {
+    /// Where the gateway's log goes (named in failure messages).
+    fn log(port: u16) -> PathBuf {
+        redis::Layout::new()
+            .run_dir
+            .join(format!("it-restart-gateway-{port}.log"))
+    }
+
+    fn start(port: u16, ns: &str) -> Gateway {
+        let bin = ingest_binary().with_file_name("redrec-gateway");
+        assert!(bin.is_file(), "{} is missing", bin.display());
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", redis::free_port().unwrap())
+            .parse()
+            .unwrap();
+        let child = Command::new(bin)
+            .env("REDREC_REDIS__URL", format!("redis://127.0.0.1:{port}"))
+            .env("REDREC_INDEX__NAMESPACE", ns)
+            .env("REDREC_INDEX__VECTOR__DIMS", DIM.to_string())
+            .env("REDREC_EMBEDDER__MODEL_DIR", "/nonexistent-model-dir")
+            .env("REDREC_GATEWAY__LISTEN", addr.to_string())
+            .env("REDREC_GATEWAY__POPULARITY_FOLD_SECS", "0")
+            .env("RUST_LOG", "warn")
+            // the gateway logs to stdout
+            .stdout(std::fs::File::create(Self::log(port)).expect("gateway log file"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let gw = Gateway { child, addr };
+        for _ in 0..300 {
+            if http_get_full(addr, "/healthz").is_some_and(|r| r.status == 200) {
+                return gw;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the gateway did not answer /healthz within 30 s");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stops the test's server and deletes its data when the test ends, failed or not.
+struct Cleanup {
+    port: u16,
+    data_dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = redis::down_embedded(self.port);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 fn start(port: u16, data_dir: &std::path::Path) -> bool {
     redis::up_embedded(&UpOptions {
         port,
@@ -110,6 +175,10 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
         .run_dir
         .join(format!("it-restart-{port}"));
     let _ = std::fs::remove_dir_all(&data_dir);
+    let _cleanup = Cleanup {
+        port,
+        data_dir: data_dir.clone(),
+    };
     let ns = "restart";
     assert!(start(port, &data_dir), "a fresh server is started");
     let loaded = seed(port, ns);
@@ -174,6 +243,63 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     eprintln!("observed the LOADING state: {seen_loading}");
     assert_eq!(catalog(port, ns), before);
 
+    // 4. a gateway serving through a restart answers 200 or 503 + Retry-After, never 500, and
+    //    recovers on its own; /readyz is not ready until the index is complete
+    let gw = Gateway::start(port, ns);
+    let id = before.2[0]
+        .trim_start_matches(&format!("{ns}:item:"))
+        .to_owned();
+    let similar = format!("/v1/items/{id}/similar?k=5");
+    let ok = http_get_full(gw.addr, &similar).expect("gateway answers");
+    assert_eq!(ok.status, 200, "{}", ok.body);
     redis::down_embedded(port).unwrap();
-    let _ = std::fs::remove_dir_all(layout.run_dir.join(format!("it-restart-{port}")));
+    let data_dir = layout.run_dir.join(format!("it-restart-{port}"));
+    let restart = {
+        let data_dir = data_dir.clone();
+        std::thread::spawn(move || start(port, &data_dir))
+    };
+    let mut seen = std::collections::BTreeMap::<u16, usize>::new();
+    let mut readyz_notes = std::collections::BTreeSet::new();
+    while !restart.is_finished() {
+        let r = http_get_full(gw.addr, &similar).expect("gateway answers");
+        *seen.entry(r.status).or_default() += 1;
+        match r.status {
+            200 => {}
+            503 => assert!(
+                r.head.to_ascii_lowercase().contains("retry-after:"),
+                "503 without Retry-After: {}",
+                r.head
+            ),
+            other => panic!(
+                "{other} during the restart: {} (gateway log: {})",
+                r.body,
+                Gateway::log(port).display()
+            ),
+        }
+        let ready = http_get_full(gw.addr, "/readyz").expect("readyz answers");
+        if ready.status == 503 {
+            for note in ["loading", "indexed", "refused", "redis"] {
+                if ready.body.contains(note) {
+                    readyz_notes.insert(note);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(restart.join().unwrap());
+    eprintln!("statuses during the restart: {seen:?}; /readyz mentioned {readyz_notes:?}");
+    assert!(seen.get(&503).is_some_and(|n| *n > 0), "{seen:?}");
+    let mut recovered = false;
+    for _ in 0..100 {
+        let r = http_get_full(gw.addr, &similar).expect("gateway answers");
+        let ready = http_get_full(gw.addr, "/readyz").expect("readyz answers");
+        if r.status == 200 && ready.body.contains("\"index\":\"ok\"") {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(recovered, "the gateway did not recover after the restart");
+    drop(gw);
+    let _ = std::fs::remove_file(Gateway::log(port));
 }
