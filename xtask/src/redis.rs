@@ -316,7 +316,7 @@ fn wait_ready(port: u16, started: Option<Instant>) -> Result<()> {
                     .map(|s| format!(", about {s} s left"))
                     .unwrap_or_default();
                 progress.show(&format!(
-                    "redis on port {port} is loading its data (the search index is rebuilt during the load): {percent:.0}%{eta}"
+                    "redis on port {port} is loading its data: {percent:.0}%{eta}"
                 ));
             }
             State::Starting { .. } => {
@@ -407,7 +407,9 @@ fn wait_indexed(port: u16) -> Result<()> {
             .map(|(n, p)| format!("{n} {:.0}%", p * 100.0))
             .collect::<Vec<_>>()
             .join(", ");
-        progress.show(&format!("redis on port {port} is indexing: {line}"));
+        progress.show(&format!(
+            "redis on port {port} is rebuilding its search index: {line}"
+        ));
         if last_change.elapsed() > STALL_LIMIT {
             progress.finish();
             bail!(
