@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::{
     keys::Namespace,
+    reply::{IndexInfo, parse_info},
     schema::{ItemFields, VectorSettings, items_schema},
     vector,
 };
@@ -311,46 +312,10 @@ pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// (num_docs, percent_indexed) of an index or alias, from FT.INFO.
-pub async fn index_progress(con: &mut MultiplexedConnection, index: &str) -> Result<(u64, f64)> {
+/// What `FT.INFO` says about an index or alias (documents, indexing progress).
+pub async fn index_info(con: &mut MultiplexedConnection, index: &str) -> Result<IndexInfo> {
     let v: Value = redis::cmd("FT.INFO").arg(index).query_async(con).await?;
-    let pairs = match &v {
-        Value::Array(a) => a
-            .chunks(2)
-            .filter_map(|c| Some((value_string(&c[0])?, c.get(1)?.clone())))
-            .collect::<Vec<_>>(),
-        Value::Map(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((value_string(k)?, v.clone())))
-            .collect(),
-        other => bail!("unexpected FT.INFO reply {other:?}"),
-    };
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| value_string(v))
-    };
-    let docs = get("num_docs")
-        .and_then(|s| s.parse::<f64>().ok())
-        .context("FT.INFO has no num_docs")? as u64;
-    let pct = get("percent_indexed")
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(1.0);
-    Ok((docs, pct))
-}
-
-/// A RESP value as text when it is a string or number.
-pub fn value_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Double(d) => Some(d.to_string()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Okay => Some("OK".into()),
-        _ => None,
-    }
+    Ok(parse_info(&v)?)
 }
 
 /// Creates the index and alias, writes the catalog with `in_flight` pipelines of `batch` HSETs
@@ -438,12 +403,16 @@ pub async fn load(
     let write_secs = start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let (docs, pct) = index_progress(&mut c, &ns.alias()).await?;
-        if docs as usize >= spec.items && pct >= 1.0 {
+        let info = index_info(&mut c, &ns.alias()).await?;
+        if info.num_docs as usize >= spec.items && info.percent_indexed >= 1.0 {
             break;
         }
         if Instant::now() > deadline {
-            bail!("index still not complete after 10 minutes: {docs} docs, {pct} indexed");
+            bail!(
+                "index still not complete after 10 minutes: {} docs, {} indexed",
+                info.num_docs,
+                info.percent_indexed
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -3,18 +3,19 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::{
     filter::Filter,
     keys::Namespace,
     query::{DISTANCE_ALIAS, HybridPolicy, KnnQuery, Projection, TextQuery, lexical_expression},
+    reply::{Shape, parse_search},
     schema::{FieldKind, IndexSchema, ItemFields, items_schema},
     vector,
 };
 
 use crate::{
-    catalog::{value_string, vector_settings},
+    catalog::vector_settings,
     workload::{BenchQuery, Kind},
 };
 
@@ -187,7 +188,8 @@ impl RawTarget {
                 pipe.add_command(self.text_cmd(&q.filter, text, q.k.max(self.candidates))?);
                 pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
                 let r = self.conn.query(&pipe).await?;
-                self.ids(&r[0])?;
+                // the text half is parsed (a client pays for that too) but not returned
+                self.ids_in(&r[0], true)?;
                 self.top(&r[1], q.k)
             }
         }
@@ -199,17 +201,24 @@ impl RawTarget {
         Ok(ids)
     }
 
-    /// Item ids of an FT.SEARCH reply (RESP2: `[total, key, fields, key, fields, ...]`).
+    /// Item ids of a KNN FT.SEARCH reply (fields, no scores).
     pub fn ids(&self, reply: &Value) -> Result<Vec<String>> {
-        let Value::Array(items) = reply else {
-            bail!("unexpected FT.SEARCH reply {reply:?}");
-        };
-        Ok(items
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .filter_map(value_string)
-            .map(|key| self.ns.item_id(&key).unwrap_or(&key).to_owned())
+        self.ids_in(reply, false)
+    }
+
+    /// Item ids of an FT.SEARCH reply with fields, and with scores when `with_scores`.
+    fn ids_in(&self, reply: &Value, with_scores: bool) -> Result<Vec<String>> {
+        let page = parse_search(
+            reply,
+            Shape {
+                with_scores,
+                with_content: true,
+            },
+        )?;
+        Ok(page
+            .hits
+            .into_iter()
+            .map(|h| self.ns.item_id(&h.key).unwrap_or(&h.key).to_owned())
             .collect())
     }
 

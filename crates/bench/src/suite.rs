@@ -438,13 +438,14 @@ async fn seed_catalog(
     reuse: bool,
 ) -> Result<Option<catalog::IngestResult>> {
     if reuse
-        && let Ok((docs, pct)) = catalog::index_progress(con, &ns.alias()).await
-        && docs as usize == spec.items
-        && pct >= 1.0
+        && let Ok(info) = catalog::index_info(con, &ns.alias()).await
+        && info.num_docs as usize == spec.items
+        && info.percent_indexed >= 1.0
     {
         log(&format!(
-            "reusing the catalog under {} ({docs} items)",
-            ns.alias()
+            "reusing the catalog under {} ({} items)",
+            ns.alias(),
+            info.num_docs
         ));
         return Ok(None);
     }

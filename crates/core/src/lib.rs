@@ -1,8 +1,16 @@
-//! redrec-core: the vocabulary every other crate shares.
+//! redrec-core: the vocabulary every other crate shares. It does no network I/O: it renders
+//! commands and reads replies, it never sends anything.
 //!
-//! Schema model ([`schema`]), Redis key naming ([`keys`]), the little-endian f32 vector codec
-//! ([`vector`]) and configuration types ([`config`]). This crate does no network I/O: it renders
-//! commands, it never sends them.
+//! - [`schema`]: the RedisVL-compatible index schema model and the `FT.CREATE` arguments;
+//! - [`filter`]: the filter AST, its JSON form and escaping;
+//! - [`query`]: KNN, range, sorted and BM25 `FT.SEARCH` builders; [`hybrid`]: `FT.HYBRID` and
+//!   client-side RRF / linear fusion;
+//! - [`reply`]: parsing Redis replies (`FT.SEARCH`, `FT.HYBRID`, `FT.INFO`, `FT.AGGREGATE`,
+//!   `HMGET`, `MODULE LIST`) in RESP2 and RESP3;
+//! - [`keys`]: key naming under a namespace; [`vector`]: the little-endian f32 codec;
+//! - [`config`]: configuration types and the figment layering;
+//! - [`candidate`] and [`user`]: the data passed between stages (`Candidate`, `UserFeatures`);
+//! - [`error`]: the crate's error type (every variant a user error).
 
 pub mod candidate;
 pub mod config;
@@ -11,6 +19,7 @@ pub mod filter;
 pub mod hybrid;
 pub mod keys;
 pub mod query;
+pub mod reply;
 pub mod schema;
 pub mod user;
 pub mod vector;

@@ -14,6 +14,7 @@ use std::{
 use redis::{Value, aio::ConnectionLike};
 use redrec_core::{
     keys::Namespace,
+    reply::{integer, text},
     schema::ItemFields,
     user::{Interaction, PriceBand, UserFeatures},
     vector,
@@ -433,21 +434,6 @@ pub fn decay(score: f64, elapsed_ms: f64, half_life_ms: f64) -> f64 {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        other => text(other)?.parse().ok(),
-    }
-}
-
 fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<ApplyReport> {
     let protocol = || Error::Protocol {
         message: format!("{reply:?}"),
@@ -458,10 +444,10 @@ fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<Apply
     let status = items.first().and_then(text).ok_or_else(protocol)?;
     match status.as_str() {
         "ok" => {
-            let applied = items.get(1).and_then(int).ok_or_else(protocol)?;
+            let applied = items.get(1).and_then(integer).ok_or_else(protocol)?;
             let duplicates = items[2..]
                 .iter()
-                .map(|v| int(v).map(|i| i as usize).ok_or_else(protocol))
+                .map(|v| integer(v).map(|i| i as usize).ok_or_else(protocol))
                 .collect::<Result<Vec<_>>>()?;
             Ok(ApplyReport {
                 applied: applied as usize,
@@ -469,7 +455,7 @@ fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<Apply
             })
         }
         "unknown_item" => {
-            let index = items.get(1).and_then(int).ok_or_else(protocol)? as usize;
+            let index = items.get(1).and_then(integer).ok_or_else(protocol)? as usize;
             let item_id = events.get(index).ok_or_else(protocol)?.item_id.to_owned();
             Err(Error::UnknownItem { index, item_id })
         }

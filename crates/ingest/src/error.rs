@@ -32,6 +32,8 @@ pub enum Error {
     // ---- internal errors ---------------------------------------------------------------------
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Reply(#[from] redrec_core::reply::ReplyError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -47,7 +49,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Redis(_) | Error::Io { .. } | Error::Internal { .. }
+            Error::Redis(_) | Error::Reply(_) | Error::Io { .. } | Error::Internal { .. }
         )
     }
 

@@ -1,6 +1,6 @@
-//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` parsing
-//! (what a live index looks like and how far its background indexing is) and the schema stored
-//! next to each index so it can be exported again as RedisVL YAML.
+//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` (parsed by
+//! `redrec_core::reply::info`) and the schema stored next to each index so it can be exported
+//! again as RedisVL YAML.
 //!
 //! Serving always goes through the alias `{ns}:items`; the concrete indexes behind it are
 //! versioned `{ns}:items:v{N}`. A schema field may be stored under another hash field than its
@@ -13,219 +13,16 @@ use std::{
 };
 
 use redis::{AsyncCommands, Value as RV, aio::MultiplexedConnection};
+use redrec_core::reply::parse_info;
 use redrec_core::{
     keys::Namespace,
-    schema::{
-        DistanceMetric, FieldDef, FieldKind, GeoAttrs, IndexDef, IndexSchema, NumericAttrs,
-        StorageType, TagAttrs, TextAttrs, VectorAlgorithm, VectorAttrs, VectorDataType,
-    },
+    schema::{IndexSchema, StorageType},
 };
 
+/// What `FT.INFO` says about an index; parsed by `redrec_core::reply::info`.
+pub use redrec_core::reply::{IndexInfo, InfoAttribute};
+
 use crate::{Error, Result};
-
-/// One attribute of a live index as `FT.INFO` reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InfoAttribute {
-    /// Where the value is stored (hash field or JSON path).
-    pub identifier: String,
-    /// The name queries use.
-    pub attribute: String,
-    /// `TAG`, `TEXT`, `NUMERIC`, `GEO`, `VECTOR`, ...
-    pub kind: String,
-    /// Key/value options (`SEPARATOR`, `dim`, `algorithm`, ...).
-    pub options: BTreeMap<String, String>,
-    /// Flag options (`SORTABLE`, `NOSTEM`, `CASESENSITIVE`, ...).
-    pub flags: Vec<String>,
-}
-
-/// What `FT.INFO` says about an index (the parts redrec uses).
-#[derive(Debug, Clone, PartialEq)]
-pub struct IndexInfo {
-    pub name: String,
-    pub storage: StorageType,
-    pub prefixes: Vec<String>,
-    pub attributes: Vec<InfoAttribute>,
-    pub num_docs: u64,
-    pub percent_indexed: f64,
-    pub indexing: bool,
-    pub hash_indexing_failures: u64,
-}
-
-impl IndexInfo {
-    /// The attribute queried as `name`.
-    pub fn attribute(&self, name: &str) -> Option<&InfoAttribute> {
-        self.attributes.iter().find(|a| a.attribute == name)
-    }
-
-    /// Dimension of the vector attribute `name`.
-    pub fn vector_dims(&self, name: &str) -> Option<usize> {
-        self.attribute(name)?.options.get("dim")?.parse().ok()
-    }
-
-    /// schema field -> storage name, for fields stored under another name.
-    pub fn storage_names(&self) -> BTreeMap<String, String> {
-        // JSON identifiers are paths: `$.embedding__v2` is stored as the top-level key
-        // `embedding__v2` (nested paths are not written by ingest, see docs/INGEST.md).
-        self.attributes
-            .iter()
-            .filter_map(|a| {
-                let stored = a.identifier.strip_prefix("$.").unwrap_or(&a.identifier);
-                (stored != a.attribute).then(|| (a.attribute.clone(), stored.to_owned()))
-            })
-            .collect()
-    }
-
-    /// Rebuilds a schema from `FT.INFO`. Lossy where `FT.INFO` is: it does not report
-    /// `EF_RUNTIME`, `EPSILON`, `INITIAL_CAP` or `BLOCK_SIZE`.
-    pub fn to_schema(&self) -> IndexSchema {
-        let prefix = self.prefixes.first().cloned().unwrap_or_default();
-        let fields = self
-            .attributes
-            .iter()
-            .filter_map(|a| {
-                let has = |f: &str| a.flags.iter().any(|x| x == f);
-                let opt = |k: &str| a.options.get(k).cloned();
-                let num = |k: &str| opt(k).and_then(|v| v.parse::<u32>().ok());
-                let kind = match a.kind.as_str() {
-                    "TAG" => FieldKind::Tag(TagAttrs {
-                        separator: opt("SEPARATOR").filter(|s| s != "," && !s.is_empty()),
-                        case_sensitive: has("CASESENSITIVE"),
-                        sortable: has("SORTABLE"),
-                        withsuffixtrie: has("WITHSUFFIXTRIE"),
-                    }),
-                    "TEXT" => FieldKind::Text(TextAttrs {
-                        weight: opt("WEIGHT")
-                            .and_then(|w| w.parse().ok())
-                            .filter(|w| *w != 1.0),
-                        no_stem: has("NOSTEM"),
-                        sortable: has("SORTABLE"),
-                        withsuffixtrie: has("WITHSUFFIXTRIE"),
-                    }),
-                    "NUMERIC" => FieldKind::Numeric(NumericAttrs {
-                        sortable: has("SORTABLE"),
-                    }),
-                    "GEO" => FieldKind::Geo(GeoAttrs {
-                        sortable: has("SORTABLE"),
-                    }),
-                    "VECTOR" => {
-                        let algorithm = match opt("algorithm").as_deref() {
-                            Some("FLAT") => VectorAlgorithm::Flat,
-                            _ => VectorAlgorithm::Hnsw,
-                        };
-                        FieldKind::Vector(VectorAttrs {
-                            dims: opt("dim").and_then(|d| d.parse().ok()).unwrap_or(0),
-                            algorithm,
-                            datatype: VectorDataType::Float32,
-                            distance_metric: match opt("distance_metric").as_deref() {
-                                Some("L2") => DistanceMetric::L2,
-                                Some("IP") => DistanceMetric::Ip,
-                                _ => DistanceMetric::Cosine,
-                            },
-                            initial_cap: None,
-                            m: num("M"),
-                            ef_construction: num("ef_construction"),
-                            ef_runtime: num("ef_runtime"),
-                            epsilon: None,
-                            block_size: None,
-                        })
-                    }
-                    _ => return None,
-                };
-                let path = (self.storage == StorageType::Json
-                    && a.identifier != format!("$.{}", a.attribute))
-                .then(|| a.identifier.clone());
-                Some(FieldDef {
-                    name: a.attribute.clone(),
-                    path,
-                    kind,
-                })
-            })
-            .collect();
-        let separator = ":".to_owned();
-        IndexSchema {
-            version: redrec_core::schema::SCHEMA_VERSION.into(),
-            index: IndexDef {
-                name: self.name.clone(),
-                prefix: prefix.trim_end_matches(':').to_owned(),
-                key_separator: separator,
-                storage_type: self.storage,
-            },
-            fields,
-        }
-    }
-}
-
-fn text(v: &RV) -> String {
-    match v {
-        RV::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        RV::SimpleString(s) => s.clone(),
-        RV::Int(i) => i.to_string(),
-        RV::Double(d) => d.to_string(),
-        RV::VerbatimString { text, .. } => text.clone(),
-        RV::Okay => "OK".into(),
-        _ => String::new(),
-    }
-}
-
-fn pairs(v: &RV) -> Vec<(String, &RV)> {
-    match v {
-        RV::Array(items) => items
-            .chunks(2)
-            .filter(|c| c.len() == 2)
-            .map(|c| (text(&c[0]), &c[1]))
-            .collect(),
-        RV::Map(m) => m.iter().map(|(k, v)| (text(k), v)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-const VALUE_OPTIONS: &[&str] = &[
-    "identifier",
-    "attribute",
-    "type",
-    "SEPARATOR",
-    "WEIGHT",
-    "PHONETIC",
-    "algorithm",
-    "data_type",
-    "dim",
-    "distance_metric",
-    "M",
-    "ef_construction",
-    "ef_runtime",
-    "epsilon",
-];
-
-fn parse_attribute(v: &RV) -> Option<InfoAttribute> {
-    let RV::Array(items) = v else { return None };
-    let mut attr = InfoAttribute {
-        identifier: String::new(),
-        attribute: String::new(),
-        kind: String::new(),
-        options: BTreeMap::new(),
-        flags: Vec::new(),
-    };
-    let mut i = 0;
-    while i < items.len() {
-        let k = text(&items[i]);
-        if VALUE_OPTIONS.contains(&k.as_str()) && i + 1 < items.len() {
-            let val = text(&items[i + 1]);
-            match k.as_str() {
-                "identifier" => attr.identifier = val,
-                "attribute" => attr.attribute = val,
-                "type" => attr.kind = val,
-                _ => {
-                    attr.options.insert(k, val);
-                }
-            }
-            i += 2;
-        } else {
-            attr.flags.push(k);
-            i += 1;
-        }
-    }
-    Some(attr)
-}
 
 /// Whether an error is RediSearch's "Unknown index name" (redis-rs splits it into code and detail).
 fn is_unknown_index(e: &redis::RedisError) -> bool {
@@ -241,45 +38,7 @@ pub async fn info(con: &mut MultiplexedConnection, name: &str) -> Result<Option<
         Err(e) if is_unknown_index(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mut out = IndexInfo {
-        name: String::new(),
-        storage: StorageType::Hash,
-        prefixes: Vec::new(),
-        attributes: Vec::new(),
-        num_docs: 0,
-        percent_indexed: 0.0,
-        indexing: false,
-        hash_indexing_failures: 0,
-    };
-    for (k, v) in pairs(&reply) {
-        match k.as_str() {
-            "index_name" => out.name = text(v),
-            "index_definition" => {
-                for (dk, dv) in pairs(v) {
-                    match dk.as_str() {
-                        "key_type" if text(dv) == "JSON" => out.storage = StorageType::Json,
-                        "prefixes" => {
-                            if let RV::Array(p) = dv {
-                                out.prefixes = p.iter().map(text).collect();
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            "attributes" => {
-                if let RV::Array(attrs) = v {
-                    out.attributes = attrs.iter().filter_map(parse_attribute).collect();
-                }
-            }
-            "num_docs" => out.num_docs = text(v).parse().unwrap_or(0),
-            "percent_indexed" => out.percent_indexed = text(v).parse().unwrap_or(0.0),
-            "indexing" => out.indexing = text(v) != "0",
-            "hash_indexing_failures" => out.hash_indexing_failures = text(v).parse().unwrap_or(0),
-            _ => {}
-        }
-    }
-    Ok(Some(out))
+    Ok(Some(parse_info(&reply)?))
 }
 
 /// The `FT.CREATE` arguments for `schema` under `index_name`, storing the fields named in

@@ -30,6 +30,12 @@ pub enum Error {
     Config { key: &'static str, message: String },
 }
 
+impl From<redrec_core::reply::ReplyError> for Error {
+    fn from(e: redrec_core::reply::ReplyError) -> Error {
+        Error::Protocol { message: e.message }
+    }
+}
+
 impl Error {
     /// True for errors caused by the request (4xx), false for internal ones (5xx).
     pub fn is_user_error(&self) -> bool {

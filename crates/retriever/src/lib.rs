@@ -12,7 +12,6 @@
 mod config;
 pub mod error;
 pub mod merge;
-pub mod reply;
 mod request;
 mod retriever;
 pub mod selectivity;

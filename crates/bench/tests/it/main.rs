@@ -28,10 +28,13 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
     let ingest = catalog::load(&con, &space.ns, SPEC, 300, 3).await.unwrap();
     assert_eq!(ingest.items, SPEC.items);
     assert!(ingest.items_per_sec > 0.0 && ingest.indexed_secs >= ingest.write_secs);
-    let (docs, pct) = catalog::index_progress(&mut con, &space.ns.alias())
+    let info = catalog::index_info(&mut con, &space.ns.alias())
         .await
         .unwrap();
-    assert_eq!((docs, pct), (SPEC.items as u64, 1.0));
+    assert_eq!(
+        (info.num_docs, info.percent_indexed),
+        (SPEC.items as u64, 1.0)
+    );
 
     let cat = catalog::read_back(&mut con, &space.ns, SPEC.dim)
         .await

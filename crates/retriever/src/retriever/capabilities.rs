@@ -7,7 +7,7 @@ use redrec_core::hybrid::HybridSyntax;
 
 use super::Retriever;
 use crate::error::Result;
-use crate::reply::text;
+use redrec_core::reply::module_version;
 
 impl Retriever {
     /// Asks the server whether `FT.HYBRID` exists (`COMMAND INFO`) and, if so, which syntax its
@@ -22,7 +22,7 @@ impl Retriever {
             _ => false,
         };
         self.hybrid = if exists {
-            let version = replies.get(1).and_then(search_module_version);
+            let version = replies.get(1).and_then(|v| module_version(v, "search"));
             // FT.HYBRID exists but the version is unreadable: assume the current syntax
             Some(version.map_or(Some(HybridSyntax::V8_4_3), HybridSyntax::for_module_version))
                 .flatten()
@@ -31,65 +31,5 @@ impl Retriever {
         };
         tracing::info!(ft_hybrid = ?self.hybrid, "retriever capabilities detected");
         Ok(self.hybrid)
-    }
-}
-
-/// The `search` module version from a `MODULE LIST` reply (RESP2 arrays or RESP3 maps).
-fn search_module_version(v: &Value) -> Option<u32> {
-    let Value::Array(modules) = v else {
-        return None;
-    };
-    for m in modules {
-        let pairs: Vec<(String, &Value)> = match m {
-            Value::Map(p) => p.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
-            Value::Array(a) => a
-                .chunks_exact(2)
-                .filter_map(|c| Some((text(&c[0])?, &c[1])))
-                .collect(),
-            _ => continue,
-        };
-        let name = pairs
-            .iter()
-            .find(|(k, _)| k == "name")
-            .and_then(|(_, v)| text(v));
-        if name
-            .as_deref()
-            .is_some_and(|n| n.eq_ignore_ascii_case("search"))
-        {
-            return pairs
-                .iter()
-                .find(|(k, _)| k == "ver")
-                .and_then(|(_, v)| text(v))
-                .and_then(|v| v.parse().ok());
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_search_module_version() {
-        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        let v = Value::Array(vec![
-            Value::Map(vec![
-                (b("name"), b("ReJSON")),
-                (b("ver"), Value::Int(20803)),
-            ]),
-            Value::Map(vec![
-                (b("name"), b("search")),
-                (b("ver"), Value::Int(80403)),
-            ]),
-        ]);
-        assert_eq!(search_module_version(&v), Some(80403));
-        let v = Value::Array(vec![Value::Array(vec![
-            b("name"),
-            b("search"),
-            b("ver"),
-            Value::Int(21005),
-        ])]);
-        assert_eq!(search_module_version(&v), Some(21005));
     }
 }

@@ -9,7 +9,7 @@ use redrec_core::hybrid::{FusedHit, Fusion, RankedHit, fuse};
 
 use super::Retriever;
 use crate::merge::{ListEntry, RankedList};
-use crate::reply::Page;
+use redrec_core::reply::Page;
 
 impl Retriever {
     /// Fuses a BM25 page and a KNN page with the configured fusion into one list of at most

@@ -36,8 +36,8 @@ use redrec_core::vector;
 use crate::config::{FetchMode, RetrieverConfig};
 use crate::error::{Error, Result};
 use crate::merge::merge;
-use crate::reply::{Shape, parse_hmget, parse_search};
 use crate::request::{Retrieval, RetrievalRequest};
+use redrec_core::reply::{Shape, parse_hmget, parse_search};
 
 use connection::Conn;
 pub use connection::create_pool;

@@ -17,8 +17,8 @@ use super::fusion::with_window;
 use crate::config::FetchMode;
 use crate::error::{Error, Result};
 use crate::merge::{Merged, RankedList, merge};
-use crate::reply::{Page, Shape, parse_hmget, parse_hybrid, parse_search};
 use crate::request::{FusionPath, Source};
+use redrec_core::reply::{Page, Shape, parse_hmget, parse_hybrid, parse_search};
 
 /// One query to send per source.
 pub(super) struct Plan {

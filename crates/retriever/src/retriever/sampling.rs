@@ -15,8 +15,8 @@ use redrec_core::schema::FieldKind;
 use super::Retriever;
 use crate::config::PolicyName;
 use crate::error::{Error, Result};
-use crate::reply::parse_hmget;
 use crate::selectivity::FieldSample;
+use redrec_core::reply::parse_hmget;
 
 /// SCAN calls one sample may take before it settles for the keys found so far.
 const MAX_SCAN_CALLS: usize = 200;

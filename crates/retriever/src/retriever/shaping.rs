@@ -6,7 +6,7 @@ use redrec_core::query::DISTANCE_ALIAS;
 
 use super::Retriever;
 use crate::merge::{ListEntry, RankedList};
-use crate::reply::{Hit, Page};
+use redrec_core::reply::{Hit, Page};
 
 impl Retriever {
     pub(super) fn id_of(&self, key: &str) -> String {

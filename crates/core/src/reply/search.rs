@@ -1,12 +1,10 @@
-//! Reading `FT.SEARCH`, `FT.HYBRID` and `HMGET` replies, in both protocol versions: RESP3 (maps,
-//! what the retriever's own pool speaks, and the only one that carries the `warning` list that
-//! flags partial results) and RESP2 (flat arrays, for connections handed in by callers).
+//! `FT.SEARCH` and `FT.HYBRID` replies as [`Page`]s of [`Hit`]s, in both protocol versions.
 
 use std::collections::BTreeMap;
 
 use redis::Value;
 
-use crate::error::{Error, Result};
+use super::{ReplyError, ReplyResult, number, pairs, string_map, text};
 
 /// One document of a search reply.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -33,61 +31,20 @@ pub struct Shape {
     pub with_content: bool,
 }
 
-pub(crate) fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Double(d) => Some(d.to_string()),
-        Value::Okay => Some("OK".into()),
-        Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Double(d) => Some(*d),
-        Value::Int(i) => Some(*i as f64),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-/// Key/value pairs of a RESP3 map or a RESP2 flat `[k, v, k, v]` array.
-fn pairs(v: &Value) -> Option<Vec<(String, &Value)>> {
-    match v {
-        Value::Map(m) => m.iter().map(|(k, v)| Some((text(k)?, v))).collect(),
-        Value::Array(a) if a.len() % 2 == 0 => a
-            .chunks_exact(2)
-            .map(|c| Some((text(&c[0])?, &c[1])))
-            .collect(),
-        Value::Attribute { data, .. } => pairs(data),
-        _ => None,
-    }
-}
-
-fn string_map(v: &Value) -> Result<BTreeMap<String, String>> {
-    let p = pairs(v).ok_or_else(|| Error::protocol(format!("expected field pairs, got {v:?}")))?;
-    Ok(p.into_iter()
-        .filter_map(|(k, v)| text(v).map(|v| (k, v)))
-        .collect())
-}
-
 /// Parses an `FT.SEARCH` reply.
-pub fn parse_search(v: &Value, shape: Shape) -> Result<Page> {
+pub fn parse_search(v: &Value, shape: Shape) -> ReplyResult<Page> {
     match v {
         Value::Map(_) => parse_search_resp3(v),
         Value::Attribute { data, .. } => parse_search(data, shape),
         Value::Array(items) => parse_search_resp2(items, shape),
-        Value::ServerError(e) => Err(Error::protocol(format!("server error in reply: {e:?}"))),
-        other => Err(Error::protocol(format!(
+        Value::ServerError(e) => Err(ReplyError::new(format!("server error in reply: {e:?}"))),
+        other => Err(ReplyError::new(format!(
             "FT.SEARCH reply is not an array or map: {other:?}"
         ))),
     }
 }
 
-fn parse_search_resp3(v: &Value) -> Result<Page> {
+fn parse_search_resp3(v: &Value) -> ReplyResult<Page> {
     let mut page = Page::default();
     for (k, val) in pairs(v).expect("map") {
         match k.as_str() {
@@ -99,10 +56,10 @@ fn parse_search_resp3(v: &Value) -> Result<Page> {
             }
             "results" => {
                 let Value::Array(results) = val else {
-                    return Err(Error::protocol("`results` is not an array"));
+                    return Err(ReplyError::new("`results` is not an array"));
                 };
                 for r in results {
-                    let p = pairs(r).ok_or_else(|| Error::protocol("result is not a map"))?;
+                    let p = pairs(r).ok_or_else(|| ReplyError::new("result is not a map"))?;
                     let mut hit = Hit::default();
                     for (rk, rv) in p {
                         match rk.as_str() {
@@ -121,11 +78,11 @@ fn parse_search_resp3(v: &Value) -> Result<Page> {
     Ok(page)
 }
 
-fn parse_search_resp2(items: &[Value], shape: Shape) -> Result<Page> {
+fn parse_search_resp2(items: &[Value], shape: Shape) -> ReplyResult<Page> {
     let Some(first) = items.first() else {
-        return Err(Error::protocol("empty FT.SEARCH reply"));
+        return Err(ReplyError::new("empty FT.SEARCH reply"));
     };
-    let total = number(first).ok_or_else(|| Error::protocol("FT.SEARCH total is not a number"))?;
+    let total = number(first).ok_or_else(|| ReplyError::new("FT.SEARCH total is not a number"))?;
     let mut page = Page {
         total: total as u64,
         ..Page::default()
@@ -133,7 +90,7 @@ fn parse_search_resp2(items: &[Value], shape: Shape) -> Result<Page> {
     let mut it = items[1..].iter();
     while let Some(k) = it.next() {
         let mut hit = Hit {
-            key: text(k).ok_or_else(|| Error::protocol("document id is not a string"))?,
+            key: text(k).ok_or_else(|| ReplyError::new("document id is not a string"))?,
             ..Hit::default()
         };
         if shape.with_scores {
@@ -142,7 +99,7 @@ fn parse_search_resp2(items: &[Value], shape: Shape) -> Result<Page> {
         if shape.with_content {
             let fields = it
                 .next()
-                .ok_or_else(|| Error::protocol("document without its fields"))?;
+                .ok_or_else(|| ReplyError::new("document without its fields"))?;
             hit.fields = string_map(fields)?;
         }
         page.hits.push(hit);
@@ -152,8 +109,8 @@ fn parse_search_resp2(items: &[Value], shape: Shape) -> Result<Page> {
 
 /// Parses an `FT.HYBRID` reply: `total_results`, `results` (maps or flat arrays carrying
 /// `__key`, `__score` and the loaded fields) and `warnings`.
-pub fn parse_hybrid(v: &Value) -> Result<Page> {
-    let p = pairs(v).ok_or_else(|| Error::protocol(format!("FT.HYBRID reply: {v:?}")))?;
+pub fn parse_hybrid(v: &Value) -> ReplyResult<Page> {
+    let p = pairs(v).ok_or_else(|| ReplyError::new(format!("FT.HYBRID reply: {v:?}")))?;
     let mut page = Page::default();
     for (k, val) in p {
         match k.as_str() {
@@ -165,7 +122,7 @@ pub fn parse_hybrid(v: &Value) -> Result<Page> {
             }
             "results" => {
                 let Value::Array(results) = val else {
-                    return Err(Error::protocol("FT.HYBRID `results` is not an array"));
+                    return Err(ReplyError::new("FT.HYBRID `results` is not an array"));
                 };
                 for r in results {
                     let mut fields = string_map(r)?;
@@ -180,30 +137,11 @@ pub fn parse_hybrid(v: &Value) -> Result<Page> {
     Ok(page)
 }
 
-/// Parses an `HMGET` reply into optional byte strings.
-pub fn parse_hmget(v: &Value) -> Result<Vec<Option<Vec<u8>>>> {
-    let Value::Array(items) = v else {
-        return Err(Error::protocol(format!(
-            "HMGET reply is not an array: {v:?}"
-        )));
-    };
-    Ok(items
-        .iter()
-        .map(|x| match x {
-            Value::BulkString(b) => Some(b.clone()),
-            Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
-            _ => None,
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn b(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
+    use crate::reply::bulk as b;
 
     #[test]
     fn reads_resp2_search_shapes() {
