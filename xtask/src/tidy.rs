@@ -22,11 +22,17 @@ mod tests {
             &["redrec-core"],
             &["axum", "redis", "deadpool-redis", "tower-http"],
         ),
-        ("retriever", &["redrec-core"], &["axum", "tower-http"]),
+        // the Redis access layer: connection setup, routing, typed calls per concern
+        ("store", &["redrec-core"], &["axum", "tower-http"]),
+        (
+            "retriever",
+            &["redrec-core", "redrec-store"],
+            &["axum", "tower-http"],
+        ),
         ("features", &["redrec-core"], &["axum", "tower-http"]),
         (
             "ingest",
-            &["redrec-core", "redrec-embedder"],
+            &["redrec-core", "redrec-embedder", "redrec-store"],
             &["axum", "tower-http"],
         ),
         (
@@ -37,12 +43,13 @@ mod tests {
                 "redrec-reranker",
                 "redrec-features",
                 "redrec-embedder",
+                "redrec-store",
             ],
             &[],
         ),
         ("testkit", &["redrec-core"], &["axum"]),
         // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP
-        ("bench", &["redrec-core", "redrec-retriever"], &["axum"]),
+        ("bench", &["redrec-core", "redrec-store"], &["axum"]),
     ];
 
     /// Names listed in the `[dependencies]` table of a manifest (dev-dependencies are free).

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::{
     keys::Namespace,
-    reply::{IndexInfo, parse_info},
+    reply::{IndexInfo, info_field},
     schema::{ItemFields, VectorSettings, items_schema},
     vector,
 };
@@ -304,18 +304,10 @@ pub async fn server_pid(con: &mut MultiplexedConnection) -> Result<u32> {
         .context("INFO server has no process_id")
 }
 
-pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .map(str::trim)
-    })
-}
 
 /// What `FT.INFO` says about an index or alias (documents, indexing progress).
 pub async fn index_info(con: &mut MultiplexedConnection, index: &str) -> Result<IndexInfo> {
-    let v: Value = redis::cmd("FT.INFO").arg(index).query_async(con).await?;
-    Ok(parse_info(&v)?)
+    Ok(redrec_store::index::require_info(con, index).await?)
 }
 
 /// Creates the index and alias, writes the catalog with `in_flight` pipelines of `batch` HSETs
@@ -522,12 +514,5 @@ mod tests {
             assert!(x.price > 0.0 && x.text.split(' ').count() == 3);
         }
         assert_ne!(a.item(1).vector, a.item(2).vector);
-    }
-
-    #[test]
-    fn reads_info_fields() {
-        let info = "# Memory\r\nused_memory:1234\r\nused_memory_human:1.2K\r\n";
-        assert_eq!(info_field(info, "used_memory"), Some("1234"));
-        assert_eq!(info_field(info, "used_memory_rss"), None);
     }
 }

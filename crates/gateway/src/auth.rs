@@ -13,6 +13,8 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
+use redrec_store::Route;
+
 use crate::{config::RateLimitBy, error::ApiError, state::AppState};
 
 /// What a route needs.
@@ -116,19 +118,10 @@ async fn check_rate(state: &AppState, identity: &str) -> Result<(), ApiError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let window = now_ms / window_ms;
-    let key = state.ns.rate_limit(&format!("{identity}:{window}"));
-    let mut con = state.conn().await?;
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("INCR")
-        .arg(&key)
-        .cmd("PEXPIRE")
-        .arg(&key)
-        .arg(window_ms * 2)
-        .ignore();
-    let (count,): (u64,) = state
-        .redis("rate limit INCR", pipe.query_async(&mut con))
+    let count = state
+        .call("rate limit INCR", Route::Primary, |mut con| async move {
+            redrec_store::ratelimit::hit(&mut con, &state.ns, identity, now_ms, window_ms).await
+        })
         .await?;
     if count > cfg.requests {
         let left_ms = window_ms - now_ms % window_ms;

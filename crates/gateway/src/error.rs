@@ -201,4 +201,21 @@ impl From<redrec_core::Error> for ApiError {
     }
 }
 
+impl From<redrec_store::Error> for ApiError {
+    /// Store errors without their metric; handlers go through `AppState::store_error`, which
+    /// records it.
+    fn from(e: redrec_store::Error) -> ApiError {
+        use redrec_store::Error as E;
+        match e {
+            E::BadInput(core) => core.into(),
+            E::Unavailable { .. } | E::Timeout { .. } => ApiError::unavailable(e.to_string()),
+            E::IndexMissing { index } => ApiError::Unavailable {
+                reason: format!("the search index `{index}` does not exist yet (seed the catalog)"),
+                retry_after_secs: 5,
+            },
+            E::Config { .. } | E::Rejected { .. } | E::Reply(_) => ApiError::internal(e),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -14,8 +14,10 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod plan;
 pub mod retrieve;
 pub mod routes;
+pub mod services;
 pub mod state;
 
 use std::{

@@ -55,7 +55,7 @@ async fn main() -> Result<()> {
     tokio::spawn({
         let state = state.clone();
         async move {
-            if let Err(e) = redrec_gateway::routes::query::facets(&state).await {
+            if let Err(e) = redrec_gateway::services::index::facets(&state).await {
                 tracing::warn!(error = %e, "facets not warmed");
             }
         }
@@ -108,7 +108,7 @@ fn spawn_popularity_fold(state: &AppState) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let mut con = match state.conn().await {
+            let mut con = match state.conn(redrec_store::Route::Primary).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "popularity fold skipped");

@@ -5,49 +5,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redrec_core::{candidate::Candidate, filter::Filter, user::UserFeatures};
+use redrec_core::{candidate::Candidate, user::UserFeatures};
 use redrec_reranker::{RankedItem, RerankRequest, retrieval_order};
 
 use crate::{
     budget::{Deadline, Timings},
     error::{ApiError, ApiResult},
-    routes::{query::embed_text, users::now_ms, users::read_user},
+    plan::Plan,
+    services::{
+        embed::embed_text,
+        users::{now_ms, read_user},
+    },
     state::AppState,
 };
-
-/// What to retrieve around (already validated).
-#[derive(Debug, Clone, Default)]
-pub struct QueryInput {
-    pub text: Option<String>,
-    pub vector: Option<Vec<f32>>,
-    pub item_id: Option<String>,
-    pub positive: Vec<String>,
-    pub negative: Vec<String>,
-}
-
-impl QueryInput {
-    pub fn is_empty(&self) -> bool {
-        self.text.is_none()
-            && self.vector.is_none()
-            && self.item_id.is_none()
-            && self.positive.is_empty()
-    }
-}
-
-/// A validated request.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub k: usize,
-    pub profile: String,
-    pub filter: Filter,
-    pub user_id: Option<String>,
-    pub exclude_seen: bool,
-    pub explain: bool,
-    pub query: QueryInput,
-    /// Add the user's session / long-term vectors as candidate sources (recommendations);
-    /// search and similar only rerank with the user's features.
-    pub personalise: bool,
-}
 
 /// A finished pipeline run.
 #[derive(Debug)]
@@ -59,12 +29,6 @@ pub struct Outcome {
     pub degraded_reason: Option<String>,
     pub candidates: usize,
     pub timings: Timings,
-}
-
-/// How many candidates retrieval fetches for `k` results: enough for reranking and diversity
-/// to matter, bounded so a large `k` stays within the budget.
-pub fn candidate_count(k: usize) -> usize {
-    (k * 4).clamp(50, 1000)
 }
 
 async fn timed<T>(

@@ -6,7 +6,7 @@ use redrec_retriever::{RetrievalRequest, Source};
 
 use crate::{
     error::{ApiError, ApiResult},
-    pipeline::{Plan, candidate_count},
+    plan::{Plan, candidate_count},
     state::AppState,
 };
 

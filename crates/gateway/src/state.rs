@@ -1,22 +1,24 @@
-//! `AppState`: what every handler shares (settings, the Redis pool, metrics, the embedder and
-//! the pipeline's components), and the one way handlers talk to Redis: through a pooled
-//! connection with a per-call timeout, where every failure becomes a fast 503.
+//! `AppState`: what every handler shares (settings, the deployment's one Redis connection setup,
+//! metrics, the embedder and the pipeline's components), and the one way the gateway talks to
+//! Redis: a connection from `redrec_store::Redis` for a [`Route`], calls bounded by the per-call
+//! timeout, and every store failure turned into an `ApiError` by [`AppState::store_error`].
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use deadpool_redis::{Connection, Pool, Runtime};
+use deadpool_redis::Connection;
 use redrec_core::{
     config::{IndexConfig, RedisConfig},
     keys::Namespace,
     schema::IndexSchema,
 };
+use redrec_store::{Redis, Route};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     config::GatewayConfig,
     error::ApiError,
     metrics::{Metrics, PoolGauges},
-    routes,
+    services,
 };
 
 /// Everything the gateway binary reads from its configuration. Sections it does not know
@@ -42,8 +44,6 @@ pub enum StartError {
         field: &'static str,
         message: String,
     },
-    #[error("cannot create the redis pool for {url}: {message}")]
-    Pool { url: String, message: String },
 }
 
 /// Request-body limit, handed to the JSON extractor as a request extension.
@@ -60,7 +60,8 @@ pub struct Inner {
     pub settings: Settings,
     pub ns: Namespace,
     pub schema: IndexSchema,
-    pub pool: Pool,
+    /// The deployment's connection setup, shared with the retriever.
+    pub redis: Redis,
     pub metrics: Metrics,
     /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
     pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
@@ -68,7 +69,7 @@ pub struct Inner {
     pub reranker: redrec_reranker::Reranker,
     pub retriever: redrec_retriever::Retriever,
     /// Department -> categories, cached by `GET /v1/facets`.
-    pub facets: tokio::sync::Mutex<Option<(std::time::Instant, crate::routes::query::Facets)>>,
+    pub facets: tokio::sync::Mutex<Option<(std::time::Instant, services::index::Facets)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -108,7 +109,7 @@ impl AppState {
                 ),
             });
         }
-        let pool = build_pool(&settings.redis)?;
+        let redis = connect_redis(&settings.redis)?;
         let ns = settings.index.namespace();
         let features = redrec_features::FeatureStore::new(
             ns.clone(),
@@ -126,14 +127,14 @@ impl AppState {
                     message: e.to_string(),
                 }
             })?;
-        let retriever = build_retriever(&settings, &schema, None)?;
+        let retriever = build_retriever(&settings, &redis, &schema, None)?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 retriever,
                 facets: tokio::sync::Mutex::new(None),
                 ns,
                 schema,
-                pool,
+                redis,
                 metrics: Metrics::new(),
                 embedder,
                 features,
@@ -157,9 +158,9 @@ impl AppState {
     ) -> Result<AppState, StartError> {
         let state = AppState::new(settings, embedder)?;
         let mut schema = state.schema.clone();
-        let extra = match routes::system::index_info(&state).await {
+        let extra = match services::index::serving_index(&state).await {
             Ok(info) => {
-                let added = extend_schema(&mut schema, &info.fields);
+                let added = extend_schema(&mut schema, &services::index::field_types(&info));
                 if !added.is_empty() {
                     tracing::info!(fields = ?added, "serving index has extra fields; added to the schema");
                 }
@@ -170,7 +171,7 @@ impl AppState {
                 false
             }
         };
-        let mut probe = build_retriever(&state.settings, &schema, None)?;
+        let mut probe = build_retriever(&state.settings, &state.redis, &schema, None)?;
         let hybrid = match probe.detect_hybrid().await {
             Ok(h) => h,
             Err(e) => {
@@ -186,7 +187,7 @@ impl AppState {
         }
         let mut inner = Arc::try_unwrap(state.inner)
             .unwrap_or_else(|_| unreachable!("state is not shared before connect returns"));
-        inner.retriever = build_retriever(&inner.settings, &schema, hybrid)?;
+        inner.retriever = build_retriever(&inner.settings, &inner.redis, &schema, hybrid)?;
         inner.schema = schema;
         Ok(AppState {
             inner: Arc::new(inner),
@@ -203,58 +204,45 @@ impl AppState {
 
     /// Timeout of one Redis call.
     pub fn command_timeout(&self) -> Duration {
-        Duration::from_millis(self.settings.redis.command_timeout_ms.max(1))
+        self.redis.command_timeout()
     }
 
-    /// A pooled connection, or a 503 within the command timeout.
-    pub async fn conn(&self) -> Result<Connection, ApiError> {
-        match tokio::time::timeout(self.command_timeout(), self.pool.get()).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => {
-                self.metrics.redis_error("connection");
-                Err(ApiError::unavailable(format!("redis is unreachable: {e}")))
-            }
-            Err(_) => {
-                self.metrics.redis_error("timeout");
-                Err(ApiError::unavailable(
-                    "timed out waiting for a redis connection",
-                ))
-            }
-        }
+    /// A pooled connection to the node serving `route`, or a 503 within the command timeout.
+    pub async fn conn(&self, route: Route) -> Result<Connection, ApiError> {
+        self.redis
+            .conn(route)
+            .await
+            .map_err(|e| self.store_error(e))
     }
 
-    /// Runs one Redis call with the per-call timeout; transport failures and timeouts are 503.
-    pub async fn redis<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.command_timeout(), fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.redis_failure(what, &e)),
-            Err(_) => {
-                self.metrics.redis_error("timeout");
-                Err(ApiError::unavailable(format!(
-                    "redis did not answer {what} within {} ms",
-                    self.command_timeout().as_millis()
-                )))
-            }
-        }
+    /// Runs one store call (`what` names it in errors) on a connection for `route`, within the
+    /// per-call timeout.
+    pub async fn call<T, F, Fut>(&self, what: &str, route: Route, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redrec_store::Result<T>>,
+    {
+        let con = self.conn(route).await?;
+        self.redis
+            .call(what, f(con))
+            .await
+            .map_err(|e| self.store_error(e))
     }
 
-    /// Classifies a Redis error: transport problems are 503, anything else 500.
-    pub fn redis_failure(&self, what: &str, e: &redis::RedisError) -> ApiError {
-        if is_transport_error(e) {
-            self.metrics.redis_error("connection");
-            ApiError::unavailable(format!("redis failed during {what}: {e}"))
-        } else {
-            self.metrics.redis_error("command");
-            ApiError::internal(format!("redis {what}: {e}"))
+    /// The one mapping of store failures to `ApiError`s, recording the Redis error metric.
+    pub fn store_error(&self, e: redrec_store::Error) -> ApiError {
+        use redrec_store::Error as E;
+        match &e {
+            E::Unavailable { .. } => self.metrics.redis_error("connection"),
+            E::Timeout { .. } => self.metrics.redis_error("timeout"),
+            E::Rejected { .. } | E::Reply(_) => self.metrics.redis_error("command"),
+            E::BadInput(_) | E::Config { .. } | E::IndexMissing { .. } => {}
         }
+        ApiError::from(e)
     }
 
     pub fn pool_gauges(&self) -> PoolGauges {
-        let s = self.pool.status();
+        let s = self.redis.status(Route::Primary);
         PoolGauges {
             max_size: s.max_size,
             size: s.size,
@@ -262,21 +250,6 @@ impl AppState {
             waiting: s.waiting,
         }
     }
-}
-
-/// True for errors that mean "Redis is not there right now" rather than "the command was wrong".
-pub fn is_transport_error(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
-        )
 }
 
 /// Adds the TAG / TEXT / NUMERIC fields of a live index (`FT.INFO` attribute name -> type) that
@@ -305,6 +278,7 @@ pub fn extend_schema(
 
 fn build_retriever(
     settings: &Settings,
+    redis: &Redis,
     schema: &IndexSchema,
     hybrid: Option<redrec_core::hybrid::HybridSyntax>,
 ) -> Result<redrec_retriever::Retriever, StartError> {
@@ -312,10 +286,9 @@ fn build_retriever(
         field: "retriever",
         message: e.to_string(),
     };
-    // The retriever keeps its own RESP3 pool (it reads partial-result warnings from RESP3).
-    let pool = redrec_retriever::create_pool(&settings.redis).map_err(cfg_err)?;
+    // Searches tolerate replication lag: the store decides which node serves them.
     let mut retriever = redrec_retriever::Retriever::with_pool(
-        pool,
+        redis.pool_for(Route::Replica).clone(),
         settings.index.namespace(),
         schema.clone(),
         settings.index.fields.clone(),
@@ -326,26 +299,21 @@ fn build_retriever(
     Ok(retriever)
 }
 
-fn build_pool(cfg: &RedisConfig) -> Result<Pool, StartError> {
-    let pool_err = |message: String| StartError::Pool {
-        url: cfg.url.clone(),
-        message,
-    };
+fn connect_redis(cfg: &RedisConfig) -> Result<Redis, StartError> {
     if cfg.pool_size == 0 {
         return Err(StartError::Config {
             field: "redis.pool_size",
             message: "must be at least 1".into(),
         });
     }
-    let connect = Duration::from_millis(cfg.connect_timeout_ms.max(1));
-    deadpool_redis::Config::from_url(cfg.url.clone())
-        .builder()
-        .map_err(|e| pool_err(e.to_string()))?
-        .max_size(cfg.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(connect))
-        .create_timeout(Some(connect))
-        .recycle_timeout(Some(connect))
-        .build()
-        .map_err(|e| pool_err(e.to_string()))
+    Redis::new(cfg).map_err(|e| match e {
+        redrec_store::Error::Config { key, message } => StartError::Config {
+            field: key,
+            message,
+        },
+        other => StartError::Config {
+            field: "redis",
+            message: other.to_string(),
+        },
+    })
 }

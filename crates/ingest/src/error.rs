@@ -33,7 +33,7 @@ pub enum Error {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("{0}")]
-    Reply(#[from] redrec_core::reply::ReplyError),
+    Store(#[from] redrec_store::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,7 +49,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Redis(_) | Error::Reply(_) | Error::Io { .. } | Error::Internal { .. }
+            Error::Redis(_) | Error::Store(_) | Error::Io { .. } | Error::Internal { .. }
         )
     }
 

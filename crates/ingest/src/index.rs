@@ -1,5 +1,5 @@
-//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` (parsed by
-//! `redrec_core::reply::info`) and the schema stored next to each index so it can be exported
+//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` (read through
+//! `redrec_store::index`) and the schema stored next to each index so it can be exported
 //! again as RedisVL YAML.
 //!
 //! Serving always goes through the alias `{ns}:items`; the concrete indexes behind it are
@@ -12,8 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{AsyncCommands, Value as RV, aio::MultiplexedConnection};
-use redrec_core::reply::parse_info;
+use redis::{AsyncCommands, aio::MultiplexedConnection};
 use redrec_core::{
     keys::Namespace,
     schema::{IndexSchema, StorageType},
@@ -24,21 +23,9 @@ pub use redrec_core::reply::{IndexInfo, InfoAttribute};
 
 use crate::{Error, Result};
 
-/// Whether an error is RediSearch's "Unknown index name" (redis-rs splits it into code and detail).
-fn is_unknown_index(e: &redis::RedisError) -> bool {
-    let m = format!("{e} {e:?}").to_lowercase();
-    (m.contains("unknown") && m.contains("index name")) || m.contains("no such index")
-}
-
 /// `FT.INFO name` (an index or an alias); `None` when no such index exists.
 pub async fn info(con: &mut MultiplexedConnection, name: &str) -> Result<Option<IndexInfo>> {
-    let reply: redis::RedisResult<RV> = redis::cmd("FT.INFO").arg(name).query_async(con).await;
-    let reply = match reply {
-        Ok(v) => v,
-        Err(e) if is_unknown_index(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Some(parse_info(&reply)?))
+    Ok(redrec_store::index::info(con, name).await?)
 }
 
 /// The `FT.CREATE` arguments for `schema` under `index_name`, storing the fields named in

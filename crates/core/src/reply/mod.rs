@@ -4,7 +4,7 @@
 //! to Redis send the commands and hand the replies here.
 //!
 //! - this file: the primitives ([`text`], [`number`], [`pairs`], [`string_map`]) and small
-//!   replies (`HMGET`, `MODULE LIST`);
+//!   replies (`HMGET`, `MODULE LIST`, `INFO` fields);
 //! - [`search`]: `FT.SEARCH` and `FT.HYBRID` pages;
 //! - [`info`]: `FT.INFO` (what a live index looks like, how far its indexing is);
 //! - [`aggregate`]: `FT.AGGREGATE` rows.
@@ -130,6 +130,22 @@ pub fn parse_hmget(v: &Value) -> ReplyResult<Vec<Option<Vec<u8>>>> {
         .collect())
 }
 
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The loaded percentage in an `INFO persistence` reply while the server loads its data
+/// (`loading:1`), `None` otherwise.
+pub fn loading_percent(info: &str) -> Option<f64> {
+    if info_field(info, "loading") != Some("1") {
+        return None;
+    }
+    info_field(info, "loading_loaded_perc")?.parse().ok()
+}
+
 /// The version of module `name` (case-insensitive) from a `MODULE LIST` reply.
 pub fn module_version(v: &Value, name: &str) -> Option<u32> {
     let Value::Array(modules) = v else {
@@ -193,6 +209,20 @@ mod tests {
         assert_eq!(integer(&bulk("42")), Some(42));
         assert_eq!(number(&Value::Double(0.5)), Some(0.5));
         assert_eq!(text(&Value::Nil), None);
+    }
+
+    #[test]
+    fn reads_info_fields_and_loading_progress() {
+        let info = "# Memory\r\nused_memory:1234\r\nused_memory_human:1.2K\r\n";
+        assert_eq!(info_field(info, "used_memory"), Some("1234"));
+        assert_eq!(info_field(info, "used_memory_rss"), None);
+        let loading = "# Persistence\r\nloading:1\r\nloading_loaded_perc:37.25\r\n";
+        assert_eq!(loading_percent(loading), Some(37.25));
+        assert_eq!(
+            loading_percent("loading:0\r\nloading_loaded_perc:0.00\r\n"),
+            None
+        );
+        assert_eq!(loading_percent(""), None);
     }
 
     #[test]

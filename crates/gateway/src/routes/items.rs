@@ -19,6 +19,10 @@ use crate::{
     auth::{Access, authorize},
     error::{ApiError, ApiResult},
     extract::{QueryParams, StrictJson},
+    services::{
+        catalog::{self, check_id},
+        embed::embed_text,
+    },
     state::AppState,
 };
 
@@ -58,10 +62,6 @@ pub struct UpsertResult {
     pub created: bool,
     /// Whether the vector came from the request or from embedding the text.
     pub vector_source: &'static str,
-}
-
-pub(crate) fn check_id(id: &str, field: &str) -> ApiResult<()> {
-    redrec_core::keys::validate_id(id).map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 /// Upsert an item (admin).
@@ -170,25 +170,11 @@ pub async fn put_item(
                     )
                 })?
                 .to_owned();
-            (
-                crate::routes::query::embed_text(&state, text).await?,
-                "embedded",
-            )
+            (embed_text(&state, text).await?, "embedded")
         }
     };
     hash.push((vector_field, vector::encode(&embedding)));
-    let key = state.ns.item(&id);
-    let mut con = state.conn().await?;
-    let mut pipe = redis::pipe();
-    pipe.atomic().cmd("DEL").arg(&key).cmd("HSET").arg(&key);
-    for (k, v) in &hash {
-        pipe.arg(k).arg(v.as_slice());
-    }
-    pipe.ignore();
-    let (deleted,): (u64,) = state
-        .redis("item upsert", pipe.query_async(&mut con))
-        .await?;
-    let created = deleted == 0;
+    let created = catalog::replace_item(&state, &id, &hash).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -235,18 +221,9 @@ pub async fn get_item(
         .take::<bool>("with_vector", "true or false")?
         .unwrap_or(false);
     params.finish(&["with_vector"])?;
-    let mut con = state.conn().await?;
-    let raw: BTreeMap<String, Vec<u8>> = state
-        .redis(
-            "HGETALL",
-            redis::cmd("HGETALL")
-                .arg(state.ns.item(&id))
-                .query_async(&mut con),
-        )
-        .await?;
-    if raw.is_empty() {
+    let Some(raw) = catalog::read_item(&state, &id).await? else {
         return Err(ApiError::NotFound { what: "item", id });
-    }
+    };
     let vector_field = &state.index_config().fields.vector;
     let mut fields = BTreeMap::new();
     let mut vec = None;
@@ -278,16 +255,7 @@ pub async fn delete_item(
 ) -> ApiResult<StatusCode> {
     authorize(&state, &headers, Access::Admin)?;
     check_id(&id, "id")?;
-    let mut con = state.conn().await?;
-    let n: u64 = state
-        .redis(
-            "DEL",
-            redis::cmd("DEL")
-                .arg(state.ns.item(&id))
-                .query_async(&mut con),
-        )
-        .await?;
-    if n == 0 {
+    if !catalog::delete_item(&state, &id).await? {
         Err(ApiError::NotFound { what: "item", id })
     } else {
         Ok(StatusCode::NO_CONTENT)

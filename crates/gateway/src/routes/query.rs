@@ -4,7 +4,7 @@
 //! Every request is validated completely before any I/O; then the stages run within their
 //! budgets: `features` (user features), `embed` (query text), `retrieve`, `rerank`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use axum::{
     Json, Router,
@@ -22,7 +22,12 @@ use crate::{
     budget::{ServerTiming, StageTiming},
     error::{ApiError, ApiResult},
     extract::{QueryParams, StrictJson},
-    pipeline::{self, Plan, QueryInput},
+    pipeline,
+    plan::{Plan, QueryInput},
+    services::{
+        catalog::check_id,
+        index::{self, Facets},
+    },
     state::AppState,
 };
 
@@ -219,7 +224,7 @@ fn common(
     };
     filter.check(&state.schema)?;
     if let Some(u) = &user_id {
-        crate::routes::items::check_id(u, "user_id")?;
+        check_id(u, "user_id")?;
     }
     Ok((k, profile, filter, user_id))
 }
@@ -260,7 +265,7 @@ pub async fn post_recommendations(
         check_vector(&state, v, "query.vector")?;
     }
     if let Some(id) = &q.item_id {
-        crate::routes::items::check_id(id, "query.item_id")?;
+        check_id(id, "query.item_id")?;
     }
     for (name, ids) in [
         ("query.positive", &q.positive),
@@ -270,7 +275,7 @@ pub async fn post_recommendations(
             return Err(ApiError::invalid(name, "at most 50 item ids"));
         }
         for (i, id) in ids.iter().enumerate() {
-            crate::routes::items::check_id(id, &format!("{name}[{i}]"))?;
+            check_id(id, &format!("{name}[{i}]"))?;
         }
     }
     if !q.negative.is_empty() && q.positive.is_empty() {
@@ -356,7 +361,7 @@ pub async fn get_similar(
     mut params: QueryParams,
 ) -> ApiResult<pipeline::Outcome> {
     authorize(&state, &headers, Access::Read)?;
-    crate::routes::items::check_id(&id, "id")?;
+    check_id(&id, "id")?;
     let k = params.take::<usize>("k", "a positive integer")?;
     let explain = params
         .take::<bool>("explain", "true or false")?
@@ -392,16 +397,6 @@ pub async fn get_similar(
     pipeline::run(&state, plan).await
 }
 
-/// How long facets are cached, and how long computing them may take.
-const FACETS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-const FACETS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Department -> categories present in the index (cached for five minutes).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Facets {
-    pub departments: BTreeMap<String, Vec<String>>,
-}
-
 /// Department and category values of the catalog, for filter pickers (cached).
 #[utoipa::path(get, path = "/v1/facets", tag = "recommend",
     responses((status = 200, body = Facets), (status = 503, body = crate::error::ErrorBody)))]
@@ -410,74 +405,5 @@ pub async fn get_facets(
     headers: HeaderMap,
 ) -> ApiResult<Json<Facets>> {
     authorize(&state, &headers, Access::Read)?;
-    facets(&state).await.map(Json)
-}
-
-/// The facets, from the cache or computed (the binary warms the cache at startup).
-pub async fn facets(state: &AppState) -> ApiResult<Facets> {
-    {
-        let cache = state.facets.lock().await;
-        if let Some((at, facets)) = &*cache
-            && at.elapsed() < FACETS_TTL
-        {
-            return Ok(facets.clone());
-        }
-    }
-    let fields = &state.index_config().fields;
-    let mut con = state.conn().await?;
-    // Grouping the whole catalog takes a few hundred ms on a large index: it is off the hot
-    // path (cached), so it gets its own generous timeouts instead of the per-call one.
-    let mut cmd = redis::cmd("FT.AGGREGATE");
-    cmd.arg(state.ns.alias())
-        .arg("*")
-        .arg("GROUPBY")
-        .arg(2)
-        .arg(format!("@{}", fields.department))
-        .arg(format!("@{}", fields.category))
-        .arg("LIMIT")
-        .arg(0)
-        .arg(10_000)
-        .arg("TIMEOUT")
-        .arg(FACETS_TIMEOUT.as_millis() as u64);
-    let reply: redis::Value =
-        match tokio::time::timeout(FACETS_TIMEOUT, cmd.query_async(&mut con)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(state.redis_failure("FT.AGGREGATE facets", &e)),
-            Err(_) => {
-                state.metrics.redis_error("timeout");
-                return Err(ApiError::unavailable("facets took too long"));
-            }
-        };
-    let mut departments: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let redis::Value::Array(rows) = reply {
-        for row in rows.iter().skip(1) {
-            let map = crate::routes::system::pairs(row);
-            let get = |k: &str| map.get(k).map(crate::routes::system::value_text);
-            if let (Some(d), Some(c)) = (get(&fields.department), get(&fields.category))
-                && !d.is_empty()
-                && !c.is_empty()
-            {
-                departments.entry(d).or_default().push(c);
-            }
-        }
-    }
-    for cats in departments.values_mut() {
-        cats.sort();
-        cats.dedup();
-    }
-    let facets = Facets { departments };
-    *state.facets.lock().await = Some((std::time::Instant::now(), facets.clone()));
-    Ok(facets)
-}
-
-/// Embeds one text on the blocking pool (the embedder is CPU-bound and synchronous).
-pub async fn embed_text(state: &AppState, text: String) -> Result<Vec<f32>, ApiError> {
-    let embedder: Arc<dyn redrec_embedder::Embedder> = state
-        .embedder
-        .clone()
-        .ok_or_else(|| ApiError::unavailable("the embedder is not loaded"))?;
-    tokio::task::spawn_blocking(move || embedder.embed_one(&text))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(format!("embedding failed: {e}")))
+    index::facets(&state).await.map(Json)
 }

@@ -15,7 +15,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     auth::{Access, authorize},
-    error::{ApiError, ApiResult},
+    error::ApiResult,
+    services::index,
     state::AppState,
 };
 
@@ -59,13 +60,13 @@ pub struct Readiness {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn get_ready(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
-    let redis_ok = match ping(&state).await {
+    let redis_ok = match index::ping(&state).await {
         Ok(()) => {
             checks.insert("redis".into(), "ok".into());
             true
         }
         Err(e) => {
-            let detail = match loading_percent(&state).await {
+            let detail = match index::loading_percent(&state).await {
                 Some(p) => format!(
                     "loading its data after a restart: {p:.0}% (the index is rebuilt during the load)"
                 ),
@@ -77,13 +78,14 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
     };
     let alias = state.ns.alias();
     let index_ok = if redis_ok {
-        match index_info(&state).await {
-            Ok(info) if info.percent_indexed < 100.0 => {
+        match index::serving_index(&state).await {
+            Ok(info) if info.percent_indexed < 1.0 => {
                 checks.insert(
                     "index".into(),
                     format!(
                         "`{}` is being indexed: {:.0}%",
-                        info.index_name, info.percent_indexed
+                        info.name,
+                        info.percent_indexed * 100.0
                     ),
                 );
                 false
@@ -122,45 +124,6 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(Readiness { ready, checks })).into_response()
-}
-
-async fn ping(state: &AppState) -> ApiResult<()> {
-    let mut con = state.conn().await?;
-    let pong: String = state
-        .redis("PING", redis::cmd("PING").query_async(&mut con))
-        .await?;
-    if pong == "PONG" {
-        Ok(())
-    } else {
-        Err(ApiError::internal(format!("PING answered {pong}")))
-    }
-}
-
-/// `loading_loaded_perc` from `INFO persistence` while Redis loads its data (`None` otherwise):
-/// PING answers `-LOADING` then, but INFO is served.
-async fn loading_percent(state: &AppState) -> Option<f64> {
-    let mut con = state.conn().await.ok()?;
-    let info: String = tokio::time::timeout(
-        state.command_timeout(),
-        redis::cmd("INFO").arg("persistence").query_async(&mut con),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    parse_loading(&info)
-}
-
-/// The loaded percentage in an `INFO persistence` reply when `loading:1`.
-fn parse_loading(info: &str) -> Option<f64> {
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
-    if field("loading") != Some("1") {
-        return None;
-    }
-    field("loading_loaded_perc")?.parse().ok()
 }
 
 /// Prometheus text exposition of the gateway's metrics.
@@ -216,111 +179,14 @@ pub async fn get_index(
     headers: HeaderMap,
 ) -> ApiResult<Json<IndexInfo>> {
     authorize(&state, &headers, Access::Admin)?;
-    index_info(&state).await.map(Json)
-}
-
-/// `FT.INFO` on the alias, parsed from the RESP2 flat array.
-pub async fn index_info(state: &AppState) -> ApiResult<IndexInfo> {
-    let alias = state.ns.alias();
-    let mut con = state.conn().await?;
-    let reply: Result<redis::Value, ApiError> = match tokio::time::timeout(
-        state.command_timeout(),
-        redis::cmd("FT.INFO").arg(&alias).query_async(&mut con),
-    )
-    .await
-    {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if !crate::state::is_transport_error(&e) => {
-            let text = e.to_string().to_lowercase();
-            if (text.contains("unknown") && text.contains("index"))
-                || text.contains("no such index")
-            {
-                return Err(ApiError::NotFound {
-                    what: "index alias",
-                    id: alias,
-                });
-            }
-            Err(state.redis_failure("FT.INFO", &e))
-        }
-        Ok(Err(e)) => Err(state.redis_failure("FT.INFO", &e)),
-        Err(_) => {
-            state.metrics.redis_error("timeout");
-            Err(ApiError::unavailable(
-                "redis did not answer FT.INFO in time",
-            ))
-        }
-    };
-    let map = pairs(&reply?);
-    let text = |k: &str| map.get(k).map(value_text).unwrap_or_default();
-    let mut fields = BTreeMap::new();
-    if let Some(redis::Value::Array(attrs)) = map.get("attributes") {
-        for attr in attrs {
-            let a = pairs(attr);
-            let name = a
-                .get("attribute")
-                .or_else(|| a.get("identifier"))
-                .map(value_text)
-                .unwrap_or_default();
-            let ty = a.get("type").map(value_text).unwrap_or_default();
-            fields.insert(name, ty);
-        }
-    }
-    Ok(IndexInfo {
-        alias,
-        index_name: text("index_name"),
-        num_docs: text("num_docs").parse().unwrap_or(0),
-        hash_indexing_failures: text("hash_indexing_failures").parse().unwrap_or(0),
-        percent_indexed: text("percent_indexed").parse::<f64>().unwrap_or(0.0) * 100.0,
-        fields,
+    let info = index::serving_index(&state).await?;
+    Ok(Json(IndexInfo {
+        alias: state.ns.alias(),
+        fields: index::field_types(&info),
+        index_name: info.name,
+        num_docs: info.num_docs,
+        hash_indexing_failures: info.hash_indexing_failures,
+        percent_indexed: info.percent_indexed * 100.0,
         vector_dims: state.index_config().vector.dims,
-    })
-}
-
-/// A RESP2 `[k1, v1, k2, v2, ...]` array (or a RESP3 map) as a map keyed by text.
-pub(crate) fn pairs(v: &redis::Value) -> BTreeMap<String, redis::Value> {
-    let mut out = BTreeMap::new();
-    match v {
-        redis::Value::Array(items) => {
-            for kv in items.chunks(2) {
-                if let [k, v] = kv {
-                    out.insert(value_text(k), v.clone());
-                }
-            }
-        }
-        redis::Value::Map(items) => {
-            for (k, v) in items {
-                out.insert(value_text(k), v.clone());
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-pub(crate) fn value_text(v: &redis::Value) -> String {
-    match v {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::SimpleString(s) => s.clone(),
-        redis::Value::Int(i) => i.to_string(),
-        redis::Value::Double(d) => d.to_string(),
-        redis::Value::VerbatimString { text, .. } => text.clone(),
-        redis::Value::Okay => "OK".into(),
-        _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_loading;
-
-    #[test]
-    fn reads_loading_progress_from_info_persistence() {
-        let loading = "# Persistence\r\nloading:1\r\nloading_loaded_perc:37.25\r\n";
-        assert_eq!(parse_loading(loading), Some(37.25));
-        assert_eq!(
-            parse_loading("loading:0\r\nloading_loaded_perc:0.00\r\n"),
-            None
-        );
-        assert_eq!(parse_loading(""), None);
-    }
+    }))
 }

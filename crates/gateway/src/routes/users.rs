@@ -16,6 +16,7 @@ use crate::{
     auth::{Access, authorize},
     error::{ApiError, ApiResult},
     extract::StrictJson,
+    services::{catalog::check_id, users},
     state::AppState,
 };
 
@@ -46,42 +47,6 @@ pub struct EventsAccepted {
     pub applied: usize,
     /// Indexes (in the request) of events skipped as duplicates of an earlier `event_id`.
     pub duplicates: Vec<usize>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Maps a feature-store error; `batch` says whether the request body was an array (so the
-/// field path starts with the event's index).
-pub(crate) fn features_error(state: &AppState, e: redrec_features::Error, batch: bool) -> ApiError {
-    use redrec_features::Error as E;
-    let at = |index: usize, field: &str| {
-        if batch {
-            format!("[{index}].{field}")
-        } else {
-            field.to_owned()
-        }
-    };
-    match e {
-        E::Invalid { index, field, .. } => ApiError::invalid(at(index, field), e.to_string()),
-        E::UnknownItem { index, .. } => ApiError::Invalid {
-            code: "unknown_item",
-            message: e.to_string(),
-            field: Some(at(index, "item_id")),
-        },
-        E::BatchTooLarge { .. } => ApiError::Invalid {
-            code: "batch_too_large",
-            message: e.to_string(),
-            field: None,
-        },
-        E::InvalidUserId { .. } => ApiError::invalid("user_id", e.to_string()),
-        E::Redis(ref r) => state.redis_failure("feature store", r),
-        other => ApiError::internal(other),
-    }
 }
 
 /// Record user events (write key required).
@@ -115,17 +80,7 @@ pub async fn post_events(
             field: None,
         });
     }
-    let mut con = state.conn().await?;
-    let report = tokio::time::timeout(
-        state.command_timeout(),
-        state.features.apply(&mut con, &events, now_ms()),
-    )
-    .await
-    .map_err(|_| {
-        state.metrics.redis_error("timeout");
-        ApiError::unavailable("redis did not apply the events in time")
-    })?
-    .map_err(|e| features_error(&state, e, batch))?;
+    let report = users::apply_events(&state, &events, batch).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(EventsAccepted {
@@ -147,26 +102,12 @@ pub async fn get_user(
     headers: HeaderMap,
 ) -> ApiResult<Json<UserFeatures>> {
     authorize(&state, &headers, Access::Read)?;
-    crate::routes::items::check_id(&id, "id")?;
-    let user = read_user(&state, &id).await?;
+    check_id(&id, "id")?;
+    let user = users::read_user(&state, &id).await?;
     if !user.known {
         return Err(ApiError::NotFound { what: "user", id });
     }
     Ok(Json(user))
-}
-
-pub(crate) async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
-    let mut con = state.conn().await?;
-    tokio::time::timeout(
-        state.command_timeout(),
-        state.features.read(&mut con, id, now_ms()),
-    )
-    .await
-    .map_err(|_| {
-        state.metrics.redis_error("timeout");
-        ApiError::unavailable("redis did not return the user features in time")
-    })?
-    .map_err(|e| features_error(state, e, false))
 }
 
 /// Delete everything stored for a user (write key required).
@@ -180,15 +121,8 @@ pub async fn delete_user(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     authorize(&state, &headers, Access::Write)?;
-    crate::routes::items::check_id(&id, "id")?;
-    let mut con = state.conn().await?;
-    let existed = tokio::time::timeout(
-        state.command_timeout(),
-        state.features.delete(&mut con, &id),
-    )
-    .await
-    .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
-    .map_err(|e| features_error(&state, e, false))?;
+    check_id(&id, "id")?;
+    let existed = users::delete_user(&state, &id).await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {

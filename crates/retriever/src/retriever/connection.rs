@@ -2,10 +2,8 @@
 //! connection handed in by the caller. Every command the retriever sends goes through
 //! [`Conn::run`], so redis and pool errors are classified in one place.
 
-use std::time::Duration;
-
-use deadpool_redis::{Manager, Pool, Runtime};
-use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, Value};
+use deadpool_redis::Pool;
+use redis::Value;
 
 use redrec_core::config::RedisConfig;
 
@@ -33,34 +31,16 @@ impl Conn {
     }
 }
 
-/// Builds the deadpool pool: RESP3 (to see partial-result warnings), connect and response
-/// timeouts from the config, `pool_size` connections. A URL that does not parse is a
+/// The deployment's pool (`redrec_store::create_pool`: RESP3, to see partial-result warnings;
+/// connect and response timeouts from the config). A URL that does not parse is an
 /// [`Error::Config`] naming `redis.url`.
 pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
-    let info = redis
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| Error::config("redis.url", format!("`{}`: {e}", redis.url)))?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    let info = info.set_redis_settings(settings);
-    let command_timeout = Duration::from_millis(redis.command_timeout_ms.max(1));
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(redis.connect_timeout_ms.max(1))))
-        .set_response_timeout(Some(command_timeout));
-    let manager = Manager::new_with_config(info, config).map_err(|e| Error::Unavailable {
-        message: e.to_string(),
-    })?;
-    Pool::builder(manager)
-        .max_size(redis.pool_size.max(1))
-        .wait_timeout(Some(command_timeout))
-        .create_timeout(Some(Duration::from_millis(redis.connect_timeout_ms.max(1))))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| Error::config("redis.pool_size", format!("redis pool: {e}")))
+    redrec_store::create_pool(redis).map_err(|e| match e {
+        redrec_store::Error::Config { key, message } => Error::config(key, message),
+        other => Error::Unavailable {
+            message: other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! User state through `redrec-features`: reading a user's features (the pipeline's first stage),
+//! applying event batches, deleting a user; each within the per-call timeout.
+
+use redrec_core::user::UserFeatures;
+use redrec_features::{ApplyReport, Event};
+use redrec_store::Route;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+/// The wall clock in ms (the feature store decays affinities to the caller's clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Maps a feature-store error; `batch` says whether the request body was an array (so the
+/// field path starts with the event's index).
+pub fn features_error(state: &AppState, e: redrec_features::Error, batch: bool) -> ApiError {
+    use redrec_features::Error as E;
+    let at = |index: usize, field: &str| {
+        if batch {
+            format!("[{index}].{field}")
+        } else {
+            field.to_owned()
+        }
+    };
+    match e {
+        E::Invalid { index, field, .. } => ApiError::invalid(at(index, field), e.to_string()),
+        E::UnknownItem { index, .. } => ApiError::Invalid {
+            code: "unknown_item",
+            message: e.to_string(),
+            field: Some(at(index, "item_id")),
+        },
+        E::BatchTooLarge { .. } => ApiError::Invalid {
+            code: "batch_too_large",
+            message: e.to_string(),
+            field: None,
+        },
+        E::InvalidUserId { .. } => ApiError::invalid("user_id", e.to_string()),
+        E::Redis(ref r) => state.store_error(redrec_store::Error::from_redis("feature store", r)),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Applies a batch of events atomically (the primary: the next request must see them).
+pub async fn apply_events(
+    state: &AppState,
+    events: &[Event],
+    batch: bool,
+) -> ApiResult<ApplyReport> {
+    let mut con = state.conn(Route::Primary).await?;
+    tokio::time::timeout(
+        state.command_timeout(),
+        state.features.apply(&mut con, events, now_ms()),
+    )
+    .await
+    .map_err(|_| {
+        state.metrics.redis_error("timeout");
+        ApiError::unavailable("redis did not apply the events in time")
+    })?
+    .map_err(|e| features_error(state, e, batch))
+}
+
+/// A user's features with decay applied (read-your-writes: served by the primary).
+pub async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
+    let mut con = state.conn(Route::Primary).await?;
+    tokio::time::timeout(
+        state.command_timeout(),
+        state.features.read(&mut con, id, now_ms()),
+    )
+    .await
+    .map_err(|_| {
+        state.metrics.redis_error("timeout");
+        ApiError::unavailable("redis did not return the user features in time")
+    })?
+    .map_err(|e| features_error(state, e, false))
+}
+
+/// Deletes everything stored for a user; returns whether anything existed.
+pub async fn delete_user(state: &AppState, id: &str) -> ApiResult<bool> {
+    let mut con = state.conn(Route::Primary).await?;
+    tokio::time::timeout(state.command_timeout(), state.features.delete(&mut con, id))
+        .await
+        .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
+        .map_err(|e| features_error(state, e, false))
+}

@@ -1,0 +1,20 @@
+//! redrec-store: the one place that knows how redrec reaches Redis.
+//!
+//! - [`node`]: the connection setup every deployment uses (one RESP3 pool, per-call timeouts)
+//!   and the single home of "which node serves this command" ([`Route`]); today every route is
+//!   served by the one primary, so replica routing is a change to [`Redis::pool_for`] only.
+//! - Typed calls per concern, each over any connection (`redis::aio::ConnectionLike`: a pooled
+//!   connection or a multiplexed one): [`catalog`] (item hashes), [`index`] (`FT.INFO`,
+//!   facets, `PING`), [`ratelimit`] (fixed-window counters). User state lives in
+//!   `redrec-features` (a Redis Function), retrieval in `redrec-retriever`.
+//!
+//! Replies are parsed by `redrec_core::reply`; this crate sends commands and classifies errors.
+
+pub mod catalog;
+pub mod error;
+pub mod index;
+pub mod node;
+pub mod ratelimit;
+
+pub use error::{Error, Result, is_transport_error};
+pub use node::{Redis, Route, create_pool};

@@ -1,0 +1,218 @@
+//! redrec-store against the real Redis: the typed calls over the deployment's RESP3 pool, in
+//! the protocol the gateway uses, and over a plain (RESP2) multiplexed connection as ingest and
+//! bench use them.
+
+use redrec_core::config::RedisConfig;
+use redrec_core::schema::{ItemFields, VectorSettings, items_schema};
+use redrec_store::{Error, Redis, Route, catalog, index, ratelimit};
+use redrec_testkit::TestSpace;
+
+fn redis() -> Redis {
+    Redis::new(&RedisConfig {
+        url: redrec_testkit::redis_url(),
+        ..RedisConfig::default()
+    })
+    .expect("pool")
+}
+
+async fn create_index(space: &TestSpace) {
+    let schema = items_schema(
+        &space.ns.index(1),
+        &space.ns.item_prefix(),
+        &ItemFields::default(),
+        &VectorSettings {
+            dims: 4,
+            ..VectorSettings::default()
+        },
+    );
+    let mut con = space.conn().await;
+    let _: () = schema
+        .ft_create_cmd()
+        .query_async(&mut con)
+        .await
+        .expect("FT.CREATE");
+    let _: () = redis::cmd("FT.ALIASADD")
+        .arg(space.ns.alias())
+        .arg(space.ns.index(1))
+        .query_async(&mut con)
+        .await
+        .expect("FT.ALIASADD");
+}
+
+fn item(category: &str, department: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("category".into(), category.as_bytes().to_vec()),
+        ("department".into(), department.as_bytes().to_vec()),
+        ("price".into(), b"2.5".to_vec()),
+    ]
+}
+
+#[tokio::test]
+async fn items_are_replaced_read_and_deleted() {
+    let space = TestSpace::new("store_items");
+    let redis = redis();
+    let mut con = redis.conn(Route::Primary).await.unwrap();
+    assert!(
+        catalog::replace_item(&mut con, &space.ns, "a1", &item("fruit", "food"))
+            .await
+            .unwrap()
+    );
+    // a replace drops the fields the new version does not have
+    let fewer = vec![("category".to_owned(), b"veg".to_vec())];
+    assert!(
+        !catalog::replace_item(&mut con, &space.ns, "a1", &fewer)
+            .await
+            .unwrap()
+    );
+    let stored = catalog::read_item(&mut con, &space.ns, "a1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored["category"], b"veg");
+    assert_eq!(
+        catalog::read_item(&mut con, &space.ns, "nope")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        catalog::delete_item(&mut con, &space.ns, "a1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog::delete_item(&mut con, &space.ns, "a1")
+            .await
+            .unwrap()
+    );
+    let bad = catalog::read_item(&mut con, &space.ns, "has space").await;
+    assert!(matches!(bad, Err(Error::BadInput(_))), "{bad:?}");
+}
+
+/// (department, category) groups of the index, sorted.
+async fn groups(con: &mut impl redis::aio::ConnectionLike, alias: &str) -> Vec<(String, String)> {
+    let rows = index::group_values(con, alias, &["department", "category"], 100, 1000)
+        .await
+        .unwrap();
+    let mut pairs: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| (r["department"].clone(), r["category"].clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[tokio::test]
+async fn index_info_and_group_values_read_both_protocols() {
+    let space = TestSpace::new("store_index");
+    create_index(&space).await;
+    let redis = redis();
+    let mut pooled = redis.conn(Route::Replica).await.unwrap();
+    for (id, cat, dept) in [
+        ("1", "fruit", "food"),
+        ("2", "veg", "food"),
+        ("3", "soap", "home"),
+    ] {
+        catalog::replace_item(&mut pooled, &space.ns, id, &item(cat, dept))
+            .await
+            .unwrap();
+    }
+    let mut plain = space.conn().await;
+    let resp3 = index::require_info(&mut pooled, &space.ns.alias())
+        .await
+        .unwrap();
+    let resp2 = index::require_info(&mut plain, &space.ns.alias())
+        .await
+        .unwrap();
+    assert_eq!(resp3, resp2);
+    assert_eq!(resp3.name, space.ns.index(1));
+    assert_eq!(resp3.vector_dims("embedding"), Some(4));
+    assert_eq!(
+        resp3.attribute("price").unwrap().flags,
+        resp2.attribute("price").unwrap().flags
+    );
+    assert!(
+        resp3
+            .attribute("price")
+            .unwrap()
+            .flags
+            .contains(&"SORTABLE".to_owned())
+    );
+    assert_eq!(
+        index::info(&mut pooled, "no-such-index").await.unwrap(),
+        None
+    );
+    let missing = index::require_info(&mut plain, "no-such-index").await;
+    assert!(
+        matches!(missing, Err(Error::IndexMissing { .. })),
+        "{missing:?}"
+    );
+
+    let expected = [
+        ("food".to_owned(), "fruit".to_owned()),
+        ("food".into(), "veg".into()),
+        ("home".into(), "soap".into()),
+    ];
+    assert_eq!(groups(&mut pooled, &space.ns.alias()).await, expected);
+    assert_eq!(groups(&mut plain, &space.ns.alias()).await, expected);
+    index::ping(&mut pooled).await.unwrap();
+}
+
+#[tokio::test]
+async fn rate_limit_windows_count_and_expire() {
+    let space = TestSpace::new("store_rl");
+    let redis = redis();
+    let mut con = redis.conn(Route::Primary).await.unwrap();
+    let window = 60_000;
+    let now = 1_000_000 * window + 5;
+    for expected in 1..=3 {
+        let n = ratelimit::hit(&mut con, &space.ns, "key:ab", now, window)
+            .await
+            .unwrap();
+        assert_eq!(n, expected);
+    }
+    // the next window starts again at one
+    let n = ratelimit::hit(&mut con, &space.ns, "key:ab", now + window, window)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(space.ns.rate_limit(&format!("key:ab:{}", now / window)))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > window as i64 && ttl <= 2 * window as i64, "{ttl}");
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_and_bad_urls_are_config_errors() {
+    let down = Redis::new(&RedisConfig {
+        url: "redis://127.0.0.1:1".into(),
+        connect_timeout_ms: 200,
+        command_timeout_ms: 300,
+        ..RedisConfig::default()
+    })
+    .unwrap();
+    let e = down
+        .conn(Route::Primary)
+        .await
+        .err()
+        .expect("no server on port 1");
+    assert!(e.is_unavailable(), "{e}");
+    let bad = Redis::new(&RedisConfig {
+        url: "http://not-redis".into(),
+        ..RedisConfig::default()
+    });
+    assert!(
+        matches!(
+            bad,
+            Err(Error::Config {
+                key: "redis.url",
+                ..
+            })
+        ),
+        "{:?}",
+        bad.err()
+    );
+}
