@@ -304,7 +304,6 @@ pub async fn server_pid(con: &mut MultiplexedConnection) -> Result<u32> {
         .context("INFO server has no process_id")
 }
 
-
 /// What `FT.INFO` says about an index or alias (documents, indexing progress).
 pub async fn index_info(con: &mut MultiplexedConnection, index: &str) -> Result<IndexInfo> {
     Ok(redrec_store::index::require_info(con, index).await?)
