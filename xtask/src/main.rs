@@ -183,6 +183,11 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
             .args(["test", "--workspace", "--locked", "--no-run"])
             .args(cargo_args),
     )?;
+    // The restart test runs the real `redrec-ingest` and `redrec-gateway` binaries (debug).
+    run_step(
+        "cargo build --bins",
+        cargo().args(["build", "--workspace", "--locked", "--bins"]),
+    )?;
     // The embedder's reference tests need the model; fetch it once (cached afterwards).
     let model_dir = fetch(Asset::Model)?;
     let server = TestServer::start()?;
