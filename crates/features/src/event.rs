@@ -69,16 +69,22 @@ impl FromStr for EventKind {
 /// `dwell` events and must not be negative. Ids may be JSON strings or non-negative integers
 /// (catalogues with numeric product ids send `"item_id": 123`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Event {
+    /// `view`, `click`, `dwell`, `cart_add`, `purchase` or `skip`.
     #[serde(rename = "type")]
     pub event_type: String,
+    /// A string, or a non-negative integer.
     #[serde(deserialize_with = "string_or_integer")]
     pub user_id: String,
+    /// A string, or a non-negative integer.
     #[serde(deserialize_with = "string_or_integer")]
     pub item_id: String,
+    /// Idempotency key: a retried event with the same id counts once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    /// Dwell time for `dwell` events, in milliseconds (not negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dwell_ms: Option<i64>,
 }

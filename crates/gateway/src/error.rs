@@ -27,6 +27,43 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// The stable machine-readable `error.code` of every error body. Clients match on these strings:
+/// renaming one is a breaking API change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidField,
+    InvalidQuery,
+    UnknownItem,
+    BatchTooLarge,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    Unauthorized,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::UnknownItem => "unknown_item",
+            ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON at all (syntax error, truncated): 400.
@@ -38,7 +75,7 @@ pub enum ApiError {
     /// The body is JSON but a field has the wrong type, is unknown, missing or out of range: 422.
     #[error("{message}")]
     Invalid {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         field: Option<String>,
     },
@@ -70,7 +107,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Invalid {
-            code: "invalid_field",
+            code: ErrorCode::InvalidField,
             message: message.into(),
             field: Some(field.into()),
         }
@@ -103,17 +140,17 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Malformed { .. } => "malformed_json",
-            ApiError::Invalid { code, .. } => code,
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::Unauthorized { .. } => "unauthorized",
-            ApiError::NotFound { .. } => "not_found",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable { .. } => "unavailable",
-            ApiError::Internal { .. } => "internal",
+            ApiError::Malformed { .. } => ErrorCode::MalformedJson,
+            ApiError::Invalid { code, .. } => *code,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::Unauthorized { .. } => ErrorCode::Unauthorized,
+            ApiError::NotFound { .. } => ErrorCode::NotFound,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::Internal { .. } => ErrorCode::Internal,
         }
     }
 
@@ -141,7 +178,7 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
+                code: self.code().as_str().to_owned(),
                 message,
                 field: self.field(),
             },
@@ -194,7 +231,7 @@ impl From<redrec_core::Error> for ApiError {
             _ => None,
         };
         ApiError::Invalid {
-            code: "invalid_field",
+            code: ErrorCode::InvalidField,
             message: e.to_string(),
             field,
         }

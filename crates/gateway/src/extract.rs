@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON body deserialised strictly: syntax errors are 400 `malformed_json`, type errors,
 /// unknown and missing fields 422 `invalid_field` with the field's path.
@@ -91,7 +91,7 @@ fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
                 None => short,
             };
             ApiError::Invalid {
-                code: "invalid_field",
+                code: ErrorCode::InvalidField,
                 message,
                 field,
             }
@@ -115,7 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let Query(map) = Query::<BTreeMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::Invalid {
-                code: "invalid_query",
+                code: ErrorCode::InvalidQuery,
                 message: format!("cannot parse the query string: {e}"),
                 field: None,
             })?;

@@ -5,7 +5,7 @@ use redrec_core::{candidate::Candidate, user::UserFeatures};
 use redrec_retriever::{RetrievalRequest, Source};
 
 use crate::{
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     plan::{Plan, candidate_count},
     state::AppState,
 };
@@ -82,7 +82,7 @@ fn retriever_error(state: &AppState, plan: &Plan, e: redrec_retriever::Error) ->
                 "query"
             };
             ApiError::Invalid {
-                code: "unknown_item",
+                code: ErrorCode::UnknownItem,
                 message: e.to_string(),
                 field: Some(field.to_owned()),
             }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{Access, authorize},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     extract::StrictJson,
     services::{catalog::check_id, users},
     state::AppState,
@@ -26,21 +26,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}", get(get_user).delete(delete_user))
 }
 
-/// One user event (the body of `POST /v1/events` is one of these or an array of them).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct EventDoc {
-    /// `view`, `click`, `dwell`, `cart_add`, `purchase` or `skip`.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub user_id: String,
-    pub item_id: String,
-    /// Idempotency key: a retried event with the same id counts once.
-    pub event_id: Option<String>,
-    /// Dwell time for `dwell` events, in milliseconds (not negative).
-    pub dwell_ms: Option<i64>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsAccepted {
     /// Events that changed user state.
@@ -50,7 +35,7 @@ pub struct EventsAccepted {
 }
 
 /// Record user events (write key required).
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Vec<EventDoc>,
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = Vec<Event>,
     security(("api_key" = [])),
     responses((status = 202, body = EventsAccepted), (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
@@ -68,14 +53,14 @@ pub async fn post_events(
         vec![crate::extract::from_value(body)?]
     } else {
         return Err(ApiError::Invalid {
-            code: "invalid_field",
+            code: ErrorCode::InvalidField,
             message: "expected an event object or an array of events".into(),
             field: None,
         });
     };
     if events.is_empty() {
         return Err(ApiError::Invalid {
-            code: "invalid_field",
+            code: ErrorCode::InvalidField,
             message: "the batch is empty".into(),
             field: None,
         });

@@ -6,7 +6,7 @@ use redrec_features::{ApplyReport, Event};
 use redrec_store::Route;
 
 use crate::{
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     state::AppState,
 };
 
@@ -32,12 +32,12 @@ pub fn features_error(state: &AppState, e: redrec_features::Error, batch: bool) 
     match e {
         E::Invalid { index, field, .. } => ApiError::invalid(at(index, field), e.to_string()),
         E::UnknownItem { index, .. } => ApiError::Invalid {
-            code: "unknown_item",
+            code: ErrorCode::UnknownItem,
             message: e.to_string(),
             field: Some(at(index, "item_id")),
         },
         E::BatchTooLarge { .. } => ApiError::Invalid {
-            code: "batch_too_large",
+            code: ErrorCode::BatchTooLarge,
             message: e.to_string(),
             field: None,
         },
