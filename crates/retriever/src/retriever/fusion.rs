@@ -51,23 +51,11 @@ impl Retriever {
         }
     }
 
+    /// The server's `FT.HYBRID` page: its fused score is the similarity.
     pub(super) fn server_fused(&self, page: Page) -> RankedList {
-        RankedList {
-            entries: page
-                .hits
-                .into_iter()
-                .enumerate()
-                .map(|(rank, h)| ListEntry {
-                    id: self.id_of(&h.key),
-                    hits: vec![SourceHit {
-                        source: SourceKind::QueryText,
-                        rank: rank as u32,
-                        similarity: h.score.unwrap_or(0.0) as f32,
-                    }],
-                    fields: h.fields,
-                })
-                .collect(),
-        }
+        self.ranked_list(page, SourceKind::QueryText, |h| {
+            h.score.unwrap_or(0.0) as f32
+        })
     }
 }
 

@@ -25,6 +25,16 @@ impl Retriever {
     }
 
     pub(super) fn vector_list(&self, source: SourceKind, page: Page) -> RankedList {
+        self.ranked_list(page, source, |h| self.take_similarity(h))
+    }
+
+    /// A page as a list of one-hit entries, best first, each hit's similarity read by `similarity`.
+    pub(super) fn ranked_list(
+        &self,
+        page: Page,
+        source: SourceKind,
+        similarity: impl Fn(&mut Hit) -> f32,
+    ) -> RankedList {
         RankedList {
             entries: page
                 .hits
@@ -35,7 +45,7 @@ impl Retriever {
                     hits: vec![SourceHit {
                         source,
                         rank: rank as u32,
-                        similarity: self.take_similarity(&mut h),
+                        similarity: similarity(&mut h),
                     }],
                     fields: h.fields,
                 })
