@@ -253,8 +253,8 @@ fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) 
     }
 }
 
-/// Whether `GET /healthz` answers 200.
-fn healthy(addr: &str) -> bool {
+/// Whether `GET /healthz` answers 200 (also used by `cargo xtask eval`).
+pub(crate) fn healthy(addr: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return false;
     };

@@ -28,7 +28,7 @@ const READY_LIMIT: Duration = Duration::from_secs(120);
 /// Settings of the demo gateway (each overridable by setting the variable): looser budgets for a
 /// small shared machine, and the per-query hybrid policy, which cuts broad-filter retrieval on the
 /// 384-dim catalog from 31-44 ms to 4-7 ms (docs/RETRIEVAL.md).
-const DEMO_BUDGETS: &[(&str, &str)] = &[
+pub(crate) const DEMO_BUDGETS: &[(&str, &str)] = &[
     ("REDREC_RETRIEVER__HYBRID_POLICY", "auto"),
     ("REDREC_REDIS__COMMAND_TIMEOUT_MS", "1000"),
     ("REDREC_GATEWAY__DEADLINE_MS", "1500"),

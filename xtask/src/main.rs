@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod process;
 mod provision;
 mod redis;
@@ -53,6 +54,8 @@ enum Cmd {
     },
     /// Benchmark: raw FT.SEARCH vs the gateway on a synthetic catalog; writes target/bench/report.md
     Bench(bench::BenchArgs),
+    /// Next-basket quality of the gateway and baselines; writes target/eval/report.md
+    Eval(eval::EvalArgs),
     /// Load a dataset: the Complete Journey catalog (default) or a synthetic one
     Seed(seed::SeedArgs),
     /// The main job: provision Redis, seed the default dataset, serve the gateway and demo page
@@ -131,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo { port, listen } => demo::demo(port, &listen),
         Cmd::Seed(args) => seed::seed(&args),
         Cmd::Bench(args) => bench::bench(&args),
+        Cmd::Eval(args) => eval::eval(&args),
     }
 }
 

@@ -55,6 +55,13 @@ mod tests {
         ("testkit", &["redrec-core"], &["axum"]),
         // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP
         ("bench", &["redrec-core", "redrec-store"], &["axum"]),
+        // the quality evaluation of `cargo xtask eval`: reads interaction files with ingest's
+        // sources, talks to the gateway over HTTP with bench's client
+        (
+            "eval",
+            &["redrec-core", "redrec-ingest", "redrec-bench"],
+            &["axum"],
+        ),
     ];
 
     /// Names listed in the `[dependencies]` table of a manifest (dev-dependencies are free).

@@ -24,8 +24,9 @@ const FONTS: &[&str] = &[
 /// (legend, points, colour) of one curve.
 type Series = (String, Vec<(f64, f64)>, RGBColor);
 
-/// Registers a system font as "sans-serif"; false when none was found.
-fn ensure_font() -> bool {
+/// Registers a system font as "sans-serif"; false when none was found (also used by
+/// redrec-eval's chart).
+pub fn ensure_font() -> bool {
     static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FOUND.get_or_init(|| {
         for path in FONTS {

@@ -1,0 +1,182 @@
+//! `redrec-eval`: the binary behind `cargo xtask eval` (see docs/QUALITY.md). Reads an
+//! interaction file, splits it by time, computes the baselines and, given a gateway, imports the
+//! training part through it and asks it for every evaluated user; writes the report and prints
+//! the table.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use redrec_eval::{
+    EvalConfig, GatewayTarget,
+    baselines::TifuParams,
+    catalog::NonMerchRule,
+    data::{Columns, TimeUnit, parse_datetime},
+    split::SplitKind,
+};
+use redrec_ingest::source::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "redrec-eval", about = "Next-basket quality of redrec and baselines")]
+struct Cli {
+    /// Interaction file (JSONL, CSV or Parquet; one purchased line per row)
+    #[arg(long)]
+    interactions: PathBuf,
+    /// File format (default: from the extension)
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    #[arg(long, default_value = "user_id")]
+    user_col: String,
+    #[arg(long, default_value = "item_id")]
+    item_col: String,
+    #[arg(long, default_value = "timestamp")]
+    time_col: String,
+    /// Column grouping lines into baskets; `none`: lines of one user at one time form a basket
+    #[arg(long, default_value = "basket_id")]
+    basket_col: String,
+    /// Column with a quantity; rows with quantity <= 0 are skipped
+    #[arg(long)]
+    quantity_col: Option<String>,
+    #[arg(long, value_enum, default_value_t = TimeUnit::Auto)]
+    time_unit: TimeUnit,
+    /// Train before this date (UTC, ISO-8601) and predict each user's next basket after it
+    #[arg(long, default_value = "2017-12-01")]
+    cutoff: String,
+    /// Hold out each user's last basket instead of splitting at --cutoff
+    #[arg(long)]
+    last_basket: bool,
+    /// Users need at least this many baskets (training + target)
+    #[arg(long, default_value_t = 3)]
+    min_baskets: usize,
+    /// Evaluate a deterministic sample of at most this many users
+    #[arg(long)]
+    max_users: Option<usize>,
+    /// A few hundred users (--max-users 300 unless given) and fewer bootstrap resamples
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Bootstrap resamples [default: 1000; 300 with --quick]
+    #[arg(long)]
+    resamples: Option<usize>,
+    /// Half-life of the decayed personal frequency baseline, in days
+    #[arg(long, default_value_t = 60.0)]
+    half_life_days: f64,
+    #[arg(long, default_value_t = TifuParams::default().group_size)]
+    tifu_group_size: usize,
+    #[arg(long, default_value_t = TifuParams::default().within_decay)]
+    tifu_within_decay: f64,
+    #[arg(long, default_value_t = TifuParams::default().group_decay)]
+    tifu_group_decay: f64,
+    #[arg(long, default_value_t = TifuParams::default().neighbours)]
+    tifu_neighbours: usize,
+    #[arg(long, default_value_t = TifuParams::default().alpha)]
+    tifu_alpha: f64,
+    /// Item field holding the department
+    #[arg(long, default_value = "department")]
+    department_field: String,
+    /// Departments classed non-merchandise (comma-separated); items priced <= 0 are too
+    #[arg(long, value_delimiter = ',', default_value = "KIOSK-GAS,FUEL,COUPON/MISC ITEMS,MISCELLANEOUS,POSTAL CENTER,PHARMACY SUPPLY,MISC SALES TRAN")]
+    non_merch_departments: Vec<String>,
+    /// Redis holding the catalog and the gateway's user state
+    #[arg(long, env = "REDREC_REDIS__URL")]
+    redis_url: Option<String>,
+    /// Key namespace of the catalog (and of the gateway)
+    #[arg(long, default_value = "eval")]
+    namespace: String,
+    /// Base URL of the gateway under test (http://host:port); without it the run is offline
+    #[arg(long)]
+    gateway_url: Option<String>,
+    /// Base URL of a gateway configured as the text-only pipeline
+    #[arg(long)]
+    text_only_url: Option<String>,
+    #[arg(long, env = "REDREC_EVAL_API_KEY")]
+    api_key: Option<String>,
+    /// Profiles to request (comma-separated; `default` sends no profile)
+    #[arg(long, value_delimiter = ',', default_value = "default,discovery,repurchase")]
+    profiles: Vec<String>,
+    /// Recommendation requests in flight
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events per POST /v1/events batch (at most the gateway's features.max_batch)
+    #[arg(long, default_value_t = 100)]
+    import_batch: usize,
+    /// Event batches in flight
+    #[arg(long, default_value_t = 4)]
+    import_workers: usize,
+    /// Report directory
+    #[arg(long, default_value = "target/eval")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let split = if cli.last_basket {
+        SplitKind::LastBasket
+    } else {
+        SplitKind::Cutoff {
+            at: parse_datetime(&cli.cutoff).context("--cutoff")?,
+        }
+    };
+    let config = EvalConfig {
+        interactions: cli.interactions,
+        format: cli.format,
+        columns: Columns {
+            user: cli.user_col,
+            item: cli.item_col,
+            time: cli.time_col,
+            basket: (cli.basket_col != "none").then_some(cli.basket_col),
+            quantity: cli.quantity_col,
+        },
+        time_unit: cli.time_unit,
+        split,
+        min_baskets: cli.min_baskets,
+        max_users: cli.max_users.or(cli.quick.then_some(300)),
+        seed: cli.seed,
+        k: cli.k,
+        resamples: cli.resamples.unwrap_or(if cli.quick { 300 } else { 1000 }),
+        tifu: TifuParams {
+            group_size: cli.tifu_group_size,
+            within_decay: cli.tifu_within_decay,
+            group_decay: cli.tifu_group_decay,
+            neighbours: cli.tifu_neighbours,
+            alpha: cli.tifu_alpha,
+        },
+        half_life_days: cli.half_life_days,
+        non_merch: NonMerchRule::new(&cli.department_field, &cli.non_merch_departments),
+        redis_url: cli.redis_url,
+        namespace: cli.namespace,
+        gateway: cli.gateway_url.map(|url| GatewayTarget {
+            url,
+            api_key: cli.api_key,
+            profiles: cli
+                .profiles
+                .iter()
+                .map(|p| (p != "default").then(|| p.clone()))
+                .collect(),
+            text_only_url: cli.text_only_url,
+            concurrency: cli.concurrency,
+            import_batch: cli.import_batch,
+            import_workers: cli.import_workers,
+        }),
+        out: cli.out,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(redrec_eval::run(&config))?;
+    println!("{}", redrec_eval::report::table(&report));
+    eprintln!("eval: report in {}", config.out.join("report.md").display());
+    Ok(())
+}
