@@ -129,10 +129,7 @@ impl<'a> Context<'a> {
         })
     }
 
-    fn each_case(
-        &self,
-        f: impl Fn(&Case, &[Basket]) -> HashMap<u32, f64>,
-    ) -> Vec<Vec<u32>> {
+    fn each_case(&self, f: impl Fn(&Case, &[Basket]) -> HashMap<u32, f64>) -> Vec<Vec<u32>> {
         self.split
             .cases
             .iter()

@@ -2,8 +2,8 @@
 //! merchandise, read from the item hashes of the namespace (so any catalog loaded with
 //! `redrec-ingest load` works, whatever its source format).
 //!
-//! Non-merchandise (measured, and removed from the targets): an item whose department is one of
-//! the configured departments (case-insensitive), or whose `price` is present and not above 0.
+//! Non-merchandise (measured, and removed from the targets): an item whose department or category
+//! is one of the configured ones (case-insensitive), or whose `price` is present and not above 0.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,6 +24,7 @@ pub struct CatalogStats {
     pub items: usize,
     pub non_merch: usize,
     pub non_merch_departments: Vec<String>,
+    pub non_merch_categories: Vec<String>,
 }
 
 /// The rule that classes an item non-merchandise.
@@ -31,39 +32,61 @@ pub struct CatalogStats {
 pub struct NonMerchRule {
     pub department_field: String,
     pub departments: HashSet<String>,
+    pub category_field: String,
+    pub categories: HashSet<String>,
+}
+
+fn upper_set(values: &[String]) -> HashSet<String> {
+    values
+        .iter()
+        .map(|d| d.trim().to_ascii_uppercase())
+        .filter(|d| !d.is_empty())
+        .collect()
 }
 
 impl NonMerchRule {
-    pub fn new(department_field: &str, departments: &[String]) -> NonMerchRule {
+    pub fn new(
+        department_field: &str,
+        departments: &[String],
+        category_field: &str,
+        categories: &[String],
+    ) -> NonMerchRule {
         NonMerchRule {
             department_field: department_field.to_owned(),
-            departments: departments
-                .iter()
-                .map(|d| d.trim().to_ascii_uppercase())
-                .filter(|d| !d.is_empty())
-                .collect(),
+            departments: upper_set(departments),
+            category_field: category_field.to_owned(),
+            categories: upper_set(categories),
         }
     }
 
-    pub fn is_non_merch(&self, department: Option<&str>, price: Option<&str>) -> bool {
-        let dept = department
-            .map(|d| self.departments.contains(&d.trim().to_ascii_uppercase()))
-            .unwrap_or(false);
+    pub fn is_non_merch(
+        &self,
+        department: Option<&str>,
+        category: Option<&str>,
+        price: Option<&str>,
+    ) -> bool {
+        let listed = |set: &HashSet<String>, v: Option<&str>| {
+            v.is_some_and(|v| set.contains(&v.trim().to_ascii_uppercase()))
+        };
         let free = price
             .and_then(|p| p.trim().parse::<f64>().ok())
             .is_some_and(|p| p <= 0.0);
-        dept || free
+        listed(&self.departments, department) || listed(&self.categories, category) || free
     }
 }
 
 impl Catalog {
     pub fn stats(&self, rule: &NonMerchRule) -> CatalogStats {
-        let mut departments: Vec<String> = rule.departments.iter().cloned().collect();
-        departments.sort();
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<String> = set.iter().cloned().collect();
+            v.sort();
+            v
+        };
         CatalogStats {
             items: self.items.len(),
             non_merch: self.items.values().filter(|&&n| n).count(),
-            non_merch_departments: departments,
+            non_merch_departments: sorted(&rule.departments),
+            non_merch_categories: sorted(&rule.categories),
         }
     }
 
@@ -91,18 +114,20 @@ impl Catalog {
                 pipe.cmd("HMGET")
                     .arg(k)
                     .arg(&rule.department_field)
+                    .arg(&rule.category_field)
                     .arg("price");
             }
-            let fields: Vec<(Option<String>, Option<String>)> = if keys.is_empty() {
+            type Fields = (Option<String>, Option<String>, Option<String>);
+            let fields: Vec<Fields> = if keys.is_empty() {
                 Vec::new()
             } else {
                 pipe.query_async(con).await.context("reading item fields")?
             };
-            for (k, (dept, price)) in keys.iter().zip(fields) {
+            for (k, (dept, cat, price)) in keys.iter().zip(fields) {
                 if let Some(id) = ns.item_id(k) {
                     items.insert(
                         id.to_owned(),
-                        rule.is_non_merch(dept.as_deref(), price.as_deref()),
+                        rule.is_non_merch(dept.as_deref(), cat.as_deref(), price.as_deref()),
                     );
                 }
             }
@@ -121,12 +146,18 @@ mod tests {
 
     #[test]
     fn classes_departments_and_free_items() {
-        let r = NonMerchRule::new("department", &["Kiosk-Gas".into(), " fuel ".into()]);
-        assert!(r.is_non_merch(Some("KIOSK-GAS"), Some("3.5")));
-        assert!(r.is_non_merch(Some("FUEL"), None));
-        assert!(r.is_non_merch(Some("GROCERY"), Some("0")));
-        assert!(!r.is_non_merch(Some("GROCERY"), Some("0.99")));
-        assert!(!r.is_non_merch(Some("GROCERY"), None));
-        assert!(!r.is_non_merch(None, Some("oops")));
+        let r = NonMerchRule::new(
+            "department",
+            &["Kiosk-Gas".into(), " fuel ".into()],
+            "category",
+            &["coupon/misc items".into()],
+        );
+        assert!(r.is_non_merch(Some("KIOSK-GAS"), None, Some("3.5")));
+        assert!(r.is_non_merch(Some("FUEL"), None, None));
+        assert!(r.is_non_merch(Some("GROCERY"), Some("COUPON/MISC ITEMS"), Some("1")));
+        assert!(r.is_non_merch(Some("GROCERY"), None, Some("0")));
+        assert!(!r.is_non_merch(Some("GROCERY"), Some("BAKED BREAD"), Some("0.99")));
+        assert!(!r.is_non_merch(Some("GROCERY"), None, None));
+        assert!(!r.is_non_merch(None, None, Some("oops")));
     }
 }

@@ -209,7 +209,10 @@ fn id(row: &SourceRow, col: &str) -> Result<String> {
     match get(row, col)? {
         Value::Str(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Value::Num(n) if n.fract() == 0.0 && *n >= 0.0 => Ok(format!("{}", *n as u64)),
-        v => bail!("expected an id (string or non-negative integer), got {}", v.kind()),
+        v => bail!(
+            "expected an id (string or non-negative integer), got {}",
+            v.kind()
+        ),
     }
 }
 
@@ -334,7 +337,12 @@ mod tests {
             parse_datetime("2017-12-01T01:00:00+01:00").unwrap(),
             1_512_086_400
         );
-        for bad in ["2017-13-01", "yesterday", "2017-12-01T25:00", "2017-12-01Tx"] {
+        for bad in [
+            "2017-13-01",
+            "yesterday",
+            "2017-12-01T25:00",
+            "2017-12-01Tx",
+        ] {
             assert!(parse_datetime(bad).is_err(), "{bad}");
         }
     }

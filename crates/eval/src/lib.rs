@@ -206,8 +206,13 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         names: data.items.clone(),
     };
     let catalog_size = catalog.items.values().filter(|&&n| !n).count();
-    let mut raw_arms: Vec<(String, String, Vec<Vec<u32>>, usize, Option<gateway::Served>)> =
-        Vec::new();
+    let mut raw_arms: Vec<(
+        String,
+        String,
+        Vec<Vec<u32>>,
+        usize,
+        Option<gateway::Served>,
+    )> = Vec::new();
 
     let t = Instant::now();
     let counts = split::basket_counts(&split.train, data.items.len());
@@ -270,7 +275,10 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             "eval: imported {} events in {:.1} s ({:.0} events/s)",
             stats.events, stats.secs, stats.events_per_sec
         );
-        timings.push(("import (POST /v1/events)".to_owned(), t.elapsed().as_secs_f64()));
+        timings.push((
+            "import (POST /v1/events)".to_owned(),
+            t.elapsed().as_secs_f64(),
+        ));
         import = Some(stats);
         notes.push(
             "events go through POST /v1/events, which stamps them with the server clock: decays \
@@ -302,9 +310,14 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         }
         for (name, c, profile) in targets {
             let t = Instant::now();
-            let served =
-                gateway::recommend_all(c, &user_names, config.k, profile.as_deref(), gw.concurrency)
-                    .await;
+            let served = gateway::recommend_all(
+                c,
+                &user_names,
+                config.k,
+                profile.as_deref(),
+                gw.concurrency,
+            )
+            .await;
             eprintln!(
                 "eval: {name}: {} lists in {:.1} s, {} failed",
                 served.lists.len(),

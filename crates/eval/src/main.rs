@@ -17,7 +17,10 @@ use redrec_eval::{
 use redrec_ingest::source::Format;
 
 #[derive(Parser, Debug)]
-#[command(name = "redrec-eval", about = "Next-basket quality of redrec and baselines")]
+#[command(
+    name = "redrec-eval",
+    about = "Next-basket quality of redrec and baselines"
+)]
 struct Cli {
     /// Interaction file (JSONL, CSV or Parquet; one purchased line per row)
     #[arg(long)]
@@ -77,9 +80,24 @@ struct Cli {
     /// Item field holding the department
     #[arg(long, default_value = "department")]
     department_field: String,
-    /// Departments classed non-merchandise (comma-separated); items priced <= 0 are too
-    #[arg(long, value_delimiter = ',', default_value = "KIOSK-GAS,FUEL,COUPON/MISC ITEMS,MISCELLANEOUS,POSTAL CENTER,PHARMACY SUPPLY,MISC SALES TRAN")]
+    /// Departments classed non-merchandise (comma-separated; the default suits Complete Journey);
+    /// items priced <= 0 are too
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "FUEL,KIOSK-GAS,MISCELLANEOUS,COUPON,CNTRL/STORE SUP,CHARITABLE CONT,PROD-WHS SALES"
+    )]
     non_merch_departments: Vec<String>,
+    /// Item field holding the category
+    #[arg(long, default_value = "category")]
+    category_field: String,
+    /// Categories classed non-merchandise (comma-separated)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "COUPON/MISC ITEMS,COUPONS/STORE & MFG,FUEL,KIOSK-GAS"
+    )]
+    non_merch_categories: Vec<String>,
     /// Redis holding the catalog and the gateway's user state
     #[arg(long, env = "REDREC_REDIS__URL")]
     redis_url: Option<String>,
@@ -95,7 +113,11 @@ struct Cli {
     #[arg(long, env = "REDREC_EVAL_API_KEY")]
     api_key: Option<String>,
     /// Profiles to request (comma-separated; `default` sends no profile)
-    #[arg(long, value_delimiter = ',', default_value = "default,discovery,repurchase")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "default,discovery,repurchase"
+    )]
     profiles: Vec<String>,
     /// Recommendation requests in flight
     #[arg(long, default_value_t = 8)]
@@ -154,7 +176,12 @@ fn run(cli: Cli) -> Result<()> {
             alpha: cli.tifu_alpha,
         },
         half_life_days: cli.half_life_days,
-        non_merch: NonMerchRule::new(&cli.department_field, &cli.non_merch_departments),
+        non_merch: NonMerchRule::new(
+            &cli.department_field,
+            &cli.non_merch_departments,
+            &cli.category_field,
+            &cli.non_merch_categories,
+        ),
         redis_url: cli.redis_url,
         namespace: cli.namespace,
         gateway: cli.gateway_url.map(|url| GatewayTarget {

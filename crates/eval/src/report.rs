@@ -126,8 +126,11 @@ fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "Catalog: {} items, {} non-merchandise (departments {:?} or price <= 0).\n",
-        report.catalog.items, report.catalog.non_merch, report.catalog.non_merch_departments
+        "Catalog: {} items, {} non-merchandise (departments {:?}, categories {:?}, or price <= 0).\n",
+        report.catalog.items,
+        report.catalog.non_merch,
+        report.catalog.non_merch_departments,
+        report.catalog.non_merch_categories
     );
     if let Some(i) = &report.import {
         let _ = writeln!(
@@ -143,7 +146,11 @@ fn markdown(report: &Report) -> String {
         report.resamples
     );
     s.push_str(&table(report));
-    let gw: Vec<&Arm> = report.arms.iter().filter(|a| a.latency_ms.is_some()).collect();
+    let gw: Vec<&Arm> = report
+        .arms
+        .iter()
+        .filter(|a| a.latency_ms.is_some())
+        .collect();
     if !gw.is_empty() {
         let _ = writeln!(s, "\nGateway requests (client side, concurrent):\n");
         let _ = writeln!(s, "| arm | requests/s | p50 ms | p95 ms | p99 ms |");

@@ -216,7 +216,11 @@ mod tests {
         let s = split(&d, &keep, SplitKind::Cutoff { at: 100 }, 3, None, 0);
         assert_eq!(s.cases.len(), 1, "u2 has only two baskets");
         let c = &s.cases[0];
-        let name = |v: &[u32]| v.iter().map(|&i| d.items[i as usize].clone()).collect::<Vec<_>>();
+        let name = |v: &[u32]| {
+            v.iter()
+                .map(|&i| d.items[i as usize].clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(name(&c.target), ["a", "d"]);
         assert_eq!(name(&c.repeat), ["a"]);
         assert_eq!(name(&c.explore), ["d"]);

@@ -69,7 +69,7 @@ fn config(dir: &std::path::Path, file: PathBuf) -> EvalConfig {
             alpha: 0.5,
         },
         half_life_days: 30.0,
-        non_merch: NonMerchRule::new("department", &[]),
+        non_merch: NonMerchRule::new("department", &[], "category", &[]),
         redis_url: None,
         namespace: "unused".into(),
         gateway: None,
@@ -168,9 +168,6 @@ async fn a_row_without_a_user_is_an_error_naming_file_row_and_column() {
     .unwrap();
     let err = redrec_eval::run(&config(&dir, file)).await.unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("bad.csv row 2: column `household`"),
-        "{msg}"
-    );
+    assert!(msg.contains("bad.csv row 2: column `household`"), "{msg}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
