@@ -137,6 +137,38 @@ impl<'a> Context<'a> {
             .collect()
     }
 
+    /// Implicit ALS trained on the training baskets: items by `user · item` factors.
+    pub fn als_lists(&self, p: &redrec_ingest::cf::AlsParams, n_items: usize) -> Vec<Vec<u32>> {
+        let by_user: Vec<Vec<(u32, f32)>> = self
+            .split
+            .train
+            .iter()
+            .map(|bs| {
+                let mut row: Vec<(u32, f32)> = user_counts(bs)
+                    .into_iter()
+                    .map(|(i, c)| (i, c as f32))
+                    .collect();
+                row.sort_by_key(|(i, _)| *i);
+                row
+            })
+            .collect();
+        let model = redrec_ingest::cf::train(&by_user, n_items, p);
+        self.split
+            .cases
+            .iter()
+            .map(|c| {
+                let row = model.items.dot(&model.users.row(c.user as usize));
+                let s: HashMap<u32, f64> = model
+                    .item_ids
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(&i, &x)| (i, f64::from(x)))
+                    .collect();
+                self.fill(&s)
+            })
+            .collect()
+    }
+
     pub fn tifu_lists(&self, p: &TifuParams) -> Vec<Vec<u32>> {
         // Every user with training baskets is a potential neighbour.
         let vectors: Vec<SparseVec> = self

@@ -64,6 +64,8 @@ pub struct EvalConfig {
     pub k: usize,
     pub resamples: usize,
     pub tifu: TifuParams,
+    /// Implicit ALS as an offline method (the collaborative vectors' algorithm), when set.
+    pub als: Option<redrec_ingest::cf::AlsParams>,
     pub half_life_days: f64,
     pub non_merch: NonMerchRule,
     /// Redis of the gateway's namespace (the catalog is read from it; user state is reset).
@@ -228,6 +230,17 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
     );
     baseline("TIFU-KNN", ctx.tifu_lists(&config.tifu));
     timings.push(("baselines".to_owned(), t.elapsed().as_secs_f64()));
+    if let Some(als) = &config.als {
+        let t = Instant::now();
+        raw_arms.push((
+            format!("ALS {}-d (user x item)", als.factors),
+            "baseline".into(),
+            ctx.als_lists(als, data.items.len()),
+            0,
+            None,
+        ));
+        timings.push(("ALS train + score".to_owned(), t.elapsed().as_secs_f64()));
+    }
 
     let mut import = None;
     if let Some(gw) = &config.gateway {

@@ -77,6 +77,16 @@ struct Cli {
     tifu_neighbours: usize,
     #[arg(long, default_value_t = TifuParams::default().alpha)]
     tifu_alpha: f64,
+    /// Add implicit ALS (user x item factors) as an offline method; trains on every user
+    /// (minutes on 2 cores)
+    #[arg(long)]
+    als: bool,
+    /// ALS factors
+    #[arg(long, default_value_t = 64)]
+    als_factors: usize,
+    /// ALS iterations
+    #[arg(long, default_value_t = 10)]
+    als_iterations: usize,
     /// Item field holding the department
     #[arg(long, default_value = "department")]
     department_field: String,
@@ -175,6 +185,12 @@ fn run(cli: Cli) -> Result<()> {
             neighbours: cli.tifu_neighbours,
             alpha: cli.tifu_alpha,
         },
+        als: cli.als.then(|| redrec_ingest::cf::AlsParams {
+            factors: cli.als_factors,
+            iterations: cli.als_iterations,
+            seed: cli.seed,
+            ..Default::default()
+        }),
         half_life_days: cli.half_life_days,
         non_merch: NonMerchRule::new(
             &cli.department_field,

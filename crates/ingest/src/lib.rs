@@ -8,8 +8,10 @@
 //! - [`index`]: create-if-missing, the serving alias, `FT.INFO`, schemas as RedisVL YAML.
 //! - [`refresh`]: in-place vector refresh while serving.
 //! - [`migrate`]: model / dimension migrations behind the alias, resumable, with rollback.
+//! - [`cf`]: collaborative item vectors from interactions (implicit ALS).
 //! - [`dataset`]: the Complete Journey catalog and the synthetic benchmark catalog.
 
+pub mod cf;
 pub mod dataset;
 pub mod error;
 pub mod index;

@@ -68,6 +68,7 @@ fn config(dir: &std::path::Path, file: PathBuf) -> EvalConfig {
             neighbours: 5,
             alpha: 0.5,
         },
+        als: None,
         half_life_days: 30.0,
         non_merch: NonMerchRule::new("department", &[], "category", &[]),
         redis_url: None,
