@@ -157,6 +157,7 @@ pub async fn recommend_all(
     users: &[String],
     k: usize,
     profile: Option<&str>,
+    exclude_seen: Option<bool>,
     concurrency: usize,
 ) -> Served {
     let started = Instant::now();
@@ -166,6 +167,9 @@ pub async fn recommend_all(
             let mut body = json!({"user_id": u, "k": k});
             if let Some(p) = profile {
                 body["profile"] = json!(p);
+            }
+            if let Some(x) = exclude_seen {
+                body["exclude_seen"] = json!(x);
             }
             async move {
                 let t = Instant::now();

@@ -46,6 +46,9 @@ pub struct GatewayTarget {
     /// A gateway configured as the text-only pipeline (collaborative field and history source
     /// off), asked with its default profile; `None` when no such gateway runs.
     pub text_only_url: Option<String>,
+    /// Also ask with the default profile and `exclude_seen: false` (what hiding purchased
+    /// items costs).
+    pub ablate_exclude_seen: bool,
     pub concurrency: usize,
     pub import_batch: usize,
     pub import_workers: usize,
@@ -304,7 +307,8 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             .iter()
             .map(|c| data.users[c.user as usize].clone())
             .collect();
-        let mut targets: Vec<(String, Arc<HttpClient>, Option<String>)> = gw
+        type Target = (String, Arc<HttpClient>, Option<String>, Option<bool>);
+        let mut targets: Vec<Target> = gw
             .profiles
             .iter()
             .map(|p| {
@@ -312,22 +316,32 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
                     format!("gateway {}", p.as_deref().unwrap_or("default")),
                     client.clone(),
                     p.clone(),
+                    None,
                 )
             })
             .collect();
+        if gw.ablate_exclude_seen {
+            targets.push((
+                "gateway default, exclude_seen=false".into(),
+                client.clone(),
+                None,
+                Some(false),
+            ));
+        }
         if let Some(url) = &gw.text_only_url {
             let mut c = HttpClient::new(url)?;
             c.api_key = gw.api_key.clone();
             c.timeout = std::time::Duration::from_secs(60);
-            targets.push(("gateway text-only".into(), Arc::new(c), None));
+            targets.push(("gateway text-only".into(), Arc::new(c), None, None));
         }
-        for (name, c, profile) in targets {
+        for (name, c, profile, exclude_seen) in targets {
             let t = Instant::now();
             let served = gateway::recommend_all(
                 c,
                 &user_names,
                 config.k,
                 profile.as_deref(),
+                exclude_seen,
                 gw.concurrency,
             )
             .await;

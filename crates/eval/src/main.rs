@@ -129,6 +129,9 @@ struct Cli {
         default_value = "default,discovery,repurchase"
     )]
     profiles: Vec<String>,
+    /// Do not add the `exclude_seen: false` ablation arm
+    #[arg(long)]
+    no_ablation: bool,
     /// Recommendation requests in flight
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -209,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|p| (p != "default").then(|| p.clone()))
                 .collect(),
             text_only_url: cli.text_only_url,
+            ablate_exclude_seen: !cli.no_ablation,
             concurrency: cli.concurrency,
             import_batch: cli.import_batch,
             import_workers: cli.import_workers,
