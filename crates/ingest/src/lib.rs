@@ -9,9 +9,11 @@
 //! - [`refresh`]: in-place vector refresh while serving.
 //! - [`migrate`]: model / dimension migrations behind the alias, resumable, with rollback.
 //! - [`cf`]: collaborative item vectors from interactions (implicit ALS).
+//! - [`cf_field`]: publishes them as the `cf_vector` field of the live index (`FT.ALTER`).
 //! - [`dataset`]: the Complete Journey catalog and the synthetic benchmark catalog.
 
 pub mod cf;
+pub mod cf_field;
 pub mod dataset;
 pub mod error;
 pub mod index;

@@ -1,0 +1,178 @@
+//! The collaborative vector field (`cf_vector`) of the LIVE items index: the seed's first
+//! `FT.ALTER ... SCHEMA ADD` playbook, next to the new-index + alias-switch playbook of
+//! [`crate::migrate`].
+//!
+//! First publication (the serving index has no such field):
+//! 1. dual-field write: each item's collaborative vector goes into its own hash field next to
+//!    `embedding` (existing items only). The serving index does not know the field yet, so
+//!    queries are unaffected;
+//! 2. `FT.ALTER {index} SCHEMA ADD cf_vector VECTOR HNSW ...`: RediSearch indexes the field from
+//!    the documents in the background; the recorded RedisVL schema gets the field too;
+//! 3. wait until `FT.INFO` reports 100% indexed.
+//!
+//! Re-train (the field exists with the same dimension): the vectors go through the in-place
+//! refresh path ([`crate::refresh::write_vectors`]: `HSET` on existing keys, re-indexed
+//! synchronously), so serving never stops. Another dimension is a migration, not a re-train, and
+//! is refused. Items without a vector (too few interactions) are left out of the field: a KNN
+//! on `@cf_vector` never returns them, and the retriever's text-space sources still do.
+//!
+//! Why `FT.ALTER` here and not a new index behind the alias: the field is added, not replaced,
+//! so no query changes meaning at the switch; queries name `@cf_vector` only once it exists.
+
+use std::time::{Duration, Instant};
+
+use redis::{AsyncCommands, aio::MultiplexedConnection};
+use redrec_core::{
+    keys::Namespace,
+    schema::{DistanceMetric, FieldDef, FieldKind, VectorAlgorithm, VectorAttrs, VectorDataType},
+};
+use serde::Serialize;
+
+use crate::{
+    Error, Result,
+    index::{self, schema_key},
+    progress::{Progress, ProgressMode},
+    refresh::write_vectors,
+};
+
+/// The field's name, in storage and in queries.
+pub const CF_FIELD: &str = "cf_vector";
+
+/// What a publication did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CfReport {
+    pub index: String,
+    /// True when this run added the field with `FT.ALTER` (first publication).
+    pub added_field: bool,
+    pub written: u64,
+    /// Ids with no item: nothing written, nothing created.
+    pub missing: u64,
+    pub write_secs: f64,
+    /// Time from `FT.ALTER` until 100% indexed (first publication only).
+    pub index_secs: f64,
+}
+
+/// The field definition: FLOAT32, COSINE, HNSW.
+pub fn field_def(dims: usize) -> FieldDef {
+    FieldDef::vector(
+        CF_FIELD,
+        VectorAttrs {
+            dims,
+            algorithm: VectorAlgorithm::Hnsw,
+            datatype: VectorDataType::Float32,
+            distance_metric: DistanceMetric::Cosine,
+            initial_cap: None,
+            m: None,
+            ef_construction: None,
+            ef_runtime: None,
+            epsilon: None,
+            block_size: None,
+        },
+    )
+}
+
+/// Publishes `(item id, vector)` pairs as the serving index's `cf_vector` field.
+pub async fn publish(
+    con: &mut MultiplexedConnection,
+    ns: &Namespace,
+    vectors: Vec<(String, Vec<f32>)>,
+    batch_size: usize,
+    in_flight: usize,
+) -> Result<CfReport> {
+    let dims = vectors.first().map_or(0, |(_, v)| v.len());
+    if dims == 0 {
+        return Err(Error::Internal {
+            message: "no collaborative vectors to publish".into(),
+        });
+    }
+    if let Some((id, v)) = vectors.iter().find(|(_, v)| v.len() != dims) {
+        return Err(Error::Internal {
+            message: format!(
+                "item `{id}`: collaborative vector has {} dimensions, the others {dims}",
+                v.len()
+            ),
+        });
+    }
+    let alias = ns.alias();
+    let live = index::info(con, &alias)
+        .await?
+        .ok_or_else(|| Error::Index {
+            index: alias.clone(),
+            message: "no serving index: load the catalog first".into(),
+        })?;
+    let mut schema = index::live_schema(con, ns, &alias)
+        .await?
+        .ok_or_else(|| Error::Index {
+            index: alias.clone(),
+            message: "disappeared".into(),
+        })?;
+    let existing = schema.fields.iter().find(|f| f.name == CF_FIELD).cloned();
+    if let Some(f) = &existing {
+        match &f.kind {
+            FieldKind::Vector(a) if a.dims == dims => {}
+            FieldKind::Vector(a) => {
+                return Err(Error::Index {
+                    index: live.name.clone(),
+                    message: format!(
+                        "`{CF_FIELD}` has {} dimensions, the new vectors {dims}: a dimension change is a migration (redrec-ingest migrate), not a re-train",
+                        a.dims
+                    ),
+                });
+            }
+            _ => {
+                return Err(Error::Index {
+                    index: live.name.clone(),
+                    message: format!("field `{CF_FIELD}` exists and is not a vector field"),
+                });
+            }
+        }
+    }
+    let keyed: Vec<(String, Vec<f32>)> = vectors
+        .into_iter()
+        .map(|(id, v)| (ns.item(&id), v))
+        .collect();
+    let progress = Progress::new(ProgressMode::Quiet, CF_FIELD, Some(keyed.len() as u64));
+    let started = Instant::now();
+    let (written, missing) = write_vectors(
+        con,
+        schema.index.storage_type,
+        CF_FIELD,
+        keyed,
+        batch_size,
+        in_flight,
+        &progress,
+    )
+    .await?;
+    let write_secs = started.elapsed().as_secs_f64();
+    let mut index_secs = 0.0;
+    if existing.is_none() {
+        let def = field_def(dims);
+        let _: () = redis::cmd("FT.ALTER")
+            .arg(&live.name)
+            .arg("SCHEMA")
+            .arg("ADD")
+            .arg(schema.field_args(&def))
+            .query_async(con)
+            .await
+            .map_err(|e| Error::Index {
+                index: live.name.clone(),
+                message: format!("FT.ALTER SCHEMA ADD {CF_FIELD} failed: {e}"),
+            })?;
+        schema.fields.push(def);
+        schema.index.name = live.name.clone();
+        let _: () = con
+            .set(schema_key(ns, &live.name), schema.to_yaml())
+            .await?;
+        index_secs = index::wait_indexed(con, &live.name, Duration::from_secs(3600))
+            .await?
+            .as_secs_f64();
+    }
+    Ok(CfReport {
+        index: live.name,
+        added_field: existing.is_none(),
+        written,
+        missing,
+        write_secs,
+        index_secs,
+    })
+}
