@@ -14,6 +14,96 @@
 
 use ndarray::{Array2, ArrayView1, Axis};
 
+/// Per user (in first-seen order): (item index, number of distinct baskets holding it), sorted
+/// by item; plus the item ids by index. Reads `user`, `item`, `basket` columns of a Parquet file
+/// (lines with a `quantity` column <= 0 are skipped when `quantity` is given). Lines at or after
+/// `until` (same unit as the `time` column) are skipped when both are given.
+pub fn basket_counts_from_parquet(
+    path: &std::path::Path,
+    columns: [&str; 3],
+    quantity: Option<&str>,
+    time_until: Option<(&str, f64)>,
+) -> crate::Result<(Vec<Vec<(u32, f32)>>, Vec<String>)> {
+    use std::collections::{HashMap, HashSet};
+
+    use crate::source::{ParquetRows, SourceItem, Value};
+    let [user_col, item_col, basket_col] = columns;
+    let mut wanted = vec![user_col, item_col, basket_col];
+    wanted.extend(quantity);
+    wanted.extend(time_until.map(|(c, _)| c));
+    let key = |v: Option<&Value>| match v {
+        Some(Value::Num(n)) => Some(format!("{}", *n as i64)),
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut users: HashMap<String, usize> = HashMap::new();
+    let mut items: HashMap<String, u32> = HashMap::new();
+    let mut item_names = Vec::new();
+    let mut seen: Vec<HashSet<(u32, String)>> = Vec::new();
+    let mut counts: Vec<HashMap<u32, f32>> = Vec::new();
+    for row in ParquetRows::open(path, Some(&wanted))? {
+        let SourceItem::Row(row) = row? else { continue };
+        if let Some(q) = quantity
+            && !matches!(row.get(q), Some(Value::Num(n)) if *n > 0.0)
+        {
+            continue;
+        }
+        if let Some((c, until)) = time_until
+            && !matches!(row.get(c), Some(Value::Num(t)) if *t < until)
+        {
+            continue;
+        }
+        let (Some(u), Some(i), Some(b)) = (
+            key(row.get(user_col)),
+            key(row.get(item_col)),
+            key(row.get(basket_col)),
+        ) else {
+            continue;
+        };
+        let next = users.len();
+        let u = *users.entry(u).or_insert(next);
+        if u == counts.len() {
+            counts.push(HashMap::new());
+            seen.push(HashSet::new());
+        }
+        let next = item_names.len() as u32;
+        let i = *items.entry(i.clone()).or_insert_with(|| {
+            item_names.push(i);
+            next
+        });
+        if seen[u].insert((i, b)) {
+            *counts[u].entry(i).or_insert(0.0) += 1.0;
+        }
+    }
+    let by_user = counts
+        .into_iter()
+        .map(|m| {
+            let mut row: Vec<(u32, f32)> = m.into_iter().collect();
+            row.sort_by_key(|(i, _)| *i);
+            row
+        })
+        .collect();
+    Ok((by_user, item_names))
+}
+
+/// The model's item vectors, L2-normalised, keyed by item id.
+pub fn item_vectors(model: &AlsModel, item_names: &[String]) -> Vec<(String, Vec<f32>)> {
+    model
+        .item_ids
+        .iter()
+        .zip(model.items.rows())
+        .filter_map(|(&i, row)| {
+            let norm = row.dot(&row).sqrt();
+            (norm > 0.0 && norm.is_finite()).then(|| {
+                (
+                    item_names[i as usize].clone(),
+                    row.iter().map(|x| x / norm).collect(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Training parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct AlsParams {

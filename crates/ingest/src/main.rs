@@ -122,6 +122,9 @@ enum Cmd {
         #[command(subcommand)]
         action: MigrateCmd,
     },
+    /// Train collaborative item vectors (implicit ALS) from interactions and publish them as the
+    /// live index's `cf_vector` field (added with FT.ALTER the first time, rewritten in place after)
+    Cf(CfArgs),
     /// Load a built-in dataset (skipped when the namespace already holds it, unless --force)
     Seed {
         #[command(subcommand)]
@@ -183,6 +186,37 @@ enum MigrateCmd {
     Rollback,
     /// Drop the index that is no longer served and its vector field
     Cleanup,
+}
+
+#[derive(clap::Args)]
+struct CfArgs {
+    /// Interaction file (Parquet): one purchased line per row
+    #[arg(long, default_value = "target/redrec/data/complete-journey/transactions.parquet")]
+    interactions: PathBuf,
+    #[arg(long, default_value = "household_id")]
+    user_col: String,
+    #[arg(long, default_value = "product_id")]
+    item_col: String,
+    #[arg(long, default_value = "basket_id")]
+    basket_col: String,
+    /// Lines with quantity <= 0 are skipped ("none" to use every line)
+    #[arg(long, default_value = "quantity")]
+    quantity_col: String,
+    /// Train only on lines whose `--time-col` value is below `--until` (in that column's unit), so
+    /// an evaluation's test period stays unseen
+    #[arg(long, requires = "until")]
+    time_col: Option<String>,
+    #[arg(long, requires = "time_col")]
+    until: Option<f64>,
+    #[arg(long, default_value_t = 64)]
+    factors: usize,
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Items bought by fewer users get no collaborative vector
+    #[arg(long, default_value_t = 5)]
+    min_users: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -289,6 +323,57 @@ async fn run(cli: Cli) -> Result<()> {
     let vector_field = settings.index.fields.vector.clone();
 
     match cli.cmd {
+        Cmd::Cf(args) => {
+            let started = std::time::Instant::now();
+            let quantity = (args.quantity_col != "none").then_some(args.quantity_col.as_str());
+            let (by_user, names) = redrec_ingest::cf::basket_counts_from_parquet(
+                &args.interactions,
+                [&args.user_col, &args.item_col, &args.basket_col],
+                quantity,
+                args.time_col.as_deref().zip(args.until),
+            )?;
+            let read_secs = started.elapsed().as_secs_f64();
+            let params = redrec_ingest::cf::AlsParams {
+                factors: args.factors,
+                iterations: args.iterations,
+                min_users: args.min_users,
+                seed: args.seed,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ..Default::default()
+            };
+            let t = std::time::Instant::now();
+            let model = redrec_ingest::cf::train(&by_user, names.len(), &params);
+            let train_secs = t.elapsed().as_secs_f64();
+            let vectors = redrec_ingest::cf::item_vectors(&model, &names);
+            let mut con = con.clone();
+            let report = redrec_ingest::cf_field::publish(
+                &mut con,
+                &ns,
+                vectors,
+                opts.write.batch_size,
+                opts.write.in_flight,
+            )
+            .await?;
+            println!(
+                "cf: {} users, {} items with a vector (of {} bought); read {read_secs:.1}s, ALS {}-d x {} iterations {train_secs:.1}s; {} `{}` on {}: {} written, {} not in the catalog, write {:.1}s{}",
+                by_user.len(),
+                model.item_ids.len(),
+                names.len(),
+                params.factors,
+                params.iterations,
+                if report.added_field { "added" } else { "rewrote" },
+                redrec_ingest::cf_field::CF_FIELD,
+                report.index,
+                report.written,
+                report.missing,
+                report.write_secs,
+                if report.added_field {
+                    format!(", indexed in {:.1}s", report.index_secs)
+                } else {
+                    String::new()
+                }
+            );
+        }
         Cmd::Load {
             input,
             json,
