@@ -101,7 +101,10 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 .args(["--namespace", &args.namespace, "--progress", "lines"])
                 .args(["seed", "complete-journey", "--data-dir"])
                 .arg(&data);
-            run_step("redrec-ingest seed complete-journey (once per namespace)", &mut seed)?;
+            run_step(
+                "redrec-ingest seed complete-journey (once per namespace)",
+                &mut seed,
+            )?;
             match interactions {
                 Some(i) => {
                     eval.arg("--interactions").arg(i);
@@ -206,7 +209,10 @@ fn start_gateway(
             );
         }
         if crate::bench::healthy(&listen) {
-            eprintln!("xtask: eval gateway on http://{listen} (pid {})", child.id());
+            eprintln!(
+                "xtask: eval gateway on http://{listen} (pid {})",
+                child.id()
+            );
             return Ok((child, format!("http://{listen}")));
         }
         if Instant::now() > deadline {
