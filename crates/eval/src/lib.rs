@@ -110,6 +110,15 @@ impl ItemIndex {
     }
 }
 
+/// One method's lists before scoring: (name, kind, lists, failed requests, gateway details).
+type RawArm = (
+    String,
+    String,
+    Vec<Vec<u32>>,
+    usize,
+    Option<gateway::Served>,
+);
+
 /// Runs the whole evaluation and writes the report into `config.out`.
 pub async fn run(config: &EvalConfig) -> Result<Report> {
     if config.k == 0 {
@@ -211,13 +220,7 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         names: data.items.clone(),
     };
     let catalog_size = catalog.items.values().filter(|&&n| !n).count();
-    let mut raw_arms: Vec<(
-        String,
-        String,
-        Vec<Vec<u32>>,
-        usize,
-        Option<gateway::Served>,
-    )> = Vec::new();
+    let mut raw_arms: Vec<RawArm> = Vec::new();
 
     let t = Instant::now();
     let counts = split::basket_counts(&split.train, data.items.len());
@@ -373,19 +376,16 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             .copied()
             .unwrap_or(false)
     };
+    let scoring = metrics::Scoring {
+        k: config.k,
+        catalog_items: catalog_size,
+        resamples: config.resamples,
+        seed: config.seed,
+    };
     let arms: Vec<Arm> = raw_arms
         .into_iter()
         .map(|(name, kind, lists, failed, served)| Arm {
-            summary: metrics::summarise(
-                &lists,
-                &split.cases,
-                config.k,
-                catalog_size,
-                &non_merch,
-                failed,
-                config.resamples,
-                config.seed,
-            ),
+            summary: metrics::summarise(&lists, &split.cases, &scoring, &non_merch, failed),
             latency_ms: served.as_ref().map(|s| s.latency_ms),
             secs: served.as_ref().map_or(0.0, |s| s.secs),
             errors: served.map(|s| s.errors).unwrap_or_default(),

@@ -94,17 +94,29 @@ fn values(s: &CaseScores) -> [Option<f64>; METRICS] {
     ]
 }
 
+/// How figures are computed: the cut-off k, the catalog size for coverage, the bootstrap.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoring {
+    pub k: usize,
+    pub catalog_items: usize,
+    pub resamples: usize,
+    pub seed: u64,
+}
+
 /// Summarises the lists of one method (`lists[c]` for `cases[c]`).
 pub fn summarise(
     lists: &[Vec<u32>],
     cases: &[Case],
-    k: usize,
-    catalog_items: usize,
+    scoring: &Scoring,
     non_merch: &dyn Fn(u32) -> bool,
     failed: usize,
-    resamples: usize,
-    seed: u64,
 ) -> Summary {
+    let Scoring {
+        k,
+        catalog_items,
+        resamples,
+        seed,
+    } = *scoring;
     let scores: Vec<[Option<f64>; METRICS]> = lists
         .iter()
         .zip(cases)
@@ -121,7 +133,9 @@ pub fn summarise(
         (if n > 0 { sum / n as f64 } else { 0.0 }, n)
     };
     let n = scores.len();
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); METRICS];
+    let mut samples: Vec<Vec<f64>> = (0..METRICS)
+        .map(|_| Vec::with_capacity(resamples))
+        .collect();
     let mut state = seed;
     let mut draw = Vec::with_capacity(n);
     for _ in 0..resamples {
@@ -210,7 +224,13 @@ mod tests {
     fn summary_means_intervals_coverage_and_non_merch() {
         let cases = vec![case(&[1], &[1]), case(&[2], &[])];
         let lists = vec![vec![1, 5], vec![3, 5]];
-        let s = summarise(&lists, &cases, 2, 10, &|i| i == 5, 0, 200, 1);
+        let scoring = Scoring {
+            k: 2,
+            catalog_items: 10,
+            resamples: 200,
+            seed: 1,
+        };
+        let s = summarise(&lists, &cases, &scoring, &|i| i == 5, 0);
         assert_eq!(s.recall.mean, 0.5);
         assert!(s.recall.lo <= 0.5 && s.recall.hi >= 0.5);
         assert_eq!((s.recall.lo, s.recall.hi), (0.0, 1.0));

@@ -208,7 +208,8 @@ pub fn chart(report: &Report, path: &Path) -> Result<bool> {
     if !redrec_bench::plot::ensure_font() || report.arms.is_empty() {
         return Ok(false);
     }
-    let metrics: [(&str, fn(&Summary) -> Estimate); 5] = [
+    type Figure = fn(&Summary) -> Estimate;
+    let metrics: [(&str, Figure); 5] = [
         ("R@k", |s| s.recall),
         ("NDCG@k", |s| s.ndcg),
         ("PHR@k", |s| s.phr),

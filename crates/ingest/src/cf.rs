@@ -14,6 +14,9 @@
 
 use ndarray::{Array2, ArrayView1, Axis};
 
+/// Per user: (item index, count) pairs sorted by item.
+pub type UserRows = Vec<Vec<(u32, f32)>>;
+
 /// Per user (in first-seen order): (item index, number of distinct baskets holding it), sorted
 /// by item; plus the item ids by index. Reads `user`, `item`, `basket` columns of a Parquet file
 /// (lines with a `quantity` column <= 0 are skipped when `quantity` is given). Lines at or after
@@ -23,7 +26,7 @@ pub fn basket_counts_from_parquet(
     columns: [&str; 3],
     quantity: Option<&str>,
     time_until: Option<(&str, f64)>,
-) -> crate::Result<(Vec<Vec<(u32, f32)>>, Vec<String>)> {
+) -> crate::Result<(UserRows, Vec<String>)> {
     use std::collections::{HashMap, HashSet};
 
     use crate::source::{ParquetRows, SourceItem, Value};

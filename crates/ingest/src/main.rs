@@ -191,7 +191,10 @@ enum MigrateCmd {
 #[derive(clap::Args)]
 struct CfArgs {
     /// Interaction file (Parquet): one purchased line per row
-    #[arg(long, default_value = "target/redrec/data/complete-journey/transactions.parquet")]
+    #[arg(
+        long,
+        default_value = "target/redrec/data/complete-journey/transactions.parquet"
+    )]
     interactions: PathBuf,
     #[arg(long, default_value = "household_id")]
     user_col: String,
@@ -361,7 +364,11 @@ async fn run(cli: Cli) -> Result<()> {
                 names.len(),
                 params.factors,
                 params.iterations,
-                if report.added_field { "added" } else { "rewrote" },
+                if report.added_field {
+                    "added"
+                } else {
+                    "rewrote"
+                },
                 redrec_ingest::cf_field::CF_FIELD,
                 report.index,
                 report.written,
