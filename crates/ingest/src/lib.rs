@@ -9,9 +9,12 @@
 //! - [`refresh`]: in-place vector refresh while serving.
 //! - [`migrate`]: model / dimension migrations behind the alias, resumable, with rollback.
 //! - [`dataset`]: the Complete Journey catalog and the synthetic benchmark catalog.
+//! - [`events`]: interaction files (views, purchases, ...) applied through the feature store's
+//!   atomic event function, at the time each event happened.
 
 pub mod dataset;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod load;
 pub mod migrate;
