@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod events;
 mod loaders;
 mod schema_yaml;
 mod validation;
