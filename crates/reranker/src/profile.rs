@@ -458,20 +458,36 @@ fn weights(pairs: &[(Feature, f64)]) -> BTreeMap<String, f64> {
 }
 
 /// Non-merchandise in the Complete Journey catalog: `(field, values)` the built-in profiles
-/// exclude (fuel, coupons and store transactions are lines of a receipt, not products to
-/// recommend). Rules on fields a catalog lacks are skipped (see [`crate::exclusion`]).
+/// exclude. Fuel, coupons, gift-card activations, key rings, donations and store supplies are
+/// lines of a receipt, not products to recommend: in Complete Journey 2.0 they are the `FUEL`,
+/// `COUPON` and store-internal departments and the `COUPON/MISC ITEMS` category (which holds
+/// the gasoline line, 1.0% of all transaction lines, under both `FUEL` and `MISCELLANEOUS`);
+/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. Rules on fields a
+/// catalog lacks are skipped (see [`crate::exclusion`]).
 pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
     (
         "department",
         &[
+            "FUEL",
             "KIOSK-GAS",
-            "MISC SALES TRAN",
             "COUPON",
+            "MISC SALES TRAN",
             "MISC. TRANS.",
-            "POSTAL CENTER",
+            "CNTRL/STORE SUP",
+            "CHARITABLE CONT",
+            "PROD-WHS SALES",
         ],
     ),
-    ("category", &["COUPON/MISC ITEMS", "GASOLINE"]),
+    (
+        "category",
+        &[
+            "COUPON/MISC ITEMS",
+            "COUPONS/STORE & MFG",
+            "COUPON",
+            "FUEL",
+            "GASOLINE",
+        ],
+    ),
 ];
 
 fn non_merchandise() -> Option<Vec<ExcludeRule>> {

@@ -1,10 +1,11 @@
 //! Event timestamps as they appear in interaction files, to unix milliseconds.
 //!
-//! Accepted: numbers (unix seconds, milliseconds or microseconds, told apart by magnitude: any
-//! instant after March 1973 is read right) and strings: the same numbers, `YYYY-MM-DD`,
+//! Accepted: numbers (unix seconds, milliseconds, microseconds or nanoseconds, told apart by
+//! magnitude: any instant between March 1973 and the year 5138 is read right) and strings: the same numbers, `YYYY-MM-DD`,
 //! `YYYY-MM-DD HH:MM[:SS[.fff]]` or RFC 3339 (`T` separator, `Z` or `±HH:MM` offset). A string
 //! without an offset is UTC. Parquet `TIMESTAMP` columns arrive as numbers in their own unit
-//! (milliseconds or microseconds) and fall under the magnitude rule.
+//! (milli-, micro- or nanoseconds: pandas writes nanoseconds, as in the Complete Journey
+//! transactions) and fall under the magnitude rule.
 
 use crate::source::Value;
 
@@ -12,6 +13,8 @@ use crate::source::Value;
 const MS_FROM: f64 = 1e11;
 /// From this a number is microseconds (1e14 ms is the year 5138; 1e14 µs is March 1973).
 const US_FROM: f64 = 1e14;
+/// From this a number is nanoseconds (1e17 µs is the year 5138; 1e17 ns is March 1973).
+const NS_FROM: f64 = 1e17;
 
 /// Unix milliseconds of a value, or why not.
 pub fn to_unix_ms(v: &Value) -> Result<i64, String> {
@@ -29,7 +32,9 @@ fn number_ms(n: f64) -> Result<i64, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("timestamp {n} is not a non-negative number"));
     }
-    let ms = if n >= US_FROM {
+    let ms = if n >= NS_FROM {
+        n / 1e6
+    } else if n >= US_FROM {
         n / 1000.0
     } else if n >= MS_FROM {
         n
@@ -138,6 +143,7 @@ mod tests {
         check(Value::Num(1_500_000_000.0), 1_500_000_000_000);
         check(Value::Num(1_500_000_000_123.0), 1_500_000_000_123);
         check(Value::Num(1_500_000_000_123_456.0), 1_500_000_000_123);
+        check(Value::Num(1_500_000_000_123_456_789.0), 1_500_000_000_123);
         check(Value::Str("1500000000".into()), 1_500_000_000_000);
         assert!(to_unix_ms(&Value::Num(-1.0)).is_err());
         assert!(to_unix_ms(&Value::Null).unwrap_err().contains("got null"));
