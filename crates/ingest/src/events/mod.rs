@@ -20,7 +20,7 @@ pub mod parse;
 pub mod time;
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashSet},
     io::Write,
     sync::Arc,
     time::Instant,
@@ -165,7 +165,7 @@ fn read_all(
     let progress = Progress::new(opts.progress, "read", rows.known_len());
     for item in rows.open()? {
         sel.rows_read += 1;
-        if sel.rows_read % 4096 == 0 {
+        if sel.rows_read.is_multiple_of(4096) {
             progress.inc(4096);
         }
         let parsed = match item? {
@@ -330,13 +330,4 @@ pub async fn import(
     report.events_per_sec =
         (report.applied + report.duplicates) as f64 / report.apply_secs.max(1e-9);
     Ok(report)
-}
-
-/// Count of events per user in a selection (tests and summaries).
-pub fn per_user(events: &[ParsedEvent]) -> HashMap<&str, usize> {
-    let mut out = HashMap::new();
-    for e in events {
-        *out.entry(e.event.user_id.as_str()).or_default() += 1;
-    }
-    out
 }
