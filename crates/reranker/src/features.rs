@@ -336,7 +336,7 @@ impl<'a> FeatureContext<'a> {
         let f = self.fields;
 
         // one bit per source feature: no allocation per candidate
-        let mut seen_sources = 0u16;
+        let mut seen_sources = 0u32;
         for hit in &c.sources {
             // f32 carries ~7 significant digits: rounding to 6 decimals shows 0.71 as 0.71,
             // not 0.7099999785, in explanations.
@@ -479,5 +479,61 @@ mod tests {
         check(11.0, 10.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
         check(0.01, 0.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
         check(f64::NAN, 10.0, 2.0, 0.0);
+    }
+
+    #[test]
+    fn history_hits_and_purchases_give_purchase_frequency_not_seen() {
+        use redrec_core::{candidate::SourceHit, user::PurchaseFrequency};
+        let hit = |source, similarity| SourceHit {
+            source,
+            rank: 0,
+            similarity,
+        };
+        let candidate = |id: &str, sources| Candidate {
+            id: id.into(),
+            fields: Default::default(),
+            vector: None,
+            sources,
+        };
+        let user = UserFeatures {
+            purchases: vec![
+                PurchaseFrequency {
+                    item_id: "a".into(),
+                    score: 4.0,
+                },
+                PurchaseFrequency {
+                    item_id: "b".into(),
+                    score: 1.0,
+                },
+            ],
+            seen: ["a".to_owned(), "c".to_owned()].into(),
+            ..UserFeatures::default()
+        };
+        let a = candidate(
+            "a",
+            vec![hit(SourceKind::History, 1.0), hit(SourceKind::Session, 0.5)],
+        );
+        let b = candidate("b", vec![hit(SourceKind::Popular, 0.9)]);
+        let c = candidate("c", vec![hit(SourceKind::Session, 0.7)]);
+        let fields = ItemFields::default();
+        let all = [&a, &b, &c];
+        let ctx = FeatureContext::new(&all, &user, &fields, None, None, None);
+        let (va, vb, vc) = (ctx.compute(&a), ctx.compute(&b), ctx.compute(&c));
+        let f = |v: &FeatureValues, f: Feature| v[f.index()];
+        assert_eq!(f(&va, Feature::PurchaseFrequency), 1.0);
+        assert_eq!(f(&vb, Feature::PurchaseFrequency), 0.25);
+        assert_eq!(f(&vc, Feature::PurchaseFrequency), 0.0);
+        // the history score is not a similarity
+        assert_eq!(f(&va, Feature::Similarity), 0.5);
+        assert_eq!(
+            (f(&va, Feature::PurchasedBefore), f(&va, Feature::Seen)),
+            (1.0, 0.0)
+        );
+        assert_eq!(
+            (f(&vc, Feature::PurchasedBefore), f(&vc, Feature::Seen)),
+            (0.0, 1.0)
+        );
+        // three sources in the set (history, session, popular), a has two of them
+        assert!((f(&va, Feature::SourceAgreement) - 2.0 / 3.0).abs() < 1e-12);
     }
 }
