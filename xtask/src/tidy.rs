@@ -38,7 +38,12 @@ mod tests {
         (
             "ingest",
             // features: interaction imports go through the same event function as the gateway
-            &["redrec-core", "redrec-embedder", "redrec-store", "redrec-features"],
+            &[
+                "redrec-core",
+                "redrec-embedder",
+                "redrec-store",
+                "redrec-features",
+            ],
             &["axum", "tower-http"],
         ),
         (
