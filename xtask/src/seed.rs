@@ -2,7 +2,9 @@
 //! when needed, fetches the pinned dataset and model, and runs the `redrec-ingest` binary (in
 //! release mode): xtask orchestrates, it links none of the ingest crates.
 //!
-//! - `cargo xtask seed` / `cargo xtask seed complete-journey`: the real retail catalog.
+//! - `cargo xtask seed` / `cargo xtask seed complete-journey`: the real retail catalog and its
+//!   2,469 household purchase histories (`--households N` for a subset, `--until DATE` for a
+//!   train / test cut-off, `--no-history` for the catalog alone).
 //! - `cargo xtask seed synthetic --items 100000 --dim 128 --seed 42 [--namespace X]`.
 //!
 //! A namespace that already holds the requested dataset is left alone unless `--force`.
@@ -28,8 +30,19 @@ pub struct SeedArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum Dataset {
-    /// The Complete Journey retail catalog (default): 92,331 products, embedded with MiniLM
-    CompleteJourney,
+    /// The Complete Journey retail catalog (default): 92,331 products, embedded with MiniLM, and
+    /// the households' purchase histories
+    CompleteJourney {
+        /// Seed only the catalog, not the household histories
+        #[arg(long)]
+        no_history: bool,
+        /// Seed the histories of this many households (the smallest ids); default all 2,469
+        #[arg(long)]
+        households: Option<usize>,
+        /// Seed only transactions before this date (`YYYY-MM-DD`)
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// A deterministic synthetic catalog for benchmarks
     Synthetic {
         #[arg(long, default_value_t = 100_000)]
@@ -41,15 +54,22 @@ enum Dataset {
     },
 }
 
+/// `cargo xtask seed` with no dataset: Complete Journey with all household histories.
+const COMPLETE_JOURNEY: Dataset = Dataset::CompleteJourney {
+    no_history: false,
+    households: None,
+    until: None,
+};
+
 pub fn seed(args: &SeedArgs) -> Result<()> {
-    let dataset = args.dataset.as_ref().unwrap_or(&Dataset::CompleteJourney);
+    let dataset = args.dataset.as_ref().unwrap_or(&COMPLETE_JOURNEY);
     run_ingest_seed(args.port, args.namespace.as_deref(), dataset, args.force)
 }
 
 /// Seeds the default dataset (Complete Journey) into the default namespace, as `cargo xtask seed`
 /// does: a no-op when the namespace already holds it.
 pub fn seed_default(port: u16) -> Result<()> {
-    run_ingest_seed(port, None, &Dataset::CompleteJourney, false)
+    run_ingest_seed(port, None, &COMPLETE_JOURNEY, false)
 }
 
 fn run_ingest_seed(
@@ -72,12 +92,25 @@ fn run_ingest_seed(
         cmd.args(["--namespace", ns]);
     }
     match dataset {
-        Dataset::CompleteJourney => {
+        Dataset::CompleteJourney {
+            no_history,
+            households,
+            until,
+        } => {
             let data = fetch(Asset::CompleteJourney)?;
             let model = fetch(Asset::Model)?;
             cmd.env("REDREC_EMBEDDER__MODEL_DIR", &model)
                 .args(["seed", "complete-journey", "--data-dir"])
                 .arg(&data);
+            if *no_history {
+                cmd.arg("--no-history");
+            }
+            if let Some(n) = households {
+                cmd.arg("--households").arg(n.to_string());
+            }
+            if let Some(u) = until {
+                cmd.arg("--until").arg(u);
+            }
         }
         &Dataset::Synthetic { items, dim, seed } => {
             cmd.args(["seed", "synthetic", "--items"])

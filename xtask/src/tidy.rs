@@ -37,7 +37,13 @@ mod tests {
         ("features", &["redrec-core"], &["axum", "tower-http"]),
         (
             "ingest",
-            &["redrec-core", "redrec-embedder", "redrec-store"],
+            // features: interaction imports go through the same event function as the gateway
+            &[
+                "redrec-core",
+                "redrec-embedder",
+                "redrec-store",
+                "redrec-features",
+            ],
             &["axum", "tower-http"],
         ),
         (

@@ -27,6 +27,8 @@ pub enum SourceKind {
     Examples,
     /// Filtered items sorted by popularity (cold start, empty queries).
     Popular,
+    /// The user's own purchase history within the filter, by time-decayed purchase count.
+    History,
 }
 
 impl SourceKind {
@@ -40,6 +42,7 @@ impl SourceKind {
             SourceKind::LongTerm => "long_term",
             SourceKind::Examples => "examples",
             SourceKind::Popular => "popular",
+            SourceKind::History => "history",
         }
     }
 }
@@ -52,7 +55,8 @@ pub struct SourceHit {
     pub rank: u32,
     /// Similarity where larger is better (distance already converted, see
     /// [`crate::schema::DistanceMetric::similarity`]); for `Popular` the normalised popularity,
-    /// for `Lexical` the text score.
+    /// for `Lexical` the text score, for `History` the decayed purchase count over the user's
+    /// largest one.
     pub similarity: f32,
 }
 

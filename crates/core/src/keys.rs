@@ -8,6 +8,7 @@
 //! - `redrec:user:{id}:seen`            seen items (sorted set, score = unix ms)
 //! - `redrec:user:{id}:recent`          recent interactions (capped list)
 //! - `redrec:user:{id}:cart`            items in the cart (set, with TTL)
+//! - `redrec:user:{id}:buys`            time-decayed purchase frequency (sorted set, capped)
 //! - `redrec:evt:{event_id}`            idempotency marker (string, with TTL)
 //! - `redrec:pop`                       item popularity from events (sorted set)
 //! - `redrec:rl:{key}`                  rate-limit counters
@@ -103,6 +104,11 @@ impl Namespace {
 
     pub fn user_cart(&self, id: &str) -> String {
         format!("{}:user:{id}:cart", self.prefix)
+    }
+
+    /// The user's purchase history: item -> forward-decayed purchase count (see docs/FEATURES.md).
+    pub fn user_buys(&self, id: &str) -> String {
+        format!("{}:user:{id}:buys", self.prefix)
     }
 
     pub fn event_marker(&self, event_id: &str) -> String {

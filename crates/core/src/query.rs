@@ -316,6 +316,42 @@ impl SortedQuery {
     }
 }
 
+/// The filter restricted to a given set of item keys (`INKEYS`): which of these items pass
+/// the filter, with their fields. Used by the `history` source: the user's own items, evaluated
+/// by the server with exactly the semantics of every other source's filter. Results come in the
+/// index's order; the caller ranks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InKeysQuery {
+    pub index: String,
+    pub filter: String,
+    /// Full item keys (`{ns}:item:{id}`).
+    pub keys: Vec<String>,
+    pub projection: Projection,
+    pub timeout_ms: Option<u64>,
+}
+
+impl InKeysQuery {
+    pub fn args(&self) -> Result<SearchArgs> {
+        if self.keys.is_empty() {
+            return Err(Error::Query {
+                message: "an INKEYS query needs at least one key".into(),
+            });
+        }
+        let mut a = SearchArgs::new("FT.SEARCH");
+        let f = self.filter.trim();
+        a.push(self.index.as_str())
+            .push(if f.is_empty() { "*" } else { f });
+        a.push("INKEYS").push(self.keys.len().to_string());
+        for k in &self.keys {
+            a.push(k.as_str());
+        }
+        push_projection(&mut a, &self.projection, None);
+        a.push("LIMIT").push("0").push(self.keys.len().to_string());
+        push_tail(&mut a, self.timeout_ms);
+        Ok(a)
+    }
+}
+
 /// The BM25 side of text search: any of the words of `text` (OR), in one TEXT field or all.
 pub fn lexical_expression(field: Option<&str>, text: &str) -> Result<String> {
     let terms = text_terms(text);
@@ -490,5 +526,22 @@ mod tests {
         .assert_eq(&q.args().display());
         assert!(lexical_expression(None, "?!").is_err());
         assert_eq!(lexical_expression(None, "a-b").unwrap(), "(a | b)");
+    }
+
+    #[test]
+    fn inkeys_query_lists_the_keys_and_returns_them_all() {
+        let q = InKeysQuery {
+            index: "redrec:items".into(),
+            filter: "@category:{MILK}".into(),
+            keys: vec!["redrec:item:1".into(), "redrec:item:2".into()],
+            projection: Projection::Fields(vec!["category".into()]),
+            timeout_ms: Some(500),
+        };
+        assert_eq!(
+            q.args().unwrap().display(),
+            "FT.SEARCH redrec:items @category:{MILK} INKEYS 2 redrec:item:1 redrec:item:2 RETURN 1 category LIMIT 0 2 TIMEOUT 500 DIALECT 2"
+        );
+        let empty = InKeysQuery { keys: vec![], ..q };
+        assert!(empty.args().is_err());
     }
 }

@@ -27,6 +27,14 @@ pub struct Interaction {
     pub at_ms: i64,
 }
 
+/// One item of the user's purchase history with its time-decayed purchase count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseFrequency {
+    pub item_id: String,
+    /// Purchases of this item, each worth `2^(-age / history_half_life)` at the time of reading.
+    pub score: f64,
+}
+
 /// Everything the request path knows about a user. `Default` is the cold-start user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserFeatures {
@@ -50,4 +58,8 @@ pub struct UserFeatures {
     pub seen: BTreeSet<String>,
     /// Event counters by event type.
     pub counters: BTreeMap<String, u64>,
+    /// The items the user bought most, by time-decayed purchase count, largest first (at most
+    /// `history_read` of them). Empty for users without purchases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purchases: Vec<PurchaseFrequency>,
 }

@@ -62,6 +62,13 @@ pub struct FeaturesConfig {
     pub max_batch: usize,
     /// How long an `event_id` is remembered for deduplication.
     pub idempotency_ttl_ms: u64,
+    /// Half-life of the purchase-history counts (`{ns}:user:{id}:buys`): a purchase this old
+    /// counts half as much as one made now.
+    pub history_half_life_ms: u64,
+    /// Items kept in a user's purchase history (the least-bought are dropped first).
+    pub history_cap: usize,
+    /// Items of the purchase history read with the user's features (largest counts first).
+    pub history_read: usize,
 }
 
 impl Default for FeaturesConfig {
@@ -78,6 +85,9 @@ impl Default for FeaturesConfig {
             cart_ttl_ms: 7 * 24 * 3600 * 1000,
             max_batch: 100,
             idempotency_ttl_ms: 24 * 3600 * 1000,
+            history_half_life_ms: 90 * 24 * 3600 * 1000,
+            history_cap: 300,
+            history_read: 100,
         }
     }
 }
@@ -127,6 +137,7 @@ impl FeaturesConfig {
             ("seen_ttl_ms", self.seen_ttl_ms),
             ("cart_ttl_ms", self.cart_ttl_ms),
             ("idempotency_ttl_ms", self.idempotency_ttl_ms),
+            ("history_half_life_ms", self.history_half_life_ms),
         ] {
             check(
                 value > 0,
@@ -138,6 +149,8 @@ impl FeaturesConfig {
             ("seen_cap", self.seen_cap),
             ("recent_cap", self.recent_cap),
             ("max_batch", self.max_batch),
+            ("history_cap", self.history_cap),
+            ("history_read", self.history_read),
         ] {
             check(
                 value > 0 && value <= 100_000,

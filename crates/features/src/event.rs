@@ -87,6 +87,10 @@ pub struct Event {
     /// Dwell time for `dwell` events, in milliseconds (not negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dwell_ms: Option<i64>,
+    /// When the event happened (unix ms). Not part of the wire format: the gateway applies
+    /// events at its own clock; bulk imports set it from the file so decays see the real age.
+    #[serde(skip)]
+    pub at_ms: Option<i64>,
 }
 
 fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -113,6 +117,7 @@ impl Event {
             item_id: item_id.to_owned(),
             event_id: None,
             dwell_ms: None,
+            at_ms: None,
         }
     }
 
@@ -125,6 +130,12 @@ impl Event {
         self.dwell_ms = Some(dwell_ms);
         self
     }
+
+    /// Applies the event as of `at_ms` (unix ms) instead of the batch's clock.
+    pub fn at(mut self, at_ms: i64) -> Event {
+        self.at_ms = Some(at_ms);
+        self
+    }
 }
 
 /// A validated event with its weight resolved from the config.
@@ -135,11 +146,16 @@ pub(crate) struct CheckedEvent<'a> {
     pub item_id: &'a str,
     pub event_id: Option<&'a str>,
     pub weight: f64,
+    /// Event time, when it is not the batch's clock.
+    pub at_ms: Option<i64>,
 }
+
+/// Latest accepted event time (unix ms, year 2100): a larger value is a unit mistake.
+pub(crate) const MAX_EVENT_MS: i64 = 4_102_444_800_000;
 
 /// Per-user key suffixes: a user id ending in one of them would name another user's key
 /// (`{ns}:user:u1:cart` is both the cart of `u1` and the hash of a user `u1:cart`).
-const RESERVED_SUFFIXES: [&str; 4] = [":session", ":seen", ":recent", ":cart"];
+const RESERVED_SUFFIXES: [&str; 5] = [":session", ":seen", ":recent", ":cart", ":buys"];
 
 /// Checks a user id: the core id rules, and no reserved per-user key suffix.
 pub(crate) fn validate_user_id(id: &str) -> Result<(), String> {
@@ -184,6 +200,15 @@ pub(crate) fn check_event<'a>(
             format!("is {ms}, expected a non-negative number of milliseconds"),
         ));
     }
+    if let Some(at) = event.at_ms
+        && !(0..=MAX_EVENT_MS).contains(&at)
+    {
+        return Err(invalid(
+            index,
+            "at_ms",
+            format!("is {at}, expected unix milliseconds between 1970 and 2100"),
+        ));
+    }
     let w = &config.weights;
     let weight = match kind {
         EventKind::View => w.view,
@@ -208,6 +233,7 @@ pub(crate) fn check_event<'a>(
         item_id: &event.item_id,
         event_id: event.event_id.as_deref(),
         weight,
+        at_ms: event.at_ms,
     })
 }
 

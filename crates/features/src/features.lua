@@ -8,9 +8,12 @@
 -- documented in docs/FEATURES.md. Time always comes from the caller (ARGV), never from TIME,
 -- so tests can inject a clock and replicas replay deterministically.
 
-local HEADER = 16      -- ARGV slots before the per-event blocks
-local STRIDE_ARGV = 7  -- per event: type, item_id, weight, has_event_id, price_flag, cart_op, pop_weight
-local STRIDE_KEYS = 7  -- per event: user, session, seen, recent, cart, item, event marker
+local HEADER = 20      -- ARGV slots before the per-event blocks
+local STRIDE_ARGV = 8  -- per event: type, item_id, weight, has_event_id, price_flag, cart_op, pop_weight, at_ms
+local STRIDE_KEYS = 8  -- per event: user, session, seen, recent, cart, item, event marker, buys
+-- Purchase-history scores are kept relative to a per-user reference time; past this many
+-- half-lives from it, the scores are rescaled and the reference moved (keeps them finite).
+local HISTORY_RESCALE = 64
 local CHUNK = 128      -- floats per struct.pack/unpack call (keeps the Lua stack small)
 
 -- struct format strings by chunk length, built once per call of the library
@@ -150,8 +153,35 @@ local function set_max(key, field, now)
   end
 end
 
+-- Purchase history as forward decay (Cormode et al., 2009): a purchase at time t adds
+-- 2^((t - ref) / half_life) to the item's score, where ref (`buys_ref_ms` in the user hash) is
+-- fixed per user. Every score then decays by the same factor as time passes, so the order of
+-- the sorted set is the order of decayed purchase counts at any reading time, and the read side
+-- gets the decayed count as score * 2^((ref - now) / half_life). No per-read or per-write decay
+-- of the other members is needed; only when t runs far past ref are all scores rescaled once.
+local function bump_history(user, buys, item_id, at, half_life, cap)
+  local ref = tonumber(redis.call('HGET', user, 'buys_ref_ms') or '')
+  if ref == nil then
+    ref = at
+    redis.call('HSET', user, 'buys_ref_ms', string.format('%.0f', ref))
+  end
+  local e = (at - ref) / half_life
+  if e > HISTORY_RESCALE then
+    local factor = math.pow(2, -e)
+    local all = redis.call('ZRANGE', buys, 0, -1, 'WITHSCORES')
+    for i = 1, #all, 2 do
+      redis.call('ZADD', buys, tonumber(all[i + 1]) * factor, all[i])
+    end
+    ref = at
+    redis.call('HSET', user, 'buys_ref_ms', string.format('%.0f', ref))
+    e = 0
+  end
+  redis.call('ZINCRBY', buys, math.pow(2, e), item_id)
+  redis.call('ZREMRANGEBYRANK', buys, 0, -(cap + 1))
+end
+
 local function apply_events(keys, args)
-  local now = tonumber(args[1])
+  local batch_now = tonumber(args[1])
   local n = tonumber(args[2])
   local f_vec, f_cat, f_brand, f_price = args[3], args[4], args[5], args[6]
   local session_alpha = tonumber(args[7])
@@ -163,6 +193,8 @@ local function apply_events(keys, args)
   local recent_cap = tonumber(args[13])
   local cart_ttl = tonumber(args[14])
   local idem_ttl = tonumber(args[15])
+  local history_half_life = tonumber(args[16])
+  local history_cap = tonumber(args[17])
   local pop_key = keys[1]
 
   -- Phase 1: read every item; an unknown item rejects the whole batch before any write.
@@ -199,8 +231,8 @@ local function apply_events(keys, args)
   local applied = 0
   for j = 0, n - 1 do
     local k = 2 + j * STRIDE_KEYS
-    local user, session, seen, recent, cart, evt =
-      keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 6]
+    local user, session, seen, recent, cart, evt, buys =
+      keys[k], keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 6], keys[k + 7]
     local a = HEADER + j * STRIDE_ARGV
     local etype, item_id = args[a + 1], args[a + 2]
     local w = tonumber(args[a + 3])
@@ -208,6 +240,8 @@ local function apply_events(keys, args)
     local price_flag = args[a + 5] == '1'
     local cart_op = args[a + 6]
     local pop_w = tonumber(args[a + 7])
+    -- the event's own time (bulk imports), else the batch's clock
+    local now = tonumber(args[a + 8]) or batch_now
     local item = items[j]
 
     local fresh = true
@@ -261,6 +295,10 @@ local function apply_events(keys, args)
         redis.call('PEXPIRE', cart, cart_ttl)
       elseif cart_op == 'remove' then
         redis.call('SREM', cart, item_id)
+      end
+      -- purchase history: only purchases count, one per purchase line whatever its weight
+      if etype == 'purchase' then
+        bump_history(user, buys, item_id, now, history_half_life, history_cap)
       end
       -- item popularity lives in its own zset, folded into the index in batches
       if pop_w > 0 then

@@ -16,7 +16,7 @@ use redrec_core::{
     keys::Namespace,
     reply::{integer, text},
     schema::ItemFields,
-    user::{Interaction, PriceBand, UserFeatures},
+    user::{Interaction, PriceBand, PurchaseFrequency, UserFeatures},
     vector,
 };
 
@@ -47,7 +47,7 @@ pub struct FoldReport {
 }
 
 /// Number of commands [`FeatureStore::queue_read`] adds to a pipeline.
-pub const READ_COMMANDS: usize = 5;
+pub const READ_COMMANDS: usize = 6;
 
 /// The user-feature store of one namespace.
 #[derive(Debug, Clone)]
@@ -104,6 +104,12 @@ impl FeatureStore {
         self.library.load(con).await
     }
 
+    /// Validates one event as [`FeatureStore::apply`] would (everything except item existence,
+    /// which only Redis knows); `index` is the position reported in the error.
+    pub fn check(&self, index: usize, event: &Event) -> Result<()> {
+        check_event(index, event, &self.config).map(|_| ())
+    }
+
     /// Validates a batch and applies it in one atomic `FCALL`. An invalid event or an unknown
     /// item fails the whole batch with the index of the first bad event, and nothing is written.
     /// Events with an `event_id` seen within `idempotency_ttl_ms` are skipped and reported.
@@ -137,7 +143,7 @@ impl FeatureStore {
 
     fn apply_call(&self, events: &[CheckedEvent<'_>], now_ms: i64) -> (Vec<String>, Vec<Vec<u8>>) {
         let c = &self.config;
-        let mut keys = Vec::with_capacity(1 + events.len() * 7);
+        let mut keys = Vec::with_capacity(1 + events.len() * 8);
         keys.push(self.ns.popularity());
         let mut args: Vec<Vec<u8>> = vec![
             now_ms.to_string().into_bytes(),
@@ -155,7 +161,12 @@ impl FeatureStore {
             c.recent_cap.to_string().into_bytes(),
             ms(c.cart_ttl_ms),
             ms(c.idempotency_ttl_ms),
-            Vec::new(), // reserved, keeps the header at 16 slots
+            ms(c.history_half_life_ms),
+            c.history_cap.to_string().into_bytes(),
+            // reserved, keeps the header at 20 slots
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
         ];
         for e in events {
             let u = e.user_id;
@@ -171,6 +182,7 @@ impl FeatureStore {
                 Some(id) => self.ns.event_marker(id),
                 None => self.ns.user(u),
             });
+            keys.push(self.ns.user_buys(u));
             let cart_op = match e.kind {
                 EventKind::CartAdd => "add",
                 EventKind::Purchase => "remove",
@@ -188,6 +200,11 @@ impl FeatureStore {
             args.push(if price { b"1".to_vec() } else { b"0".to_vec() });
             args.push(cart_op.as_bytes().to_vec());
             args.push(f(e.weight.max(0.0)));
+            args.push(
+                e.at_ms
+                    .map(|t| t.to_string().into_bytes())
+                    .unwrap_or_default(),
+            );
         }
         (keys, args)
     }
@@ -227,6 +244,12 @@ impl FeatureStore {
             .arg(0)
             .arg(c.seen_cap);
         pipe.cmd("SMEMBERS").arg(self.ns.user_cart(user_id));
+        pipe.cmd("ZRANGE")
+            .arg(self.ns.user_buys(user_id))
+            .arg(0)
+            .arg(c.history_read as i64 - 1)
+            .arg("REV")
+            .arg("WITHSCORES");
         Ok(())
     }
 
@@ -238,7 +261,7 @@ impl FeatureStore {
         now_ms: i64,
         replies: &[Value],
     ) -> Result<UserFeatures> {
-        let [user, session, recent, seen, cart] = replies else {
+        let [user, session, recent, seen, cart, buys] = replies else {
             return Err(Error::Protocol {
                 message: format!(
                     "expected {READ_COMMANDS} replies for a feature read, got {}",
@@ -251,6 +274,7 @@ impl FeatureStore {
         let recent: Vec<String> = redis::from_redis_value_ref(recent)?;
         let seen: Vec<String> = redis::from_redis_value_ref(seen)?;
         let cart: Vec<String> = redis::from_redis_value_ref(cart)?;
+        let buys: Vec<(String, f64)> = redis::from_redis_value_ref(buys)?;
         let user_key = self.ns.user(user_id);
         let corrupt = |key: &str, message: String| Error::Corrupt {
             key: key.to_owned(),
@@ -326,10 +350,29 @@ impl FeatureStore {
             .collect::<Result<Vec<_>>>()?;
         out.seen = seen.into_iter().collect::<BTreeSet<_>>();
         out.cart = cart.into_iter().collect::<BTreeSet<_>>();
+        if !buys.is_empty() {
+            let raw = user.get("buys_ref_ms").map(|v| String::from_utf8_lossy(v));
+            let reference: f64 = raw
+                .as_deref()
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| corrupt(&user_key, format!("field `buys_ref_ms` = {raw:?}")))?;
+            // forward decay: the stored score is relative to the reference time
+            let factor =
+                ((reference - now_ms as f64) / self.config.history_half_life_ms as f64).exp2();
+            out.purchases = buys
+                .into_iter()
+                .filter(|(_, s)| s.is_finite())
+                .map(|(item_id, s)| PurchaseFrequency {
+                    item_id,
+                    score: s * factor,
+                })
+                .collect();
+        }
         Ok(out)
     }
 
-    /// Deletes everything stored for a user (long-term, session, seen, recent, cart). Returns
+    /// Deletes everything stored for a user (long-term, session, seen, recent, cart, purchase
+    /// history). Returns
     /// whether anything existed. Idempotency markers and popularity are not per-user and stay.
     pub async fn delete(&self, con: &mut impl ConnectionLike, user_id: &str) -> Result<bool> {
         check_user_id(user_id)?;
@@ -348,6 +391,7 @@ impl FeatureStore {
             self.ns.user_seen(user_id),
             self.ns.user_recent(user_id),
             self.ns.user_cart(user_id),
+            self.ns.user_buys(user_id),
         ]
     }
 

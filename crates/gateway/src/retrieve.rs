@@ -1,8 +1,11 @@
 //! The gateway's edge to redrec-retriever: a validated [`Plan`] plus the user's features and the
 //! embedded query text become a `RetrievalRequest`; retriever errors become `ApiError`s.
 
+use std::collections::HashSet;
+
 use redrec_core::{candidate::Candidate, user::UserFeatures};
-use redrec_retriever::{RetrievalRequest, Source};
+use redrec_reranker::features::PURCHASE_EVENT;
+use redrec_retriever::{RetrievalRequest, Source, history::history_items};
 
 use crate::{
     error::{ApiError, ApiResult, ErrorCode},
@@ -48,10 +51,53 @@ pub async fn candidates(
     user: &UserFeatures,
     text_vector: Option<Vec<f32>>,
 ) -> ApiResult<Vec<Candidate>> {
-    let mut req = RetrievalRequest::new(sources(plan, user, text_vector), candidate_count(plan.k));
+    let profile = state.reranker.profiles().get(&plan.profile).ok();
+    let keep_purchases = !profile.is_some_and(|p| p.exclude_purchased());
+    let mut sources = sources(plan, user, text_vector);
+    // The user's own purchases within the filter, plus popularity to fill behind them (text
+    // KNN around the user's vectors finds "more of this category", rarely the next purchase).
+    let history = if plan.personalise && keep_purchases {
+        history_items(user)
+    } else {
+        Vec::new()
+    };
+    if !history.is_empty() {
+        if !sources.contains(&Source::Popular) {
+            sources.push(Source::Popular);
+        }
+        sources.push(Source::History(history));
+    }
+    let mut req = RetrievalRequest::new(sources, candidate_count(plan.k));
     req.filter = plan.filter.clone();
+    if let Some(p) = profile {
+        let price = &state.index_config().fields.price;
+        req.filter =
+            req.filter
+                .and_also(redrec_reranker::exclusion_filter(p, &state.schema, price));
+    }
     if plan.exclude_seen {
-        req.exclude = user.seen.iter().cloned().collect();
+        // "seen" means exposed without buying: under profiles that keep purchases, an item the
+        // user bought stays eligible however often it was viewed (see docs/RANKING.md)
+        let bought: HashSet<&str> = if keep_purchases {
+            user.purchases
+                .iter()
+                .map(|p| p.item_id.as_str())
+                .chain(
+                    user.recent
+                        .iter()
+                        .filter(|i| i.event == PURCHASE_EVENT)
+                        .map(|i| i.item_id.as_str()),
+                )
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        req.exclude = user
+            .seen
+            .iter()
+            .filter(|id| !bought.contains(id.as_str()))
+            .cloned()
+            .collect();
     }
     // MMR needs the candidates' vectors; fetch them only for profiles that diversify.
     req.with_vectors = state

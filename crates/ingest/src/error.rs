@@ -28,6 +28,9 @@ pub enum Error {
     Index { index: String, message: String },
     #[error("embedder: {0}")]
     Embed(#[from] redrec_embedder::Error),
+    /// The feature store refused an event batch, or could not reach Redis.
+    #[error("events: {0}")]
+    Features(#[from] redrec_features::Error),
 
     // ---- internal errors ---------------------------------------------------------------------
     #[error("redis: {0}")]
@@ -47,10 +50,13 @@ pub enum Error {
 impl Error {
     /// True when the error is caused by the input or the request, not by the environment.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            Error::Redis(_) | Error::Store(_) | Error::Io { .. } | Error::Internal { .. }
-        )
+        match self {
+            Error::Features(e) => e.is_client_error(),
+            other => !matches!(
+                other,
+                Error::Redis(_) | Error::Store(_) | Error::Io { .. } | Error::Internal { .. }
+            ),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {

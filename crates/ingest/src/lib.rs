@@ -11,11 +11,14 @@
 //! - [`cf`]: collaborative item vectors from interactions (implicit ALS).
 //! - [`cf_field`]: publishes them as the `cf_vector` field of the live index (`FT.ALTER`).
 //! - [`dataset`]: the Complete Journey catalog and the synthetic benchmark catalog.
+//! - [`events`]: interaction files (views, purchases, ...) applied through the feature store's
+//!   atomic event function, at the time each event happened.
 
 pub mod cf;
 pub mod cf_field;
 pub mod dataset;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod load;
 pub mod migrate;

@@ -25,6 +25,8 @@ use redrec_ingest::{
 };
 use serde::{Deserialize, Serialize};
 
+mod events_cli;
+
 /// The settings this binary reads (other sections of redrec.toml are ignored).
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -34,6 +36,8 @@ struct Settings {
     embedder: EmbedderConfig,
     ingest: WriteOptions,
     mapping: Mapping,
+    /// The gateway's feature settings: imported events must weigh and decay the same way.
+    features: redrec_features::FeaturesConfig,
 }
 
 #[derive(Parser)]
@@ -125,6 +129,9 @@ enum Cmd {
     /// Train collaborative item vectors (implicit ALS) from interactions and publish them as the
     /// live index's `cf_vector` field (added with FT.ALTER the first time, rewritten in place after)
     Cf(CfArgs),
+    /// Import interactions (views, purchases, ...) through the real-time event function, at
+    /// their own timestamps
+    Events(events_cli::EventsArgs),
     /// Load a built-in dataset (skipped when the namespace already holds it, unless --force)
     Seed {
         #[command(subcommand)]
@@ -229,6 +236,8 @@ enum SeedCmd {
         /// Directory with products.parquet and transactions.parquet
         #[arg(long, default_value = "target/redrec/data/complete-journey")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        history: events_cli::HistoryArgs,
     },
     /// A deterministic synthetic catalog (benchmarks)
     Synthetic {
@@ -544,10 +553,18 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         },
+        Cmd::Events(args) => {
+            let fields = &settings.index.fields;
+            events_cli::run_events(&con, &ns, fields, &settings.features, args, progress).await?;
+        }
         Cmd::Seed { dataset, force } => match dataset {
-            SeedCmd::CompleteJourney { data_dir } => {
+            SeedCmd::CompleteJourney { data_dir, history } => {
+                let (fields, features) = (&settings.index.fields, &settings.features);
                 if !force && already_seeded(&con, &ns, "complete-journey").await? {
-                    return Ok(());
+                    return events_cli::seed_history(
+                        &con, &ns, fields, features, &data_dir, &history, progress,
+                    )
+                    .await;
                 }
                 let started = Instant::now();
                 let embedder = redrec_embedder::from_config(&settings.embedder)
@@ -590,6 +607,11 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("seed complete-journey: {report}");
                 println!("total {:.1}s", started.elapsed().as_secs_f64());
                 set_seed_marker(&con, &ns, "complete-journey").await?;
+                let (fields, features) = (&settings.index.fields, &settings.features);
+                events_cli::seed_history(
+                    &con, &ns, fields, features, &data_dir, &history, progress,
+                )
+                .await?;
             }
             SeedCmd::Synthetic { items, dim, seed } => {
                 if items == 0 || items > 10_000_000 || dim == 0 || dim > 4096 {

@@ -64,9 +64,13 @@ pub enum Feature {
     /// `1 / (1 + i)` where `i` is the position (newest = 0) of the newest recent non-skip
     /// interaction in the item's category.
     CategoryRecency,
-    /// 1 when a recent interaction of the user is a purchase of this very item.
+    /// 1 when the user bought this very item (a recent purchase or the purchase history).
     PurchasedBefore,
-    /// 1 when the item is in the user's seen set (when retrieval did not already exclude it).
+    /// The item's time-decayed purchase count in the user's history over the user's largest
+    /// one, in `[0, 1]` (0 when never bought). Also the score of the `history` source.
+    PurchaseFrequency,
+    /// 1 when the item is in the user's seen set and was never bought: an exposure that did not
+    /// convert (when retrieval did not already exclude it). A repurchase is not "seen".
     Seen,
 }
 
@@ -90,7 +94,7 @@ pub type FeatureValues = [f64; FEATURE_COUNT];
 
 impl Feature {
     /// Every feature, in the order of [`FeatureValues`] and of explanations.
-    pub const ALL: [Feature; 20] = [
+    pub const ALL: [Feature; 21] = [
         Feature::Similarity,
         Feature::SimQueryVector,
         Feature::SimQueryText,
@@ -110,6 +114,7 @@ impl Feature {
         Feature::InCart,
         Feature::CategoryRecency,
         Feature::PurchasedBefore,
+        Feature::PurchaseFrequency,
         Feature::Seen,
     ];
 
@@ -135,6 +140,7 @@ impl Feature {
             Feature::InCart => "in_cart",
             Feature::CategoryRecency => "category_recency",
             Feature::PurchasedBefore => "purchased_before",
+            Feature::PurchaseFrequency => "purchase_frequency",
             Feature::Seen => "seen",
         }
     }
@@ -159,6 +165,8 @@ impl Feature {
             SourceKind::LongTerm => Feature::SimLongTerm,
             SourceKind::Examples => Feature::SimExamples,
             SourceKind::Popular => Feature::SimPopular,
+            // not a similarity: the history source's score is the purchase frequency itself
+            SourceKind::History => Feature::PurchaseFrequency,
         }
     }
 
@@ -203,6 +211,8 @@ pub(crate) struct FeatureContext<'a> {
     /// Position of the newest recent interaction in each category.
     category_position: HashMap<&'a str, usize>,
     purchased: HashSet<&'a str>,
+    /// Decayed purchase count over the user's largest, per item of the purchase history.
+    frequency: HashMap<&'a str, f64>,
     freshness: Option<(&'a str, f64, i64)>,
 }
 
@@ -280,6 +290,25 @@ impl<'a> FeatureContext<'a> {
                 purchased.insert(interaction.item_id.as_str());
             }
         }
+        let top = user
+            .purchases
+            .iter()
+            .map(|p| p.score)
+            .filter(|s| s.is_finite())
+            .fold(0.0, f64::max);
+        let frequency = if top > 0.0 {
+            user.purchases
+                .iter()
+                .map(|p| {
+                    (
+                        p.item_id.as_str(),
+                        finite_or_zero(p.score / top).clamp(0.0, 1.0),
+                    )
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let freshness = match (freshness, now_ms) {
             (Some(f), Some(now)) if f.half_life_hours > 0.0 => {
                 Some((f.field.as_str(), f.half_life_hours * 3_600_000.0, now))
@@ -296,6 +325,7 @@ impl<'a> FeatureContext<'a> {
             brand_scale: AffinityScale::of(user.brand_affinity.values()),
             category_position,
             purchased,
+            frequency,
             freshness,
         }
     }
@@ -306,7 +336,7 @@ impl<'a> FeatureContext<'a> {
         let f = self.fields;
 
         // one bit per source feature: no allocation per candidate
-        let mut seen_sources = 0u16;
+        let mut seen_sources = 0u32;
         for hit in &c.sources {
             // f32 carries ~7 significant digits: rounding to 6 decimals shows 0.71 as 0.71,
             // not 0.7099999785, in explanations.
@@ -370,10 +400,15 @@ impl<'a> FeatureContext<'a> {
         if self.user.cart.contains(&c.id) {
             v[Feature::InCart.index()] = 1.0;
         }
-        if self.purchased.contains(c.id.as_str()) {
+        let frequency = self.frequency.get(c.id.as_str()).copied();
+        if self.purchased.contains(c.id.as_str()) || frequency.is_some() {
             v[Feature::PurchasedBefore.index()] = 1.0;
         }
-        if self.user.seen.contains(&c.id) {
+        if let Some(f) = frequency {
+            let slot = &mut v[Feature::PurchaseFrequency.index()];
+            *slot = slot.max(f);
+        }
+        if self.user.seen.contains(&c.id) && v[Feature::PurchasedBefore.index()] == 0.0 {
             v[Feature::Seen.index()] = 1.0;
         }
 
@@ -444,5 +479,61 @@ mod tests {
         check(11.0, 10.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
         check(0.01, 0.0, 0.0, 2.0 * (-0.5f64).exp() - 1.0);
         check(f64::NAN, 10.0, 2.0, 0.0);
+    }
+
+    #[test]
+    fn history_hits_and_purchases_give_purchase_frequency_not_seen() {
+        use redrec_core::{candidate::SourceHit, user::PurchaseFrequency};
+        let hit = |source, similarity| SourceHit {
+            source,
+            rank: 0,
+            similarity,
+        };
+        let candidate = |id: &str, sources| Candidate {
+            id: id.into(),
+            fields: Default::default(),
+            vector: None,
+            sources,
+        };
+        let user = UserFeatures {
+            purchases: vec![
+                PurchaseFrequency {
+                    item_id: "a".into(),
+                    score: 4.0,
+                },
+                PurchaseFrequency {
+                    item_id: "b".into(),
+                    score: 1.0,
+                },
+            ],
+            seen: ["a".to_owned(), "c".to_owned()].into(),
+            ..UserFeatures::default()
+        };
+        let a = candidate(
+            "a",
+            vec![hit(SourceKind::History, 1.0), hit(SourceKind::Session, 0.5)],
+        );
+        let b = candidate("b", vec![hit(SourceKind::Popular, 0.9)]);
+        let c = candidate("c", vec![hit(SourceKind::Session, 0.7)]);
+        let fields = ItemFields::default();
+        let all = [&a, &b, &c];
+        let ctx = FeatureContext::new(&all, &user, &fields, None, None, None);
+        let (va, vb, vc) = (ctx.compute(&a), ctx.compute(&b), ctx.compute(&c));
+        let f = |v: &FeatureValues, f: Feature| v[f.index()];
+        assert_eq!(f(&va, Feature::PurchaseFrequency), 1.0);
+        assert_eq!(f(&vb, Feature::PurchaseFrequency), 0.25);
+        assert_eq!(f(&vc, Feature::PurchaseFrequency), 0.0);
+        // the history score is not a similarity
+        assert_eq!(f(&va, Feature::Similarity), 0.5);
+        assert_eq!(
+            (f(&va, Feature::PurchasedBefore), f(&va, Feature::Seen)),
+            (1.0, 0.0)
+        );
+        assert_eq!(
+            (f(&vc, Feature::PurchasedBefore), f(&vc, Feature::Seen)),
+            (0.0, 1.0)
+        );
+        // three sources in the set (history, session, popular), a has two of them
+        assert!((f(&va, Feature::SourceAgreement) - 2.0 / 3.0).abs() < 1e-12);
     }
 }

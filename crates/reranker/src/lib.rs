@@ -28,16 +28,19 @@
 
 mod diversity;
 pub mod error;
+pub mod exclusion;
 pub mod explain;
 pub mod features;
 pub mod profile;
 pub mod rerank;
 
 pub use error::{Error, Result};
+pub use exclusion::exclusion_filter;
 pub use explain::{Adjustment, AdjustmentKind, Explanation, FeatureContribution, MmrNote};
 pub use features::{Feature, FreshnessConfig};
 pub use profile::{
-    CompiledProfile, DiversityConfig, FieldRule, Pin, RankProfile, RankProfiles, RerankerConfig,
+    CompiledProfile, DiversityConfig, ExcludeRule, FieldRule, NON_MERCHANDISE, Pin, RankProfile,
+    RankProfiles, RerankerConfig,
 };
 pub use rerank::{DEFAULT_PROFILE, RankedItem, RerankRequest, Reranker, retrieval_order};
 

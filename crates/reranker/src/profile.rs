@@ -54,6 +54,24 @@ pub struct RankProfile {
     /// Unset: inherited, else false.
     pub drop_out_of_stock: Option<bool>,
     pub diversity: DiversityConfig,
+    /// Items this profile never recommends (fuel, coupons, ...): TAG values per field, applied
+    /// as a retrieval filter. Unset: inherited; an empty list turns the built-in rules off.
+    pub exclude: Option<Vec<ExcludeRule>>,
+    /// Also never recommend items whose known price is zero or negative (items without a price
+    /// are kept). Unset: inherited, else false.
+    pub exclude_zero_price: Option<bool>,
+    /// With `exclude_seen`, also exclude the items the user bought. False keeps repurchases
+    /// eligible: a staple bought every week is not "seen" the way a viewed-and-skipped item is.
+    /// Unset: inherited, else false.
+    pub exclude_purchased: Option<bool>,
+}
+
+/// Items to keep out of a profile's lists: any of `values` in the TAG field `field`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeRule {
+    pub field: String,
+    pub values: Vec<String>,
 }
 
 /// A boost or bury rule. `value` matches the field case-insensitively, either the whole value or
@@ -119,6 +137,11 @@ impl CompiledProfile {
 
     pub fn max_per_category(&self) -> Option<usize> {
         self.config.diversity.max_per_category
+    }
+
+    /// Whether seen-exclusion also removes the user's purchases (see [`RankProfile::exclude_purchased`]).
+    pub fn exclude_purchased(&self) -> bool {
+        self.config.exclude_purchased.unwrap_or(false)
     }
 }
 
@@ -284,6 +307,9 @@ fn inherit(base: RankProfile, child: RankProfile) -> RankProfile {
             child.pins
         },
         drop_out_of_stock: child.drop_out_of_stock.or(base.drop_out_of_stock),
+        exclude: child.exclude.or(base.exclude),
+        exclude_zero_price: child.exclude_zero_price.or(base.exclude_zero_price),
+        exclude_purchased: child.exclude_purchased.or(base.exclude_purchased),
         diversity: DiversityConfig {
             mmr_lambda: child.diversity.mmr_lambda.or(base.diversity.mmr_lambda),
             max_per_category: child
@@ -397,6 +423,20 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
             format!("expected a number in [0, 1], got {lambda}"),
         ));
     }
+    for (i, rule) in profile.exclude.iter().flatten().enumerate() {
+        if rule.field.trim().is_empty() {
+            return Err(Error::config(
+                key(&format!("exclude[{i}].field")),
+                "expected a field name",
+            ));
+        }
+        if rule.values.is_empty() || rule.values.iter().any(|v| v.trim().is_empty()) {
+            return Err(Error::config(
+                key(&format!("exclude[{i}].values")),
+                "expected a list of non-empty values",
+            ));
+        }
+    }
     if profile.diversity.max_per_category == Some(0) {
         return Err(Error::config(
             key("diversity.max_per_category"),
@@ -417,13 +457,61 @@ fn weights(pairs: &[(Feature, f64)]) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// Non-merchandise in the Complete Journey catalog: `(field, values)` the built-in profiles
+/// exclude. Fuel, coupons, gift-card activations, key rings, donations and store supplies are
+/// lines of a receipt, not products to recommend: in Complete Journey 2.0 they are the `FUEL`,
+/// `COUPON` and store-internal departments and the `COUPON/MISC ITEMS` category (which holds
+/// the gasoline line, 1.0% of all transaction lines, under both `FUEL` and `MISCELLANEOUS`);
+/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. Rules on fields a
+/// catalog lacks are skipped (see [`crate::exclusion`]).
+pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
+    (
+        "department",
+        &[
+            "FUEL",
+            "KIOSK-GAS",
+            "COUPON",
+            "MISC SALES TRAN",
+            "MISC. TRANS.",
+            "CNTRL/STORE SUP",
+            "CHARITABLE CONT",
+            "PROD-WHS SALES",
+        ],
+    ),
+    (
+        "category",
+        &[
+            "COUPON/MISC ITEMS",
+            "COUPONS/STORE & MFG",
+            "COUPON",
+            "FUEL",
+            "GASOLINE",
+        ],
+    ),
+];
+
+fn non_merchandise() -> Option<Vec<ExcludeRule>> {
+    Some(
+        NON_MERCHANDISE
+            .iter()
+            .map(|(field, values)| ExcludeRule {
+                field: (*field).to_owned(),
+                values: values.iter().map(|v| (*v).to_owned()).collect(),
+            })
+            .collect(),
+    )
+}
+
 /// The built-in profiles, usable without any configuration:
 ///
-/// - `default`: relevance first, personalised by affinities and the session, light MMR.
+/// - `default`: the user's repeat purchases first, by time-decayed purchase count (bought items
+///   are not "seen"), then relevance personalised by affinities and the session, light MMR.
 /// - `discovery`: strong diversity (MMR 0.5, at most 3 per category), little weight on what the
 ///   user already knows, out-of-stock items dropped.
 /// - `repurchase`: favours items and categories the user already buys, the cart, and price fit;
 ///   no diversity.
+///
+/// All three exclude [`NON_MERCHANDISE`] and items with a known price of zero or less.
 pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
     use Feature::*;
     let default = RankProfile {
@@ -438,12 +526,19 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InStock, 0.05),
             (InCart, -0.2),
             (CategoryRecency, 0.2),
+            // a bought item outranks anything else (the other weights sum to about 2), and
+            // the user's own items are ordered by their decayed purchase counts
+            (PurchasedBefore, 2.0),
+            (PurchaseFrequency, 4.0),
             (Seen, -0.05),
         ]),
         diversity: DiversityConfig {
             mmr_lambda: Some(0.8),
             max_per_category: None,
         },
+        exclude: non_merchandise(),
+        exclude_zero_price: Some(true),
+        exclude_purchased: Some(false),
         ..RankProfile::default()
     };
     let discovery = RankProfile {
@@ -463,6 +558,9 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             mmr_lambda: Some(0.5),
             max_per_category: Some(3),
         },
+        exclude: non_merchandise(),
+        exclude_zero_price: Some(true),
+        exclude_purchased: Some(true),
         ..RankProfile::default()
     };
     let repurchase = RankProfile {
@@ -476,7 +574,11 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InCart, 0.3),
             (CategoryRecency, 0.3),
             (PurchasedBefore, 0.8),
+            (PurchaseFrequency, 3.0),
         ]),
+        exclude: non_merchandise(),
+        exclude_zero_price: Some(true),
+        exclude_purchased: Some(false),
         ..RankProfile::default()
     };
     BTreeMap::from([

@@ -11,6 +11,7 @@
 
 mod config;
 pub mod error;
+pub mod history;
 pub mod merge;
 mod request;
 mod retriever;

@@ -1,7 +1,10 @@
 //! Merging the ranked lists of several candidate sources into one candidate list: dedupe by item
 //! id, keep every source's hit (best similarity first), drop excluded ids, and order items by
 //! reciprocal-rank fusion over the lists (scale-free, so cosine similarities, BM25 scores and
-//! popularity can be combined), ties broken by best similarity, then id.
+//! popularity can be combined), ties broken by best similarity, then id. Items found by the
+//! `history` source (the user's own purchases, at most `history_read` of them) are kept even
+//! beyond `k`: RRF against several long KNN lists would otherwise cut the very items a
+//! repeat-purchase profile ranks first.
 //!
 //! Pure computation: no Redis here.
 
@@ -35,7 +38,8 @@ pub struct Merged {
     pub excluded: usize,
 }
 
-/// Merges `lists` into at most `k` candidates, skipping ids in `exclude`.
+/// Merges `lists` into at most `k` candidates (plus the `history` items beyond them), skipping
+/// ids in `exclude`.
 pub fn merge(lists: &[RankedList], exclude: &BTreeSet<String>, k: usize) -> Merged {
     let mut order: Vec<(Candidate, f64)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -85,8 +89,14 @@ pub fn merge(lists: &[RankedList], exclude: &BTreeSet<String>, k: usize) -> Merg
             .then_with(|| b.best_similarity().total_cmp(&a.best_similarity()))
             .then_with(|| a.id.cmp(&b.id))
     });
+    let mut candidates = Vec::with_capacity(k.min(order.len()));
+    for (i, (c, _)) in order.into_iter().enumerate() {
+        if i < k || c.sources.iter().any(|s| s.source == SourceKind::History) {
+            candidates.push(c);
+        }
+    }
     Merged {
-        candidates: order.into_iter().take(k).map(|(c, _)| c).collect(),
+        candidates,
         excluded,
     }
 }
@@ -134,6 +144,38 @@ mod tests {
         let a = &m.candidates[1];
         assert_eq!(a.sources[0].source, SourceKind::Session);
         assert_eq!(a.sources[0].similarity, 0.9);
+    }
+
+    #[test]
+    fn keeps_history_items_beyond_k() {
+        let session = list_of(SourceKind::Session, &[("a", 0.9), ("b", 0.8), ("c", 0.7)]);
+        let history = list_of(SourceKind::History, &[("x", 1.0), ("y", 0.5)]);
+        let exclude: BTreeSet<String> = ["y".to_owned()].into();
+        let m = merge(&[session, history], &exclude, 2);
+        let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
+        // a and x tie at 1/61 (x has the better similarity), b is cut at k = 2, y is excluded
+        assert_eq!(ids, ["x", "a"]);
+        let m = merge(
+            &[
+                list_of(SourceKind::Session, &[("a", 0.9), ("b", 0.8)]),
+                list_of(SourceKind::History, &[("x", 1.0)]),
+            ],
+            &BTreeSet::new(),
+            1,
+        );
+        let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["x"]);
+        let m = merge(
+            &[
+                list_of(SourceKind::Session, &[("a", 0.9)]),
+                list_of(SourceKind::History, &[("b", 0.2), ("x", 0.1)]),
+            ],
+            &BTreeSet::new(),
+            1,
+        );
+        let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
+        // k = 1 keeps the best RRF item (a, tied with b but more similar); history items stay
+        assert_eq!(ids, ["a", "b", "x"]);
     }
 
     #[test]

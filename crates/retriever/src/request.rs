@@ -32,6 +32,9 @@ pub enum Source {
     },
     /// Filtered items by popularity (cold start, empty queries).
     Popular,
+    /// The user's purchase history: `(item id, score)` pairs (see
+    /// [`crate::history::history_items`]); the items that pass the filter, by score.
+    History(Vec<(String, f32)>),
 }
 
 impl Source {

@@ -369,5 +369,5 @@ async fn feature_reads_share_a_callers_pipeline() {
     assert_eq!(f, fx.store.read(&mut con, "u1", T0).await.unwrap());
     assert!(f.cart.contains("i1"));
     let err = fx.store.decode_read("u1", T0, &replies[..2]).unwrap_err();
-    assert!(err.to_string().contains("expected 5 replies"), "{err}");
+    assert!(err.to_string().contains("expected 6 replies"), "{err}");
 }

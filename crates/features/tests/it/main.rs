@@ -2,6 +2,7 @@
 
 mod apply;
 mod concurrency;
+mod history;
 mod lifecycle;
 mod ranking;
 mod support;

@@ -10,6 +10,9 @@
 //! - `embedding`: the embedder's vector of `text`; each distinct text is embedded once.
 //! - `in_stock`: NOT written — the data has no stock information.
 //! - `brand` is the data's National / Private label; `manufacturer` is `manufacturer_id`.
+//!
+//! Household histories: each transaction line is a `purchase` of `product_id` by `household_id`
+//! at `transaction_timestamp`, in basket `basket_id` ([`transaction_columns`]).
 
 use std::{
     collections::HashMap,
@@ -241,4 +244,32 @@ pub fn build(
         });
     }
     Ok(Catalog { rows, stats })
+}
+
+/// How the transactions file maps to events: one `purchase` per line with a positive quantity.
+pub fn transaction_columns() -> crate::events::EventColumns {
+    crate::events::EventColumns {
+        user: "household_id".into(),
+        item: "product_id".into(),
+        timestamp: "transaction_timestamp".into(),
+        quantity: "quantity".into(),
+        basket: "basket_id".into(),
+        ..crate::events::EventColumns::default()
+    }
+}
+
+/// The `n` smallest household ids of the transactions file (a deterministic subset).
+pub fn first_households(
+    transactions: &Path,
+    n: usize,
+) -> Result<std::collections::HashSet<String>> {
+    let mut ids = std::collections::BTreeSet::new();
+    for item in ParquetRows::open(transactions, Some(&["household_id"]))? {
+        if let SourceItem::Row(row) = item?
+            && let Some(id) = num(&row, "household_id")
+        {
+            ids.insert(id as i64);
+        }
+    }
+    Ok(ids.into_iter().take(n).map(|id| id.to_string()).collect())
 }

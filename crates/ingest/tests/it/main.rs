@@ -3,6 +3,7 @@
 mod cf_field;
 mod cli;
 mod common;
+mod events;
 mod loaders;
 mod schema_yaml;
 mod validation;

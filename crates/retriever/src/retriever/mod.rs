@@ -249,7 +249,7 @@ impl Retriever {
         let mut exclude = req.exclude.clone();
         let plans = self.plan(&req.sources, &stored, &mut exclude)?;
         // Only KNN sources care about the hybrid policy (and only with a filter).
-        let policy = if plans.iter().any(|p| !p.is_popular()) {
+        let policy = if plans.iter().any(|p| p.searches_vectors()) {
             self.policy_for(&req.filter).await
         } else {
             None

@@ -9,7 +9,9 @@ use redis::Value;
 use redrec_core::candidate::{Candidate, SourceKind};
 use redrec_core::hybrid::HybridQuery;
 use redrec_core::keys::validate_id;
-use redrec_core::query::{HybridPolicy, SearchArgs, SortedQuery, TextQuery, lexical_expression};
+use redrec_core::query::{
+    HybridPolicy, InKeysQuery, SearchArgs, SortedQuery, TextQuery, lexical_expression,
+};
 use redrec_core::vector;
 
 use super::Retriever;
@@ -27,8 +29,9 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn is_popular(&self) -> bool {
-        matches!(self.kind, PlanKind::Popular)
+    /// KNN and text plans search the vector field, so only they care about `HYBRID_POLICY`.
+    pub(super) fn searches_vectors(&self) -> bool {
+        matches!(self.kind, PlanKind::Knn(_) | PlanKind::Text(..))
     }
 }
 
@@ -37,6 +40,8 @@ enum PlanKind {
     Popular,
     /// BM25 + KNN (client fusion) or FT.HYBRID.
     Text(String, Vec<f32>),
+    /// The history's items restricted by the filter (`INKEYS`).
+    InKeys(Vec<(String, f32)>),
 }
 
 /// What one search pipeline gave back.
@@ -68,6 +73,11 @@ enum Slot {
         fetch: usize,
     },
     ServerText(usize),
+    /// The history source's `INKEYS` search (`None`: an empty history, nothing sent).
+    History {
+        index: Option<usize>,
+        items: Vec<(String, f32)>,
+    },
 }
 
 /// A search pipeline being built: the commands and where each plan's replies will be.
@@ -128,6 +138,11 @@ impl Retriever {
                     }
                 }
                 Source::Popular => {}
+                Source::History(items) => {
+                    for (id, _) in items {
+                        validate_id(id)?;
+                    }
+                }
             }
         }
         needed.sort();
@@ -167,6 +182,7 @@ impl Retriever {
                     (PlanKind::Knn(v), SourceKind::Examples)
                 }
                 Source::Popular => (PlanKind::Popular, SourceKind::Popular),
+                Source::History(items) => (PlanKind::InKeys(items.clone()), SourceKind::History),
             };
             plans.push(Plan { kind, source });
         }
@@ -306,6 +322,23 @@ impl Retriever {
                     Slot::Popular(p.add(q.args()))
                 }
                 PlanKind::Text(text, v) => self.add_text(&mut p, text, v, fetch, filter, policy)?,
+                PlanKind::InKeys(items) if items.is_empty() => Slot::History {
+                    index: None,
+                    items: Vec::new(),
+                },
+                PlanKind::InKeys(items) => {
+                    let q = InKeysQuery {
+                        index: self.alias.clone(),
+                        filter: filter.to_owned(),
+                        keys: items.iter().map(|(id, _)| self.ns.item(id)).collect(),
+                        projection: self.projection(),
+                        timeout_ms: self.timeout(),
+                    };
+                    Slot::History {
+                        index: Some(p.add(q.args()?)),
+                        items: items.clone(),
+                    }
+                }
             };
             p.slots.push(slot);
         }
@@ -397,6 +430,21 @@ impl Retriever {
                 let vpage = page_of(knn, WITH_FIELDS)?;
                 let full = tpage.hits.len() >= fetch || vpage.hits.len() >= fetch;
                 (self.client_fused(tpage, vpage, fetch), full)
+            }
+            Slot::History { index, ref items } => {
+                let page = match index {
+                    None => Page::default(),
+                    Some(i) => page_of(
+                        i,
+                        Shape {
+                            with_scores: false,
+                            with_content: self.config.fetch == FetchMode::Return,
+                        },
+                    )?,
+                };
+                // every history item that passes the filter came back: nothing more to fetch
+                let list = crate::history::history_list(page, items, fetch, |k| self.id_of(k));
+                (list, false)
             }
             Slot::ServerText(i) => {
                 let page = parse_hybrid(&replies[i])?;
