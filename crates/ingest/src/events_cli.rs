@@ -78,6 +78,16 @@ pub struct HistoryArgs {
     until: Option<String>,
 }
 
+/// What a finished history import is recorded as in `{ns}:meta:seed:history`.
+fn history_marker(args: &HistoryArgs) -> String {
+    format!(
+        "complete-journey households={} until={}",
+        args.households
+            .map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        args.until.as_deref().unwrap_or("none")
+    )
+}
+
 fn until_ms(text: Option<&str>) -> Result<Option<i64>> {
     text.map(|t| {
         events::time::to_unix_ms(&Value::Str(t.to_owned()))
@@ -195,6 +205,30 @@ pub async fn seed_history(
     if args.no_history {
         return Ok(());
     }
+    // The import is idempotent only while its event markers live (they expire), so a finished
+    // import is recorded: seeding again (every `cargo xtask demo` does) must not apply the same
+    // purchases a second time.
+    let marker_key = ns.meta("seed:history");
+    let marker = history_marker(args);
+    let mut c = con.clone();
+    let done: Option<String> = redis::cmd("GET")
+        .arg(&marker_key)
+        .query_async(&mut c)
+        .await?;
+    if done.as_deref() == Some(marker.as_str()) {
+        println!(
+            "seed: namespace {} already holds the household histories ({marker}); nothing to do",
+            ns.name()
+        );
+        return Ok(());
+    }
+    if let Some(other) = done {
+        bail!(
+            "namespace {} holds household histories imported as `{other}`, not `{marker}`: importing \
+             again would count purchases twice; seed with --no-history, or into a fresh --namespace",
+            ns.name()
+        );
+    }
     let (_, transactions) = complete_journey::files(data_dir)?;
     let users = match args.households {
         None => None,
@@ -213,6 +247,11 @@ pub async fn seed_history(
     let spec = SourceSpec::new(&transactions)?;
     let r = events::import(con, &store, Arc::new(spec), &opts).await?;
     println!("seed complete-journey histories: {r}");
+    let _: () = redis::cmd("SET")
+        .arg(&marker_key)
+        .arg(&marker)
+        .query_async(&mut c)
+        .await?;
     if r.rejected > 0 {
         let first = r
             .first_rejects
