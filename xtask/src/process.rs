@@ -34,9 +34,15 @@ pub fn cmdline(pid: u32) -> Option<String> {
     )
 }
 
-/// The executable a process runs (`/proc/PID/exe`).
+/// The executable a process runs (`/proc/PID/exe`). A binary rebuilt since the process started
+/// reads as `PATH (deleted)`; the path it was started from is returned.
 pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
-    fs::read_link(format!("/proc/{pid}/exe")).ok()
+    let link = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let text = link.to_string_lossy();
+    Some(match text.strip_suffix(" (deleted)") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => link,
+    })
 }
 
 /// Sends `sig` (e.g. `TERM`) with the system's `kill`; best effort.
@@ -110,6 +116,14 @@ pub(crate) fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert_eq!(exe(me), std::env::current_exe().ok());
+        assert!(cmdline(me).is_some_and(|c| !c.is_empty()));
+    }
 
     #[test]
     fn finds_listening_sockets_in_proc_net_tcp() {
