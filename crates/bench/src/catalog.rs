@@ -1,9 +1,9 @@
-//! The synthetic catalog: deterministic generation, a pipelined loader (timed until the index
-//! reports 100% indexed), and reading the catalog back from Redis for brute-force recall.
+//! The bench's synthetic catalog: a pipelined loader (timed until the index reports 100%
+//! indexed) and reading the catalog back from Redis for brute-force recall.
 //!
-//! Shape (same as `cargo xtask seed synthetic`): clustered unit vectors, Zipf-skewed categories,
-//! brands and text words, log-normal prices, written as hashes under `{ns}:item:{id}` into the
-//! default item schema (`redrec_core::schema::items_schema`) behind the alias `{ns}:items`.
+//! The items come from the one generator, `redrec_core::synthetic` (the same catalog
+//! `cargo xtask seed synthetic` loads), written as hashes under `{ns}:item:{id}` into the default
+//! item schema (`redrec_core::schema::items_schema`) behind the alias `{ns}:items`.
 
 use std::{
     sync::Arc,
@@ -16,181 +16,10 @@ use redrec_core::{
     keys::Namespace,
     reply::{IndexInfo, info_field},
     schema::{ItemFields, VectorSettings, items_schema},
+    synthetic::{Synthetic, SyntheticParams},
     vector,
 };
 use tokio::{sync::Semaphore, task::JoinSet};
-
-use crate::rng::{Rng, Zipf};
-
-pub const CATEGORIES: usize = 60;
-pub const DEPARTMENTS: usize = 12;
-pub const BRANDS: usize = 300;
-pub const CLUSTERS: usize = 100;
-/// Words the `text` field is made of (Zipf-distributed), so text queries hit skewed posting lists.
-pub const WORDS: &[&str] = &[
-    "organic",
-    "fresh",
-    "crunchy",
-    "classic",
-    "family",
-    "value",
-    "premium",
-    "light",
-    "spicy",
-    "sweet",
-    "salted",
-    "smoked",
-    "frozen",
-    "bakery",
-    "dairy",
-    "snack",
-    "pasta",
-    "sauce",
-    "coffee",
-    "tea",
-    "juice",
-    "soda",
-    "water",
-    "cereal",
-    "bread",
-    "cheese",
-    "yogurt",
-    "butter",
-    "chicken",
-    "beef",
-    "pork",
-    "fish",
-    "rice",
-    "beans",
-    "soup",
-    "cookies",
-    "crackers",
-    "chips",
-    "candy",
-    "chocolate",
-    "vanilla",
-    "strawberry",
-    "lemon",
-    "garlic",
-    "tomato",
-    "pepper",
-    "onion",
-    "apple",
-    "banana",
-    "orange",
-    "shampoo",
-    "soap",
-    "detergent",
-    "paper",
-    "towels",
-    "vitamins",
-    "diapers",
-    "wipes",
-    "pet",
-    "cleaner",
-];
-
-/// Parameters that fully determine a catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CatalogSpec {
-    pub items: usize,
-    pub dim: usize,
-    pub seed: u64,
-}
-
-/// One generated item.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyntheticItem {
-    pub id: String,
-    pub vector: Vec<f32>,
-    pub category: String,
-    pub department: String,
-    pub brand: String,
-    pub price: f64,
-    pub popularity: f64,
-    pub in_stock: bool,
-    pub text: String,
-}
-
-pub fn category_name(i: usize) -> String {
-    format!("cat{i:02}")
-}
-
-/// Deterministic generator: item `i` depends only on (spec, i).
-pub struct Generator {
-    spec: CatalogSpec,
-    centroids: Vec<Vec<f32>>,
-    categories: Zipf,
-    brands: Zipf,
-    words: Zipf,
-}
-
-impl Generator {
-    pub fn new(spec: CatalogSpec) -> Generator {
-        let mut rng = Rng::stream(spec.seed, u64::MAX);
-        let centroids = (0..CLUSTERS)
-            .map(|_| unit_vector(&mut rng, spec.dim, None, 0.0))
-            .collect();
-        Generator {
-            spec,
-            centroids,
-            categories: Zipf::new(CATEGORIES, 1.0),
-            brands: Zipf::new(BRANDS, 1.1),
-            words: Zipf::new(WORDS.len(), 0.9),
-        }
-    }
-
-    pub fn item(&self, i: usize) -> SyntheticItem {
-        let mut rng = Rng::stream(self.spec.seed, i as u64);
-        let category = self.categories.sample(&mut rng);
-        // Items of a category lean towards a few clusters, as products of one aisle look alike.
-        let cluster = (category * 7 + rng.below(5)) % CLUSTERS;
-        let vector = unit_vector(
-            &mut rng,
-            self.spec.dim,
-            Some(&self.centroids[cluster]),
-            0.35,
-        );
-        let brand = self.brands.sample(&mut rng);
-        let text = (0..3)
-            .map(|_| WORDS[self.words.sample(&mut rng)])
-            .collect::<Vec<_>>()
-            .join(" ");
-        SyntheticItem {
-            id: i.to_string(),
-            vector,
-            category: category_name(category),
-            department: format!("dept{:02}", category % DEPARTMENTS),
-            brand: format!("brand{brand:03}"),
-            price: (rng.log_normal(1.2, 0.8) * 100.0).round() / 100.0,
-            popularity: (1.0 / rng.unit().max(1e-6)).ln().floor(),
-            in_stock: rng.unit() < 0.9,
-            text,
-        }
-    }
-
-    /// A query vector near the data: a random centroid plus noise (not an indexed item).
-    pub fn query_vector(&self, rng: &mut Rng) -> Vec<f32> {
-        let c = &self.centroids[rng.below(CLUSTERS)];
-        unit_vector(rng, self.spec.dim, Some(c), 0.45)
-    }
-}
-
-/// A unit vector: `center` plus gaussian noise of scale `noise` per component (or pure noise).
-pub fn unit_vector(rng: &mut Rng, dim: usize, center: Option<&[f32]>, noise: f64) -> Vec<f32> {
-    let scale = if center.is_some() {
-        noise / (dim as f64).sqrt() * 3.0
-    } else {
-        1.0
-    };
-    let mut v: Vec<f32> = (0..dim)
-        .map(|d| (center.map_or(0.0, |c| f64::from(c[d])) + scale * rng.normal()) as f32)
-        .collect();
-    if vector::normalize(&mut v).is_err() {
-        v[0] = 1.0;
-    }
-    v
-}
 
 /// The index settings used by the bench (the default item schema at dimension `dim`).
 pub fn vector_settings(dim: usize) -> VectorSettings {
@@ -314,7 +143,7 @@ pub async fn index_info(con: &mut MultiplexedConnection, index: &str) -> Result<
 pub async fn load(
     con: &MultiplexedConnection,
     ns: &Namespace,
-    spec: CatalogSpec,
+    spec: SyntheticParams,
     batch: usize,
     in_flight: usize,
 ) -> Result<IngestResult> {
@@ -323,7 +152,7 @@ pub async fn load(
         &ns.index(1),
         &ns.item_prefix(),
         &ItemFields::default(),
-        &vector_settings(spec.dim),
+        &vector_settings(spec.dims),
     );
     let before = settled_used_memory(&mut c).await?;
     let _: Value = schema
@@ -337,7 +166,7 @@ pub async fn load(
         .query_async(&mut c)
         .await
         .context("FT.ALIASADD")?;
-    let generator = Arc::new(Generator::new(spec));
+    let generator = Arc::new(Synthetic::new(spec));
     let permits = Arc::new(Semaphore::new(in_flight));
     let mut tasks = JoinSet::new();
     let start = Instant::now();
@@ -347,7 +176,7 @@ pub async fn load(
         let generator = generator.clone();
         let mut c = con.clone();
         let ns = ns.clone();
-        let last = (first + batch).min(spec.items);
+        let last = (first + batch as u64).min(spec.items);
         tasks.spawn(async move {
             let mut pipe = redis::pipe();
             for i in first..last {
@@ -395,7 +224,7 @@ pub async fn load(
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let info = index_info(&mut c, &ns.alias()).await?;
-        if info.num_docs as usize >= spec.items && info.percent_indexed >= 1.0 {
+        if info.num_docs >= spec.items && info.percent_indexed >= 1.0 {
             break;
         }
         if Instant::now() > deadline {
@@ -410,8 +239,8 @@ pub async fn load(
     let indexed_secs = start.elapsed().as_secs_f64();
     let after = settled_used_memory(&mut c).await?;
     Ok(IngestResult {
-        items: spec.items,
-        dim: spec.dim,
+        items: spec.items as usize,
+        dim: spec.dims,
         seed: spec.seed,
         batch,
         in_flight,
@@ -490,28 +319,4 @@ pub async fn read_back(
         }
     }
     Ok(cat)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_is_deterministic_and_well_formed() {
-        let spec = CatalogSpec {
-            items: 100,
-            dim: 16,
-            seed: 9,
-        };
-        let a = Generator::new(spec);
-        let b = Generator::new(spec);
-        for i in [0, 17, 99] {
-            let (x, y) = (a.item(i), b.item(i));
-            assert_eq!(x, y);
-            let norm: f32 = x.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-4, "{norm}");
-            assert!(x.price > 0.0 && x.text.split(' ').count() == 3);
-        }
-        assert_ne!(a.item(1).vector, a.item(2).vector);
-    }
 }

@@ -13,7 +13,6 @@ pub mod plot;
 pub mod raw;
 pub mod recall;
 pub mod report;
-pub mod rng;
 pub mod schedule;
 pub mod stats;
 pub mod suite;

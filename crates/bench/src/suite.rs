@@ -11,11 +11,15 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use redis::aio::MultiplexedConnection;
-use redrec_core::{keys::Namespace, query::HybridPolicy};
+use redrec_core::{
+    keys::Namespace,
+    query::HybridPolicy,
+    synthetic::{Rng, Synthetic, SyntheticParams},
+};
 use serde_json::json;
 
 use crate::{
-    catalog::{self, CatalogSpec, Generator, StoredCatalog},
+    catalog::{self, StoredCatalog},
     driver::{RunResult, Target, closed_loop, open_loop},
     http::{GatewayTarget, HttpClient},
     plot,
@@ -25,7 +29,6 @@ use crate::{
         ConnCompare, LadderRung, LoaderIngest, Machine, Params, Phase, PolicyRun, Report, Side,
         WriteStats,
     },
-    rng::Rng,
     schedule::Schedule,
     stats::{self, LatencySummary, Process, RssSeries},
     workload::{self, BenchQuery, BenchUser, Kind, Mix},
@@ -140,9 +143,9 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let mut notes = Vec::new();
 
     // 1. Catalog.
-    let spec = CatalogSpec {
-        items: opts.items,
-        dim: opts.dim,
+    let spec = SyntheticParams {
+        items: opts.items as u64,
+        dims: opts.dim,
         seed: opts.seed,
     };
     let ingest = match seed_catalog(&mut con, &ns, spec, opts.reuse).await? {
@@ -157,7 +160,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             opts.items
         );
     }
-    let generator = Generator::new(spec);
+    let generator = Synthetic::new(spec);
     let users = workload::make_users(&generator, &cat, opts.users, opts.seed);
     let queries = Arc::new(workload::make_queries(
         &generator, &cat, &users, opts.mix, 4_000, opts.k, opts.seed,
@@ -274,7 +277,7 @@ async fn open_phases(
     target: Arc<dyn Target>,
     queries: &Arc<Vec<BenchQuery>>,
     raw_max: f64,
-    writes: (&Arc<RawTarget>, &Generator, &StoredCatalog),
+    writes: (&Arc<RawTarget>, &Synthetic, &StoredCatalog),
     opts: &Options,
     procs: &[Process],
     phases: &mut Vec<Phase>,
@@ -404,9 +407,9 @@ pub async fn seed_only(opts: &Options) -> Result<catalog::IngestResult> {
         log(&format!("dropping namespace `{extra}`"));
         catalog::drop_namespace(&mut con, &Namespace::new(extra)).await?;
     }
-    let spec = CatalogSpec {
-        items: opts.items,
-        dim: opts.dim,
+    let spec = SyntheticParams {
+        items: opts.items as u64,
+        dims: opts.dim,
         seed: opts.seed,
     };
     let result = seed_catalog(&mut con, &Namespace::new(&opts.namespace), spec, false)
@@ -425,21 +428,21 @@ const INGEST_FILE: &str = "ingest.json";
 const LOADER_FILE: &str = "ingest-loader.json";
 
 /// Ingest figures recorded by [`seed_only`] for this exact catalog, if any.
-fn recorded_ingest(out: &Path, spec: CatalogSpec) -> Option<catalog::IngestResult> {
+fn recorded_ingest(out: &Path, spec: SyntheticParams) -> Option<catalog::IngestResult> {
     let text = std::fs::read(out.join(INGEST_FILE)).ok()?;
     let r: catalog::IngestResult = serde_json::from_slice(&text).ok()?;
-    (r.items == spec.items && r.dim == spec.dim && r.seed == spec.seed).then_some(r)
+    (r.items as u64 == spec.items && r.dim == spec.dims && r.seed == spec.seed).then_some(r)
 }
 
 async fn seed_catalog(
     con: &mut MultiplexedConnection,
     ns: &Namespace,
-    spec: CatalogSpec,
+    spec: SyntheticParams,
     reuse: bool,
 ) -> Result<Option<catalog::IngestResult>> {
     if reuse
         && let Ok(info) = catalog::index_info(con, &ns.alias()).await
-        && info.num_docs as usize == spec.items
+        && info.num_docs == spec.items
         && info.percent_indexed >= 1.0
     {
         log(&format!(
@@ -452,7 +455,7 @@ async fn seed_catalog(
     log(&format!(
         "seeding {} items x {} dims under namespace `{}`",
         spec.items,
-        spec.dim,
+        spec.dims,
         ns.name()
     ));
     catalog::drop_namespace(con, ns).await?;
@@ -539,7 +542,7 @@ async fn open_phase(
     queries: &Arc<Vec<BenchQuery>>,
     raw_max: f64,
     load: f64,
-    writes: Option<(&Arc<RawTarget>, &Generator, &StoredCatalog)>,
+    writes: Option<(&Arc<RawTarget>, &Synthetic, &StoredCatalog)>,
     opts: &Options,
     procs: &[Process],
 ) -> Phase {
@@ -549,7 +552,9 @@ async fn open_phase(
         let ids: Vec<String> = cat.ids.clone();
         let raw = raw.clone();
         let mut rng = Rng::stream(opts.seed, 0x5EED);
-        let vectors: Vec<Vec<f32>> = (0..256).map(|_| generator.query_vector(&mut rng)).collect();
+        let vectors: Vec<Vec<f32>> = (0..256)
+            .map(|_| generator.query_vector_with(&mut rng))
+            .collect();
         let schedule = Schedule::for_duration(rate / 10.0, opts.duration());
         tokio::spawn(async move {
             let mut h = stats::new_histogram();
@@ -608,7 +613,7 @@ async fn selectivity_ladder(
     raw: &Arc<RawTarget>,
     gateway: Option<&Arc<GatewayTarget>>,
     cat: &StoredCatalog,
-    generator: &Generator,
+    generator: &Synthetic,
     opts: &Options,
 ) -> Result<Vec<LadderRung>> {
     let mut rungs = Vec::new();
@@ -621,7 +626,7 @@ async fn selectivity_ladder(
         let qs: Vec<BenchQuery> = (0..opts.ladder_queries())
             .map(|_| BenchQuery {
                 kind: Kind::Vector,
-                vector: generator.query_vector(&mut rng),
+                vector: generator.query_vector_with(&mut rng),
                 user_id: None,
                 text: None,
                 filter: filter.clone(),

@@ -9,13 +9,13 @@
 
 use std::ops::Bound;
 
-use redrec_core::filter::Filter;
+use redrec_core::{
+    filter::Filter,
+    synthetic::{CATEGORIES, Rng, Synthetic, WORDS, Zipf, category_name},
+};
 use serde::Serialize;
 
-use crate::{
-    catalog::{CATEGORIES, Generator, StoredCatalog, WORDS, category_name},
-    rng::{Rng, Zipf},
-};
+use crate::catalog::StoredCatalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -105,7 +105,7 @@ impl Mix {
 
 /// Users whose vectors are near the catalog; each "clicked" its five nearest items (by sampling).
 pub fn make_users(
-    generator: &Generator,
+    generator: &Synthetic,
     cat: &StoredCatalog,
     count: usize,
     seed: u64,
@@ -113,7 +113,7 @@ pub fn make_users(
     let mut rng = Rng::stream(seed, 0xBEEF);
     (0..count)
         .map(|u| {
-            let vector = generator.query_vector(&mut rng);
+            let vector = generator.query_vector_with(&mut rng);
             let clicked = (0..5)
                 .filter(|_| !cat.is_empty())
                 .map(|_| cat.ids[rng.below(cat.len())].clone())
@@ -172,7 +172,7 @@ pub fn sorted_prices(cat: &StoredCatalog) -> Vec<f64> {
 
 /// `count` queries of the mix, deterministic for a seed.
 pub fn make_queries(
-    generator: &Generator,
+    generator: &Synthetic,
     cat: &StoredCatalog,
     users: &[BenchUser],
     mix: Mix,
@@ -194,7 +194,7 @@ pub fn make_queries(
             match kind {
                 Kind::Vector => BenchQuery {
                     kind,
-                    vector: generator.query_vector(&mut rng),
+                    vector: generator.query_vector_with(&mut rng),
                     user_id: None,
                     text: None,
                     filter,
@@ -219,7 +219,7 @@ pub fn make_queries(
                     );
                     BenchQuery {
                         kind,
-                        vector: generator.query_vector(&mut rng),
+                        vector: generator.query_vector_with(&mut rng),
                         user_id: None,
                         text: Some(text),
                         filter,
@@ -278,15 +278,15 @@ pub fn ladder_matches(cat: &StoredCatalog, filter: &Filter, i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::CatalogSpec;
+    use redrec_core::synthetic::SyntheticParams;
 
-    fn catalog(generator: &Generator, n: usize) -> StoredCatalog {
+    fn catalog(generator: &Synthetic, n: usize) -> StoredCatalog {
         let mut cat = StoredCatalog {
             dim: 8,
             ..Default::default()
         };
         for i in 0..n {
-            let it = generator.item(i);
+            let it = generator.item(i as u64);
             cat.ids.push(it.id);
             cat.vectors.extend(it.vector);
             cat.prices.push(it.price);
@@ -297,9 +297,9 @@ mod tests {
 
     #[test]
     fn mix_shares_and_determinism() {
-        let g = Generator::new(CatalogSpec {
+        let g = Synthetic::new(SyntheticParams {
             items: 500,
-            dim: 8,
+            dims: 8,
             seed: 1,
         });
         let cat = catalog(&g, 500);
@@ -329,9 +329,9 @@ mod tests {
 
     #[test]
     fn ladder_rungs_hit_their_selectivity() {
-        let g = Generator::new(CatalogSpec {
+        let g = Synthetic::new(SyntheticParams {
             items: 20_000,
-            dim: 8,
+            dims: 8,
             seed: 2,
         });
         let cat = catalog(&g, 20_000);

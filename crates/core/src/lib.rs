@@ -10,6 +10,7 @@
 //! - [`keys`]: key naming under a namespace; [`vector`]: the little-endian f32 codec;
 //! - [`config`]: configuration types and the figment layering;
 //! - [`candidate`] and [`user`]: the data passed between stages (`Candidate`, `UserFeatures`);
+//! - [`synthetic`]: the deterministic synthetic catalog (ingest, bench and tests share it);
 //! - [`error`]: the crate's error type (every variant a user error).
 
 pub mod candidate;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod query;
 pub mod reply;
 pub mod schema;
+pub mod synthetic;
 pub mod user;
 pub mod vector;
 

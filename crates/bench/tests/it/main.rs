@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redrec_bench::{
-    catalog::{self, CatalogSpec, Generator},
+    catalog,
     driver::{closed_loop, open_loop},
     raw::{RawConn, RawTarget},
     recall,
     workload::{self, BenchQuery, Kind, Mix},
 };
-use redrec_core::filter::Filter;
+use redrec_core::{
+    filter::Filter,
+    synthetic::{Synthetic, SyntheticParams},
+};
 use redrec_testkit::{TestSpace, redis_url};
 
-const SPEC: CatalogSpec = CatalogSpec {
+const SPEC: SyntheticParams = SyntheticParams {
     items: 2_000,
-    dim: 16,
+    dims: 16,
     seed: 7,
 };
 
@@ -26,22 +29,19 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
     let url = redis_url();
     let mut con = catalog::connect(&url).await.unwrap();
     let ingest = catalog::load(&con, &space.ns, SPEC, 300, 3).await.unwrap();
-    assert_eq!(ingest.items, SPEC.items);
+    assert_eq!(ingest.items as u64, SPEC.items);
     assert!(ingest.items_per_sec > 0.0 && ingest.indexed_secs >= ingest.write_secs);
     let info = catalog::index_info(&mut con, &space.ns.alias())
         .await
         .unwrap();
-    assert_eq!(
-        (info.num_docs, info.percent_indexed),
-        (SPEC.items as u64, 1.0)
-    );
+    assert_eq!((info.num_docs, info.percent_indexed), (SPEC.items, 1.0));
 
-    let cat = catalog::read_back(&mut con, &space.ns, SPEC.dim)
+    let cat = catalog::read_back(&mut con, &space.ns, SPEC.dims)
         .await
         .unwrap();
-    assert_eq!(cat.len(), SPEC.items);
-    let generator = Generator::new(SPEC);
-    let i = cat.ids.iter().position(|id| id == "17").unwrap();
+    assert_eq!(cat.len() as u64, SPEC.items);
+    let generator = Synthetic::new(SPEC);
+    let i = cat.ids.iter().position(|id| id == "s17").unwrap();
     assert_eq!(cat.vector(i), generator.item(17).vector.as_slice());
 
     // Below a few thousand documents RediSearch answers KNN exactly: recall must be 1.
@@ -49,7 +49,7 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
         RawConn::mux(&url).await.unwrap(),
         RawConn::pool(&url, 4).unwrap(),
     ] {
-        let raw = RawTarget::new(conn, space.ns.clone(), SPEC.dim, 100);
+        let raw = RawTarget::new(conn, space.ns.clone(), SPEC.dims, 100);
         for (label, _, filter) in workload::selectivity_ladder(&cat) {
             let q = BenchQuery {
                 kind: Kind::Vector,
@@ -73,7 +73,7 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
     let raw = RawTarget::new(
         RawConn::mux(&url).await.unwrap(),
         space.ns.clone(),
-        SPEC.dim,
+        SPEC.dims,
         100,
     );
     for q in &queries {
@@ -98,7 +98,7 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
 
     // A vector write lands and is searchable.
     let v = generator.item(1).vector;
-    raw.write_vector("5", &v).await.unwrap();
+    raw.write_vector("s5", &v).await.unwrap();
     let q = BenchQuery {
         filter: Filter::All,
         vector: v,
@@ -106,7 +106,7 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
     };
     let top = raw.run(&q).await.unwrap();
     assert!(
-        top.iter().take(2).any(|id| id == "5" || id == "1"),
+        top.iter().take(2).any(|id| id == "s5" || id == "s1"),
         "{top:?}"
     );
 
@@ -128,7 +128,7 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
 
     catalog::drop_namespace(&mut con, &space.ns).await.unwrap();
     assert!(
-        catalog::read_back(&mut con, &space.ns, SPEC.dim)
+        catalog::read_back(&mut con, &space.ns, SPEC.dims)
             .await
             .unwrap()
             .is_empty()
