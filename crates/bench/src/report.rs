@@ -365,8 +365,22 @@ impl Report {
         out
     }
 
+    /// The report as Markdown: one section per helper below, in reading order.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
+        self.md_header(&mut md);
+        self.md_targets(&mut md);
+        self.md_throughput(&mut md);
+        self.md_phase_details(&mut md);
+        self.md_ladder(&mut md);
+        self.md_connections(&mut md);
+        self.md_ingest_memory(&mut md);
+        self.md_notes(&mut md);
+        md
+    }
+
+    /// Title, machine and run parameters.
+    fn md_header(&self, md: &mut String) {
         let p = &self.params;
         let m = &self.machine;
         let _ = writeln!(md, "# redrec benchmark report\n");
@@ -396,7 +410,10 @@ impl Report {
             p.warmup_secs,
             if p.quick { " (--quick)" } else { "" }
         );
+    }
 
+    /// The targets table, one row per target with PASS or MISS.
+    fn md_targets(&self, md: &mut String) {
         let _ = writeln!(md, "## Targets\n");
         let _ = writeln!(md, "| target | measured | limit | result |");
         let _ = writeln!(md, "|---|---:|---:|---|");
@@ -415,7 +432,10 @@ impl Report {
                 t.limit
             );
         }
+    }
 
+    /// Throughput and latency of every phase, and each phase's first error.
+    fn md_throughput(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Throughput and latency\n");
         let _ = writeln!(
             md,
@@ -462,7 +482,10 @@ impl Report {
                 let _ = writeln!(md, "- {e}");
             }
         }
+    }
 
+    /// Per phase: p99 by query kind, gateway stage timings, background writes.
+    fn md_phase_details(&self, md: &mut String) {
         let _ = writeln!(md, "\n### p99 by query kind (ms)\n");
         let _ = writeln!(md, "| side | phase | vector | personal | text |");
         let _ = writeln!(md, "|---|---|---:|---:|---:|");
@@ -529,7 +552,11 @@ impl Report {
                 );
             }
         }
+    }
 
+    /// The filter selectivity ladder.
+    fn md_ladder(&self, md: &mut String) {
+        let p = &self.params;
         if !self.ladder.is_empty() {
             let _ = writeln!(md, "\n## Filter selectivity ladder\n");
             let _ = writeln!(
@@ -568,7 +595,10 @@ impl Report {
                 );
             }
         }
+    }
 
+    /// One multiplexed connection vs a pool.
+    fn md_connections(&self, md: &mut String) {
         if let Some(c) = &self.connections {
             let _ = writeln!(md, "\n## One multiplexed connection vs a deadpool pool\n");
             let _ = writeln!(
@@ -587,7 +617,10 @@ impl Report {
             }
             let _ = writeln!(md, "\nFaster: **{}**.", c.faster);
         }
+    }
 
+    /// Ingest rate, memory per item, the project's loader and RSS over the run.
+    fn md_ingest_memory(&self, md: &mut String) {
         let _ = writeln!(md, "\n## Ingest and memory\n");
         match &self.ingest {
             Some(i) => {
@@ -648,13 +681,16 @@ impl Report {
                 );
             }
         }
+    }
+
+    /// Free-form notes of the run.
+    fn md_notes(&self, md: &mut String) {
         if !self.notes.is_empty() {
             let _ = writeln!(md, "\n## Notes\n");
             for n in &self.notes {
                 let _ = writeln!(md, "- {n}");
             }
         }
-        md
     }
 }
 
