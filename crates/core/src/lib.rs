@@ -7,6 +7,7 @@
 //!   client-side RRF / linear fusion;
 //! - [`reply`]: parsing Redis replies (`FT.SEARCH`, `FT.HYBRID`, `FT.INFO`, `FT.AGGREGATE`,
 //!   `HMGET`, `MODULE LIST`) in RESP2 and RESP3;
+//! - [`item`]: the item codec (value rules, hash and JSON encoding) of ingest and the gateway;
 //! - [`keys`]: key naming under a namespace; [`vector`]: the little-endian f32 codec;
 //! - [`config`]: configuration types and the figment layering;
 //! - [`candidate`] and [`user`]: the data passed between stages (`Candidate`, `UserFeatures`);
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod hybrid;
+pub mod item;
 pub mod keys;
 pub mod query;
 pub mod reply;

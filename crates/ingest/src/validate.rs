@@ -1,11 +1,15 @@
 //! Mapping source columns to schema fields, and validating every row before anything is written.
 //!
 //! A row becomes an [`ItemDoc`] (the key and the typed values to write) or a list of
-//! [`Reject`]s, each naming the file, the row and the field, with what was expected.
+//! [`Reject`]s, each naming the file, the row and the field, with what was expected. The value
+//! rules and the hash/JSON encoding are the item codec of `redrec_core::item`, which the gateway's
+//! `PUT /v1/items` uses too; this module maps source columns and values onto it.
 
 use std::collections::BTreeMap;
 
+pub use redrec_core::item::{FieldValue as DocValue, MAX_TAG_LEN, format_num};
 use redrec_core::{
+    item::{self, check_tag, truncate},
     keys,
     schema::{FieldKind, IndexSchema, VectorAttrs},
     vector,
@@ -13,9 +17,6 @@ use redrec_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::source::{SourceRow, Value};
-
-/// Longest accepted tag value, in bytes.
-pub const MAX_TAG_LEN: usize = 256;
 
 /// How source columns map to schema fields (the `[mapping]` section of the config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,16 +73,6 @@ impl std::fmt::Display for Reject {
             self.file, self.row, self.field, self.message
         )
     }
-}
-
-/// A typed value ready to be written.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DocValue {
-    Text(String),
-    Num(f64),
-    Tags(Vec<String>),
-    Geo(f64, f64),
-    Vector(Vec<f32>),
 }
 
 /// A validated item: its key and the (storage field, value) pairs to write.
@@ -237,10 +228,7 @@ fn number(v: &Value) -> Result<Option<f64>, String> {
             .map_err(|_| format!("expected a number, got `{}`", truncate(s)))?,
         other => return Err(format!("expected a number, got {}", other.kind())),
     };
-    if !n.is_finite() {
-        return Err(format!("expected a finite number, got {n}"));
-    }
-    Ok(Some(n))
+    item::check_number(n).map(Some)
 }
 
 fn text(v: &Value) -> Result<Option<String>, String> {
@@ -257,32 +245,9 @@ fn text(v: &Value) -> Result<Option<String>, String> {
 /// Each tag is trimmed and must be non-empty, at most [`MAX_TAG_LEN`] bytes, without control
 /// characters; a list element must not contain the separator (it would split into two tags).
 fn tags(v: &Value, sep: &str) -> Result<Option<Vec<String>>, String> {
-    let check = |t: &str| -> Result<String, String> {
-        let t = t.trim();
-        if t.is_empty() {
-            return Err("expected a non-empty tag, got an empty one".into());
-        }
-        if t.len() > MAX_TAG_LEN {
-            return Err(format!(
-                "tag is {} bytes long, at most {MAX_TAG_LEN} allowed",
-                t.len()
-            ));
-        }
-        if let Some(c) = t.chars().find(|c| c.is_control()) {
-            return Err(format!(
-                "tag `{}` contains the control character {c:?}: expected printable text",
-                truncate(t)
-            ));
-        }
-        Ok(t.to_owned())
-    };
     match v {
         Value::Str(s) if s.trim().is_empty() => Ok(None),
-        Value::Str(s) => s
-            .split(sep)
-            .map(check)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
+        Value::Str(s) => item::split_tags(s, sep).map(Some),
         Value::Num(n) => Ok(Some(vec![n.to_string()])),
         Value::Bool(b) => Ok(Some(vec![b.to_string()])),
         Value::List(items) => {
@@ -296,7 +261,7 @@ fn tags(v: &Value, sep: &str) -> Result<Option<Vec<String>>, String> {
                         ));
                     }
                     Value::Str(s) => {
-                        out.push(check(s).map_err(|m| format!("list element {i}: {m}"))?)
+                        out.push(check_tag(s).map_err(|m| format!("list element {i}: {m}"))?)
                     }
                     other => {
                         return Err(format!(
@@ -316,23 +281,9 @@ fn tags(v: &Value, sep: &str) -> Result<Option<Vec<String>>, String> {
 }
 
 fn geo(v: &Value) -> Result<Option<(f64, f64)>, String> {
-    let s = match v {
-        Value::Str(s) => s,
-        other => return Err(format!("expected \"lon,lat\", got {}", other.kind())),
-    };
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let parsed: Option<(f64, f64)> = match parts[..] {
-        [lon, lat] => lon.parse().ok().zip(lat.parse().ok()),
-        _ => None,
-    };
-    match parsed {
-        Some((lon, lat)) if (-180.0..=180.0).contains(&lon) && (-85.06..=85.06).contains(&lat) => {
-            Ok(Some((lon, lat)))
-        }
-        _ => Err(format!(
-            "expected \"lon,lat\" with lon in -180..180 and lat in -85.05..85.05, got `{}`",
-            truncate(s)
-        )),
+    match v {
+        Value::Str(s) => item::parse_geo(s).map(Some),
+        other => Err(format!("expected \"lon,lat\", got {}", other.kind())),
     }
 }
 
@@ -389,62 +340,14 @@ fn vector_value(
     Ok(Some(out))
 }
 
-fn truncate(s: &str) -> String {
-    if s.chars().count() <= 40 {
-        s.to_owned()
-    } else {
-        format!("{}...", s.chars().take(40).collect::<String>())
-    }
-}
-
 /// Renders a doc as `HSET` field/value arguments (vectors as f32 blobs).
 pub fn hash_args(doc: &ItemDoc, schema: &IndexSchema) -> Vec<(String, Vec<u8>)> {
-    doc.values
-        .iter()
-        .map(|(name, v)| {
-            let bytes = match v {
-                DocValue::Text(s) => s.clone().into_bytes(),
-                DocValue::Num(n) => format_num(*n).into_bytes(),
-                DocValue::Tags(t) => t.join(&tag_separator(schema, name)).into_bytes(),
-                DocValue::Geo(lon, lat) => format!("{lon},{lat}").into_bytes(),
-                DocValue::Vector(v) => vector::encode(v),
-            };
-            (name.clone(), bytes)
-        })
-        .collect()
+    item::encode_hash(&doc.values, schema)
 }
 
 /// Renders a doc as a JSON document (vectors as arrays of numbers).
 pub fn json_doc(doc: &ItemDoc, schema: &IndexSchema) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (name, v) in &doc.values {
-        let value = match v {
-            DocValue::Text(s) => serde_json::Value::String(s.clone()),
-            DocValue::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => serde_json::json!(*n as i64),
-            DocValue::Num(n) => serde_json::json!(n),
-            DocValue::Tags(t) => serde_json::Value::String(t.join(&tag_separator(schema, name))),
-            DocValue::Geo(lon, lat) => serde_json::Value::String(format!("{lon},{lat}")),
-            DocValue::Vector(v) => serde_json::json!(v),
-        };
-        map.insert(name.clone(), value);
-    }
-    serde_json::Value::Object(map)
-}
-
-fn tag_separator(schema: &IndexSchema, name: &str) -> String {
-    match schema.field(name).map(|f| &f.kind) {
-        Ok(FieldKind::Tag(t)) => t.separator.clone().unwrap_or_else(|| ",".into()),
-        _ => ",".into(),
-    }
-}
-
-/// Numbers are written the shortest way that reads back the same (`3` not `3.0`).
-pub fn format_num(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
+    item::encode_json(&doc.values, schema)
 }
 
 #[cfg(test)]

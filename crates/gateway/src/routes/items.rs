@@ -1,6 +1,7 @@
 //! Admin item routes: `PUT/GET/DELETE /v1/items/{id}`. An upsert replaces the whole hash in one
 //! MULTI (so stale fields vanish) after validating every field against the index schema and the
-//! vector's dimension and finiteness; without a vector, the item's text is embedded.
+//! vector's dimension and finiteness, with the item codec ingest uses (`redrec_core::item`);
+//! without a vector, the item's text is embedded.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::put,
 };
-use redrec_core::{schema::FieldKind, vector};
+use redrec_core::{
+    item::{self, FieldValue},
+    schema::FieldKind,
+    vector,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -80,74 +85,11 @@ pub async fn put_item(
     check_id(&id, "id")?;
     let fields_cfg = &state.index_config().fields;
     let vector_field = fields_cfg.vector.clone();
-    let mut hash: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, value) in &body.fields {
-        let path = format!("fields.{name}");
-        if *name == vector_field {
-            return Err(ApiError::invalid(
-                path,
-                format!("`{name}` is the vector field: send it as the top-level `vector` array"),
-            ));
-        }
-        let kind = state
-            .schema
-            .fields
-            .iter()
-            .find(|f| f.name == *name)
-            .map(|f| &f.kind);
-        let text = match (kind, value) {
-            (Some(FieldKind::Numeric(_)), serde_json::Value::Number(n)) => {
-                let v = n
-                    .as_f64()
-                    .filter(|v| v.is_finite())
-                    .ok_or_else(|| ApiError::invalid(&path, "expected a finite number"))?;
-                v.to_string()
-            }
-            (Some(FieldKind::Numeric(_)), other) => {
-                return Err(ApiError::invalid(
-                    path,
-                    format!("numeric field, expected a number, got {}", json_type(other)),
-                ));
-            }
-            (Some(_), serde_json::Value::String(s)) => s.clone(),
-            (Some(k), other) => {
-                return Err(ApiError::invalid(
-                    path,
-                    format!(
-                        "{} field, expected a string, got {}",
-                        k.type_name(),
-                        json_type(other)
-                    ),
-                ));
-            }
-            (None, v) => {
-                if name.is_empty()
-                    || name.len() > 64
-                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    return Err(ApiError::invalid(
-                        path,
-                        "field names outside the schema must be 1-64 ASCII letters, digits or _",
-                    ));
-                }
-                match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::Bool(b) => b.to_string(),
-                    other => {
-                        return Err(ApiError::invalid(
-                            path,
-                            format!(
-                                "expected a string, number or boolean, got {}",
-                                json_type(other)
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-        hash.push((name.clone(), text.into_bytes()));
-    }
+    let mut values = body
+        .fields
+        .iter()
+        .map(|(name, value)| field_value(&state, &vector_field, name, value))
+        .collect::<ApiResult<Vec<(String, FieldValue)>>>()?;
     let dims = state.index_config().vector.dims;
     let (embedding, vector_source) = match body.vector {
         Some(v) => {
@@ -173,7 +115,8 @@ pub async fn put_item(
             (embed_text(&state, text).await?, "embedded")
         }
     };
-    hash.push((vector_field, vector::encode(&embedding)));
+    values.push((vector_field, FieldValue::Vector(embedding)));
+    let hash = item::encode_hash(&values, &state.schema);
     let created = catalog::replace_item(&state, &id, &hash).await?;
     let status = if created {
         StatusCode::CREATED
@@ -189,6 +132,80 @@ pub async fn put_item(
         }),
     )
         .into_response())
+}
+
+/// One field of the body as a typed value, by the item codec's rules (`redrec_core::item`, the
+/// same as ingest's), with the strictness of a typed JSON API: numeric fields take JSON numbers
+/// and tag, text and geo fields take strings. Errors name `fields.{name}`.
+fn field_value(
+    state: &AppState,
+    vector_field: &str,
+    name: &str,
+    value: &serde_json::Value,
+) -> ApiResult<(String, FieldValue)> {
+    let path = format!("fields.{name}");
+    if name == vector_field {
+        return Err(ApiError::invalid(
+            path,
+            format!("`{name}` is the vector field: send it as the top-level `vector` array"),
+        ));
+    }
+    let kind = state
+        .schema
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| &f.kind);
+    let invalid = |message: String| ApiError::invalid(&path, message);
+    let typed = match (kind, value) {
+        (Some(FieldKind::Numeric(_)), serde_json::Value::Number(n)) => {
+            let v = n
+                .as_f64()
+                .ok_or_else(|| invalid("expected a finite number".into()))?;
+            FieldValue::Num(item::check_number(v).map_err(invalid)?)
+        }
+        (Some(FieldKind::Numeric(_)), other) => {
+            return Err(invalid(format!(
+                "numeric field, expected a number, got {}",
+                json_type(other)
+            )));
+        }
+        (Some(FieldKind::Tag(t)), serde_json::Value::String(s)) => {
+            let sep = t.separator.as_deref().unwrap_or(",");
+            FieldValue::Tags(item::split_tags(s, sep).map_err(invalid)?)
+        }
+        (Some(FieldKind::Geo(_)), serde_json::Value::String(s)) => {
+            let (lon, lat) = item::parse_geo(s).map_err(invalid)?;
+            FieldValue::Geo(lon, lat)
+        }
+        (Some(_), serde_json::Value::String(s)) => FieldValue::Text(s.clone()),
+        (Some(k), other) => {
+            return Err(invalid(format!(
+                "{} field, expected a string, got {}",
+                k.type_name(),
+                json_type(other)
+            )));
+        }
+        (None, v) => {
+            if !item::is_plain_field_name(name) {
+                return Err(invalid(
+                    "field names outside the schema must be 1-64 ASCII letters, digits or _".into(),
+                ));
+            }
+            FieldValue::Text(match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(invalid(format!(
+                        "expected a string, number or boolean, got {}",
+                        json_type(other)
+                    )));
+                }
+            })
+        }
+    };
+    Ok((name.to_owned(), typed))
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
