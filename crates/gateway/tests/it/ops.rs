@@ -346,6 +346,13 @@ async fn item_upsert_rejects_bad_input_naming_the_field() {
             Some("fields.category"),
         ),
         (
+            // The item codec's tag rules (shared with ingest): no empty tag between separators.
+            format!(r#"{{"fields":{{"category":"DAIRY,,MILK"}},"vector":{good_vec}}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("fields.category"),
+        ),
+        (
             r#"{"fields":{},"vector":"abc"}"#.into(),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
