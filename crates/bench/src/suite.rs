@@ -123,23 +123,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         .map_or(0, |d| d.as_secs());
     let ns = Namespace::new(&opts.namespace);
     let mut con = catalog::connect(&opts.redis_url).await?;
-    let mut procs = vec![Process {
-        name: "bench".into(),
-        pid: std::process::id(),
-    }];
-    match catalog::server_pid(&mut con).await {
-        Ok(pid) if stats::cpu_ticks(pid).is_some() => procs.push(Process {
-            name: "redis".into(),
-            pid,
-        }),
-        _ => log("redis runs elsewhere (its pid is not visible here): no redis CPU figures"),
-    }
-    if let Some(pid) = opts.gateway_pid {
-        procs.push(Process {
-            name: "gateway".into(),
-            pid,
-        });
-    }
+    let procs = watched_processes(&mut con, opts).await;
     let mut notes = Vec::new();
 
     // 1. Catalog.
@@ -166,27 +150,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         &generator, &cat, &users, opts.mix, 4_000, opts.k, opts.seed,
     ));
 
-    let gateway = match &opts.gateway_url {
-        Some(url) => {
-            let mut client = HttpClient::new(url)?;
-            client.api_key.clone_from(&opts.gateway_api_key);
-            let (status, _) = client
-                .get("/healthz")
-                .await
-                .with_context(|| format!("gateway at {url} does not answer /healthz"))?;
-            if status != 200 {
-                bail!("gateway at {url}: /healthz answered {status}");
-            }
-            let gw = Arc::new(GatewayTarget::new(client));
-            seed_users(&gw, &users).await?;
-            Some(gw)
-        }
-        None => {
-            notes
-                .push("No gateway in this run: the gateway rows and ratios are absent.".to_owned());
-            None
-        }
-    };
+    let gateway = connect_gateway(opts, &users, &mut notes).await?;
 
     let mut raw = RawTarget::new(
         RawConn::mux(&opts.redis_url).await?,
@@ -268,6 +232,59 @@ pub async fn run(opts: &Options) -> Result<Report> {
         &ns,
     )
     .await
+}
+
+/// The processes whose CPU the report shows: the bench itself, Redis when its pid is visible
+/// here, and the gateway when its pid was given.
+async fn watched_processes(con: &mut MultiplexedConnection, opts: &Options) -> Vec<Process> {
+    let mut procs = vec![Process {
+        name: "bench".into(),
+        pid: std::process::id(),
+    }];
+    match catalog::server_pid(con).await {
+        Ok(pid) if stats::cpu_ticks(pid).is_some() => procs.push(Process {
+            name: "redis".into(),
+            pid,
+        }),
+        _ => log("redis runs elsewhere (its pid is not visible here): no redis CPU figures"),
+    }
+    if let Some(pid) = opts.gateway_pid {
+        procs.push(Process {
+            name: "gateway".into(),
+            pid,
+        });
+    }
+    procs
+}
+
+/// The gateway under test, checked on `/healthz` and given the users' histories; `None` (and a
+/// note) when the run has no gateway.
+async fn connect_gateway(
+    opts: &Options,
+    users: &[BenchUser],
+    notes: &mut Vec<String>,
+) -> Result<Option<Arc<GatewayTarget>>> {
+    match &opts.gateway_url {
+        Some(url) => {
+            let mut client = HttpClient::new(url)?;
+            client.api_key.clone_from(&opts.gateway_api_key);
+            let (status, _) = client
+                .get("/healthz")
+                .await
+                .with_context(|| format!("gateway at {url} does not answer /healthz"))?;
+            if status != 200 {
+                bail!("gateway at {url}: /healthz answered {status}");
+            }
+            let gw = Arc::new(GatewayTarget::new(client));
+            seed_users(&gw, users).await?;
+            Ok(Some(gw))
+        }
+        None => {
+            notes
+                .push("No gateway in this run: the gateway rows and ratios are absent.".to_owned());
+            Ok(None)
+        }
+    }
 }
 
 /// Open loop at 50% of the raw max, the same with 1:10 writes, then 80%.
