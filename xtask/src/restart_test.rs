@@ -69,7 +69,7 @@ fn catalog(port: u16, ns: &str) -> (i64, u64, Vec<String>) {
         .call(&[
             b"FT.SEARCH".as_slice(),
             alias.as_bytes(),
-            b"*=>[KNN 10 @embedding $v AS score]",
+            b"*=>[KNN 10 @embedding $v EF_RUNTIME 1000 AS score]",
             b"PARAMS",
             b"2",
             b"v",
@@ -159,6 +159,20 @@ impl Drop for Cleanup {
     }
 }
 
+/// The same catalog: the same keys and documents, and the same KNN answer up to HNSW's
+/// approximation (the graph is rebuilt in another insertion order after a restart, so a near-tie at
+/// rank 10 may change even at a high EF_RUNTIME).
+fn assert_same_catalog(now: &(i64, u64, Vec<String>), before: &(i64, u64, Vec<String>)) {
+    assert_eq!((now.0, now.1), (before.0, before.1), "keys and docs");
+    let shared = now.2.iter().filter(|id| before.2.contains(id)).count();
+    assert!(
+        shared >= 9,
+        "KNN answers differ: {:?} vs {:?}",
+        now.2,
+        before.2
+    );
+}
+
 fn start(port: u16, data_dir: &std::path::Path) -> bool {
     redis::up_embedded(&UpOptions {
         port,
@@ -192,7 +206,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     assert_eq!(redis::probe(port), State::Stopped { stale_pid: None });
     assert!(start(port, &data_dir));
     assert!(matches!(redis::probe(port), State::Ready { .. }));
-    assert_eq!(catalog(port, ns), before, "same keys, docs and KNN answer");
+    assert_same_catalog(&catalog(port, ns), &before);
     let again = seed(port, ns);
     assert!(
         again.contains("nothing to do"),
@@ -217,7 +231,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
         }
     );
     assert!(start(port, &data_dir));
-    assert_eq!(catalog(port, ns), before);
+    assert_same_catalog(&catalog(port, ns), &before);
 
     // 3. `up` on a server that is still loading waits for it instead of failing
     redis::down_embedded(port).unwrap();
@@ -241,7 +255,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     assert!(spawned.join().unwrap(), "the first call started it");
     assert!(!second, "the second call found it running");
     eprintln!("observed the LOADING state: {seen_loading}");
-    assert_eq!(catalog(port, ns), before);
+    assert_same_catalog(&catalog(port, ns), &before);
 
     // 4. a gateway serving through a restart answers 200 or 503 + Retry-After, never 500, and
     //    recovers on its own; /readyz is not ready until the index is complete

@@ -139,6 +139,11 @@ mod tests {
              is its table and property tests, which must sit next to the private escaping",
         ),
         (
+            "crates/bench/src/suite.rs",
+            "the benchmark's phases in the order they run, each a short function with its own \
+             progress and failure message; to be split into phase modules",
+        ),
+        (
             "crates/bench/src/report.rs",
             "the report's markdown sections and their snapshot tests; to be split by section",
         ),
