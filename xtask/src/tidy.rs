@@ -34,15 +34,15 @@ mod tests {
             &["redrec-core", "redrec-store"],
             &["axum", "tower-http"],
         ),
-        ("features", &["redrec-core"], &["axum", "tower-http"]),
+        ("userstate", &["redrec-core"], &["axum", "tower-http"]),
         (
             "ingest",
-            // features: interaction imports go through the same event function as the gateway
+            // userstate: interaction imports go through the same event function as the gateway
             &[
                 "redrec-core",
                 "redrec-embedder",
                 "redrec-store",
-                "redrec-features",
+                "redrec-userstate",
             ],
             &["axum", "tower-http"],
         ),
@@ -52,7 +52,7 @@ mod tests {
                 "redrec-core",
                 "redrec-retriever",
                 "redrec-reranker",
-                "redrec-features",
+                "redrec-userstate",
                 "redrec-embedder",
                 "redrec-store",
             ],

@@ -106,7 +106,7 @@ impl Namespace {
         format!("{}:user:{id}:cart", self.prefix)
     }
 
-    /// The user's purchase history: item -> forward-decayed purchase count (see docs/FEATURES.md).
+    /// The user's purchase history: item -> forward-decayed purchase count (see docs/USER_STATE.md).
     pub fn user_buys(&self, id: &str) -> String {
         format!("{}:user:{id}:buys", self.prefix)
     }

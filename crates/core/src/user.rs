@@ -1,8 +1,8 @@
-//! Per-user features as the request path sees them: read from Redis by redrec-features, decay
+//! Per-user features as the request path sees them: read from Redis by redrec-userstate, decay
 //! already applied, handed to the retriever (query vectors, seen set) and the reranker (affinities,
 //! price band, cart, recent categories) as plain data.
 //!
-//! The Redis layout of these features is documented in docs/FEATURES.md; extend additively.
+//! The Redis layout of these features is documented in docs/USER_STATE.md; extend additively.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -115,7 +115,7 @@ fn spawn_popularity_fold(state: &AppState) {
                     continue;
                 }
             };
-            match state.features.fold_popularity(&mut *con, 32).await {
+            match state.user_state.fold_popularity(&mut *con, 32).await {
                 Ok(r) if r.folded > 0 => {
                     tracing::info!(folded = r.folded, dropped = r.dropped, "popularity folded")
                 }

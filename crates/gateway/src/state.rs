@@ -31,7 +31,9 @@ pub struct Settings {
     pub index: IndexConfig,
     pub gateway: GatewayConfig,
     pub embedder: redrec_embedder::EmbedderConfig,
-    pub features: redrec_features::FeaturesConfig,
+    /// `[user_state]` (formerly `[features]`, still accepted).
+    #[serde(alias = "features")]
+    pub user_state: redrec_userstate::UserStateConfig,
     pub reranker: redrec_reranker::RerankerConfig,
     pub retriever: redrec_retriever::RetrieverConfig,
 }
@@ -65,7 +67,7 @@ pub struct Inner {
     pub metrics: Metrics,
     /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
     pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
-    pub features: redrec_features::FeatureStore,
+    pub user_state: redrec_userstate::UserStateStore,
     pub reranker: redrec_reranker::Reranker,
     pub retriever: redrec_retriever::Retriever,
     /// Department -> categories, cached by `GET /v1/facets`.
@@ -111,13 +113,13 @@ impl AppState {
         }
         let redis = connect_redis(&settings.redis)?;
         let ns = settings.index.namespace();
-        let features = redrec_features::FeatureStore::new(
+        let user_state = redrec_userstate::UserStateStore::new(
             ns.clone(),
             settings.index.fields.clone(),
-            settings.features.clone(),
+            settings.user_state.clone(),
         )
         .map_err(|e| StartError::Config {
-            field: "features",
+            field: "user_state",
             message: e.to_string(),
         })?;
         let reranker =
@@ -137,7 +139,7 @@ impl AppState {
                 redis,
                 metrics: Metrics::new(),
                 embedder,
-                features,
+                user_state,
                 reranker,
                 settings,
             }),

@@ -30,7 +30,7 @@ pub enum Error {
     Embed(#[from] redrec_embedder::Error),
     /// The feature store refused an event batch, or could not reach Redis.
     #[error("events: {0}")]
-    Features(#[from] redrec_features::Error),
+    Features(#[from] redrec_userstate::Error),
 
     // ---- internal errors ---------------------------------------------------------------------
     #[error("redis: {0}")]

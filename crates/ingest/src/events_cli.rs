@@ -6,7 +6,6 @@ use std::{collections::HashSet, path::PathBuf, sync::Arc};
 use anyhow::{Context, Result, bail};
 use redis::aio::MultiplexedConnection;
 use redrec_core::{keys::Namespace, schema::ItemFields};
-use redrec_features::{FeatureStore, FeaturesConfig};
 use redrec_ingest::{
     dataset::complete_journey,
     events::{self, EventColumns, ImportOptions},
@@ -14,6 +13,7 @@ use redrec_ingest::{
     progress::ProgressMode,
     source::{Format, SourceSpec, Value},
 };
+use redrec_userstate::{UserStateConfig, UserStateStore};
 
 /// `redrec-ingest events FILE`.
 #[derive(clap::Args, Clone, Debug)]
@@ -99,24 +99,24 @@ fn until_ms(text: Option<&str>) -> Result<Option<i64>> {
 fn store(
     ns: &Namespace,
     fields: &ItemFields,
-    features: &FeaturesConfig,
+    features: &UserStateConfig,
     ttl_secs: u64,
-) -> Result<FeatureStore> {
+) -> Result<UserStateStore> {
     if ttl_secs == 0 {
         bail!("--idempotency-ttl-secs must be at least 1");
     }
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         idempotency_ttl_ms: ttl_secs * 1000,
         ..features.clone()
     };
-    FeatureStore::new(ns.clone(), fields.clone(), config).context("features config")
+    UserStateStore::new(ns.clone(), fields.clone(), config).context("features config")
 }
 
 pub async fn run_events(
     con: &MultiplexedConnection,
     ns: &Namespace,
     fields: &ItemFields,
-    features: &FeaturesConfig,
+    features: &UserStateConfig,
     args: EventsArgs,
     progress: ProgressMode,
 ) -> Result<()> {
@@ -197,7 +197,7 @@ pub async fn seed_history(
     con: &MultiplexedConnection,
     ns: &Namespace,
     fields: &ItemFields,
-    features: &FeaturesConfig,
+    features: &UserStateConfig,
     data_dir: &std::path::Path,
     args: &HistoryArgs,
     progress: ProgressMode,

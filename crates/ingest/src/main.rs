@@ -37,7 +37,8 @@ struct Settings {
     ingest: WriteOptions,
     mapping: Mapping,
     /// The gateway's feature settings: imported events must weigh and decay the same way.
-    features: redrec_features::FeaturesConfig,
+    #[serde(alias = "features")]
+    user_state: redrec_userstate::UserStateConfig,
 }
 
 #[derive(Parser)]
@@ -555,11 +556,11 @@ async fn run(cli: Cli) -> Result<()> {
         },
         Cmd::Events(args) => {
             let fields = &settings.index.fields;
-            events_cli::run_events(&con, &ns, fields, &settings.features, args, progress).await?;
+            events_cli::run_events(&con, &ns, fields, &settings.user_state, args, progress).await?;
         }
         Cmd::Seed { dataset, force } => match dataset {
             SeedCmd::CompleteJourney { data_dir, history } => {
-                let (fields, features) = (&settings.index.fields, &settings.features);
+                let (fields, features) = (&settings.index.fields, &settings.user_state);
                 if !force && already_seeded(&con, &ns, "complete-journey").await? {
                     return events_cli::seed_history(
                         &con, &ns, fields, features, &data_dir, &history, progress,
@@ -607,7 +608,7 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("seed complete-journey: {report}");
                 println!("total {:.1}s", started.elapsed().as_secs_f64());
                 set_seed_marker(&con, &ns, "complete-journey").await?;
-                let (fields, features) = (&settings.index.fields, &settings.features);
+                let (fields, features) = (&settings.index.fields, &settings.user_state);
                 events_cli::seed_history(
                     &con, &ns, fields, features, &data_dir, &history, progress,
                 )

@@ -16,7 +16,7 @@ use redrec_core::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The event name the feature store uses for purchases (see docs/FEATURES.md).
+/// The event name the feature store uses for purchases (see docs/USER_STATE.md).
 pub const PURCHASE_EVENT: &str = "purchase";
 
 /// The negative event: a skipped item says nothing good about its category's recency.

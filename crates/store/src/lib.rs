@@ -6,7 +6,7 @@
 //! - Typed calls per concern, each over any connection (`redis::aio::ConnectionLike`: a pooled
 //!   connection or a multiplexed one): [`catalog`] (item hashes), [`index`] (`FT.INFO`,
 //!   facets, `PING`), [`ratelimit`] (fixed-window counters). User state lives in
-//!   `redrec-features` (a Redis Function), retrieval in `redrec-retriever`.
+//!   `redrec-userstate` (a Redis Function), retrieval in `redrec-retriever`.
 //!
 //! Replies are parsed by `redrec_core::reply`; this crate sends commands and classifies errors.
 

@@ -1,5 +1,5 @@
 //! Events and user features: `POST /v1/events` (one event or an array; the whole batch is applied
-//! in one atomic step by redrec-features' Redis Function: all of it or none), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
+//! in one atomic step by redrec-userstate' Redis Function: all of it or none), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
 
 use axum::{
     Json, Router,
@@ -8,7 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use redrec_core::user::UserFeatures;
-use redrec_features::Event;
+use redrec_userstate::Event;
 use serde::Serialize;
 use utoipa::ToSchema;
 

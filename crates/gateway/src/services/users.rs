@@ -1,9 +1,9 @@
-//! User state through `redrec-features`: reading a user's features (the pipeline's first stage),
+//! User state through `redrec-userstate`: reading a user's features (the pipeline's first stage),
 //! applying event batches, deleting a user; each within the per-call timeout.
 
 use redrec_core::user::UserFeatures;
-use redrec_features::{ApplyReport, Event};
 use redrec_store::Route;
+use redrec_userstate::{ApplyReport, Event};
 
 use crate::{
     error::{ApiError, ApiResult, ErrorCode},
@@ -20,8 +20,8 @@ pub fn now_ms() -> i64 {
 
 /// Maps a feature-store error; `batch` says whether the request body was an array (so the
 /// field path starts with the event's index).
-pub fn features_error(state: &AppState, e: redrec_features::Error, batch: bool) -> ApiError {
-    use redrec_features::Error as E;
+pub fn features_error(state: &AppState, e: redrec_userstate::Error, batch: bool) -> ApiError {
+    use redrec_userstate::Error as E;
     let at = |index: usize, field: &str| {
         if batch {
             format!("[{index}].{field}")
@@ -56,7 +56,7 @@ pub async fn apply_events(
     let mut con = state.conn(Route::Primary).await?;
     tokio::time::timeout(
         state.command_timeout(),
-        state.features.apply(&mut con, events, now_ms()),
+        state.user_state.apply(&mut con, events, now_ms()),
     )
     .await
     .map_err(|_| {
@@ -71,7 +71,7 @@ pub async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
     let mut con = state.conn(Route::Primary).await?;
     tokio::time::timeout(
         state.command_timeout(),
-        state.features.read(&mut con, id, now_ms()),
+        state.user_state.read(&mut con, id, now_ms()),
     )
     .await
     .map_err(|_| {
@@ -84,8 +84,11 @@ pub async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
 /// Deletes everything stored for a user; returns whether anything existed.
 pub async fn delete_user(state: &AppState, id: &str) -> ApiResult<bool> {
     let mut con = state.conn(Route::Primary).await?;
-    tokio::time::timeout(state.command_timeout(), state.features.delete(&mut con, id))
-        .await
-        .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
-        .map_err(|e| features_error(state, e, false))
+    tokio::time::timeout(
+        state.command_timeout(),
+        state.user_state.delete(&mut con, id),
+    )
+    .await
+    .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
+    .map_err(|e| features_error(state, e, false))
 }

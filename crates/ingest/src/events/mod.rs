@@ -1,5 +1,5 @@
 //! Interaction import: user events from JSONL / CSV / Parquet files applied through the same
-//! atomic Redis Function as `POST /v1/events` (redrec-features), at the time each event
+//! atomic Redis Function as `POST /v1/events` (redrec-userstate), at the time each event
 //! happened, so the decays of affinities and purchase history see the real ages.
 //!
 //! 1. Read and validate every row (strict: any invalid row fails the import before a write;
@@ -28,7 +28,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt};
 use redis::aio::MultiplexedConnection;
-use redrec_features::FeatureStore;
+use redrec_userstate::UserStateStore;
 use serde::Serialize;
 
 pub use self::parse::{EventColumns, ParsedEvent, derived_event_id};
@@ -142,7 +142,7 @@ impl Selection {
 
 fn read_all(
     rows: &dyn RowFactory,
-    store: &FeatureStore,
+    store: &UserStateStore,
     opts: &ImportOptions,
 ) -> Result<Selection> {
     let rejects_out = match &opts.on_invalid {
@@ -201,7 +201,7 @@ fn read_all(
 /// Items (of `ids`) that do not exist, by pipelined `EXISTS`.
 async fn missing_items(
     con: &MultiplexedConnection,
-    store: &FeatureStore,
+    store: &UserStateStore,
     ids: &BTreeSet<&str>,
 ) -> Result<HashSet<String>> {
     let ns = store.namespace();
@@ -228,7 +228,7 @@ async fn missing_items(
 /// Imports the events of `rows` into the feature store (see the module docs).
 pub async fn import(
     con: &MultiplexedConnection,
-    store: &FeatureStore,
+    store: &UserStateStore,
     rows: Arc<dyn RowFactory>,
     opts: &ImportOptions,
 ) -> Result<ImportReport> {
@@ -302,7 +302,7 @@ pub async fn import(
     let apply_started = Instant::now();
     let batch_size = opts.batch_size.clamp(1, store.config().max_batch);
     let progress = Progress::new(opts.progress, "apply", Some(sel.events.len() as u64));
-    let batches: Vec<Vec<redrec_features::Event>> = sel
+    let batches: Vec<Vec<redrec_userstate::Event>> = sel
         .events
         .chunks(batch_size)
         .map(|c| c.iter().map(|e| e.event.clone()).collect())

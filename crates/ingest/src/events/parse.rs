@@ -1,7 +1,7 @@
 //! One row of an interaction file to one event: column mapping, per-field checks that name the
 //! file, row and column, and the deterministic event id that makes a re-import idempotent.
 
-use redrec_features::{Event, EventKind, FeatureStore};
+use redrec_userstate::{Event, EventKind, UserStateStore};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -115,7 +115,7 @@ fn number(v: Option<&Value>) -> Result<Option<f64>, String> {
 pub fn parse_row(
     row: &SourceRow,
     cols: &EventColumns,
-    store: &FeatureStore,
+    store: &UserStateStore,
     file: &str,
 ) -> Result<ParsedEvent, Vec<Reject>> {
     let mut rejects = Vec::new();
@@ -230,7 +230,7 @@ pub fn parse_row(
     // the feature store's own rules (ids, dwell, time range), mapped back to the columns
     if let Err(e) = store.check(0, &event) {
         let field = match &e {
-            redrec_features::Error::Invalid { field, .. } => match *field {
+            redrec_userstate::Error::Invalid { field, .. } => match *field {
                 "user_id" => cols.user.as_str(),
                 "item_id" => cols.item.as_str(),
                 "event_id" => cols.event_id.as_str(),
@@ -242,7 +242,7 @@ pub fn parse_row(
             _ => "-",
         };
         let message = match e {
-            redrec_features::Error::Invalid { message, .. } => message,
+            redrec_userstate::Error::Invalid { message, .. } => message,
             other => other.to_string(),
         };
         return Err(vec![Reject {
@@ -262,15 +262,15 @@ pub fn parse_row(
 #[cfg(test)]
 mod tests {
     use redrec_core::{keys::Namespace, schema::ItemFields};
-    use redrec_features::FeaturesConfig;
+    use redrec_userstate::UserStateConfig;
 
     use super::*;
 
-    fn store() -> FeatureStore {
-        FeatureStore::new(
+    fn store() -> UserStateStore {
+        UserStateStore::new(
             Namespace::default(),
             ItemFields::default(),
-            FeaturesConfig::default(),
+            UserStateConfig::default(),
         )
         .unwrap()
     }

@@ -9,7 +9,6 @@ use parquet::{
     schema::parser::parse_message_type,
 };
 use redrec_core::{schema::ItemFields, vector};
-use redrec_features::{FeatureStore, FeaturesConfig};
 use redrec_ingest::{
     dataset::complete_journey,
     events::{self, ImportOptions},
@@ -18,6 +17,7 @@ use redrec_ingest::{
     source::SourceSpec,
 };
 use redrec_testkit::TestSpace;
+use redrec_userstate::{UserStateConfig, UserStateStore};
 
 use crate::common::{conn, tmp_dir};
 
@@ -25,7 +25,7 @@ const WEEK: i64 = 7 * 24 * 3600 * 1000;
 /// 2017-01-01T00:00:00Z
 const T0: i64 = 1_483_228_800_000;
 
-async fn setup(label: &str) -> (TestSpace, FeatureStore) {
+async fn setup(label: &str) -> (TestSpace, UserStateStore) {
     let space = TestSpace::new(label);
     let mut c = space.conn().await;
     for (i, id) in ["i1", "i2", "i3", "101", "102"].iter().enumerate() {
@@ -43,11 +43,11 @@ async fn setup(label: &str) -> (TestSpace, FeatureStore) {
             .await
             .unwrap();
     }
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         history_half_life_ms: WEEK as u64,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
-    let store = FeatureStore::new(space.ns.clone(), ItemFields::default(), config).unwrap();
+    let store = UserStateStore::new(space.ns.clone(), ItemFields::default(), config).unwrap();
     (space, store)
 }
 

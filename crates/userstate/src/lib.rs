@@ -1,19 +1,19 @@
-//! redrec-features: real-time user features.
+//! redrec-userstate: real-time user state (events in, the reranker's user features out).
 //!
 //! Events (`view`, `click`, `dwell`, `cart_add`, `purchase`, `skip`) are validated in Rust and
 //! applied by a Redis Function in one atomic server-side step per batch: the item's vector,
 //! category, brand and price are read inside Redis, so concurrent events for one user never lose
 //! an update. Reading returns [`redrec_core::user::UserFeatures`] in one pipelined round trip.
-//! The Redis layout is documented in docs/FEATURES.md.
+//! The Redis layout is documented in docs/USER_STATE.md.
 //!
 //! ```no_run
 //! use redrec_core::{keys::Namespace, schema::ItemFields};
-//! use redrec_features::{Event, EventKind, FeatureStore, FeaturesConfig};
+//! use redrec_userstate::{Event, EventKind, UserStateStore, UserStateConfig};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = redis::Client::open("redis://127.0.0.1:6380")?;
 //! let mut con = client.get_multiplexed_async_connection().await?;
-//! let store = FeatureStore::new(Namespace::default(), ItemFields::default(), FeaturesConfig::default())?;
+//! let store = UserStateStore::new(Namespace::default(), ItemFields::default(), UserStateConfig::default())?;
 //! store.ensure_loaded(&mut con).await?;
 //! let now_ms = 1_767_225_600_000;
 //! let click = Event::new(EventKind::Click, "u1", "123").with_event_id("evt-1");
@@ -29,7 +29,7 @@ mod event;
 mod library;
 mod store;
 
-pub use config::{EventWeights, FeaturesConfig};
+pub use config::{EventWeights, UserStateConfig};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
-pub use store::{ApplyReport, FeatureStore, FoldReport, READ_COMMANDS, decay};
+pub use store::{ApplyReport, FoldReport, READ_COMMANDS, UserStateStore, decay};

@@ -1,5 +1,5 @@
 //! Settings of the feature store: event weights, EMA rates, decay, TTLs and caps. A plain serde
-//! struct with defaults; binaries load it with figment and hand it to [`crate::FeatureStore::new`].
+//! struct with defaults; binaries load it with figment and hand it to [`crate::UserStateStore::new`].
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ impl Default for EventWeights {
 /// Settings of the feature store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FeaturesConfig {
+pub struct UserStateConfig {
     pub weights: EventWeights,
     /// EMA rate of the session vector per unit of event weight (0 < alpha <= 1).
     pub session_alpha: f64,
@@ -71,9 +71,9 @@ pub struct FeaturesConfig {
     pub history_read: usize,
 }
 
-impl Default for FeaturesConfig {
+impl Default for UserStateConfig {
     fn default() -> Self {
-        FeaturesConfig {
+        UserStateConfig {
             weights: EventWeights::default(),
             session_alpha: 0.3,
             long_term_alpha: 0.05,
@@ -103,7 +103,7 @@ fn check(ok: bool, field: &'static str, message: &str) -> Result<()> {
     }
 }
 
-impl FeaturesConfig {
+impl UserStateConfig {
     /// Checks every value is in range; the error names the offending key.
     pub fn validate(&self) -> Result<()> {
         let w = &self.weights;
@@ -168,20 +168,20 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_values_are_named() {
-        FeaturesConfig::default().validate().unwrap();
-        let c = FeaturesConfig {
+        UserStateConfig::default().validate().unwrap();
+        let c = UserStateConfig {
             session_alpha: 0.0,
-            ..FeaturesConfig::default()
+            ..UserStateConfig::default()
         };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("session_alpha"), "{err}");
-        let mut c = FeaturesConfig::default();
+        let mut c = UserStateConfig::default();
         c.weights.skip = f64::NAN;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("weights.skip"), "{err}");
-        let c = FeaturesConfig {
+        let c = UserStateConfig {
             max_batch: 0,
-            ..FeaturesConfig::default()
+            ..UserStateConfig::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("max_batch"));
     }

@@ -1,8 +1,8 @@
-//! The one error type of redrec-features. Client errors (a bad event, an unknown item, a bad
+//! The one error type of redrec-userstate. Client errors (a bad event, an unknown item, a bad
 //! config value) are kept apart from internal ones (Redis unreachable, stored data corrupt), so
 //! the gateway can map the first kind to 4xx and the second to 5xx.
 
-/// Result alias used throughout redrec-features.
+/// Result alias used throughout redrec-userstate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! The Redis Function library (`src/features.lua`) and how it is loaded and called.
+//! The Redis Function library (`src/userstate.lua`) and how it is loaded and called.
 //!
 //! The library and function names carry a hash of the Lua source, so two redrec versions sharing
 //! a Redis never call each other's code, and a changed script is loaded under a new name instead
@@ -10,7 +10,7 @@ use redis::{Value, aio::ConnectionLike};
 
 use crate::Result;
 
-const TEMPLATE: &str = include_str!("features.lua");
+const TEMPLATE: &str = include_str!("userstate.lua");
 
 /// The library source with its names filled in.
 #[derive(Debug, Clone)]

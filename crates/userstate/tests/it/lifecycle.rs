@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redrec_features::{Event, EventKind, FeaturesConfig};
+use redrec_userstate::{Event, EventKind, UserStateConfig};
 
 use crate::support::{Fixture, T0, axis};
 
@@ -28,9 +28,9 @@ async fn pttl(fx: &Fixture, key: &str) -> i64 {
 
 #[tokio::test]
 async fn session_expires_and_long_term_state_stays() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         session_ttl_ms: 1000,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("feat_session_ttl", config).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
@@ -90,9 +90,9 @@ async fn session_expires_and_long_term_state_stays() {
 
 #[tokio::test]
 async fn affinities_decay_by_half_life_on_read_and_write() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         affinity_half_life_ms: 1000,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("feat_decay", config).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
@@ -136,11 +136,11 @@ async fn affinities_decay_by_half_life_on_read_and_write() {
 
 #[tokio::test]
 async fn seen_and_recent_are_capped_and_aged() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         seen_cap: 3,
         seen_ttl_ms: 10_000,
         recent_cap: 2,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("feat_caps", config).await;
     for i in 0..5 {
@@ -171,9 +171,9 @@ async fn seen_and_recent_are_capped_and_aged() {
 
 #[tokio::test]
 async fn event_ids_make_retries_count_once() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         idempotency_ttl_ms: 1000,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("feat_idem", config).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
@@ -206,7 +206,7 @@ async fn event_ids_make_retries_count_once() {
 
 #[tokio::test]
 async fn delete_removes_every_user_key() {
-    let fx = Fixture::new("feat_delete", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_delete", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     let mut con = fx.conn().await;
     let events = [
@@ -239,7 +239,7 @@ async fn delete_removes_every_user_key() {
 
 #[tokio::test]
 async fn popularity_folds_into_item_hashes_in_batches() {
-    let fx = Fixture::new("feat_fold", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_fold", UserStateConfig::default()).await;
     for i in 0..3 {
         fx.item(&format!("i{i}"), &axis(i), "c", "b", 1.0).await;
     }
@@ -290,7 +290,7 @@ async fn popularity_folds_into_item_hashes_in_batches() {
 
 #[tokio::test]
 async fn reloads_the_library_when_it_is_missing() {
-    let fx = Fixture::new("feat_reload", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_reload", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     let mut con = fx.conn().await;
     // drop only our own library (other suites share this Redis), as a restart without

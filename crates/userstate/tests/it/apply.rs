@@ -1,7 +1,7 @@
 //! Applying events and reading features back: vectors, affinities, counters, cart, price band,
 //! recent and seen, validation, idempotency, session TTL and decay.
 
-use redrec_features::{Error, Event, EventKind, FeaturesConfig};
+use redrec_userstate::{Error, Event, EventKind, UserStateConfig};
 
 use crate::support::{DIMS, Fixture, T0, axis};
 
@@ -11,7 +11,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[tokio::test]
 async fn click_is_visible_to_the_next_read() {
-    let fx = Fixture::new("feat_ryw", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_ryw", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     let mut con = fx.conn().await;
 
@@ -44,10 +44,10 @@ async fn click_is_visible_to_the_next_read() {
 
 #[tokio::test]
 async fn session_vector_is_a_weighted_normalised_ema() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         session_alpha: 0.5,
         long_term_alpha: 0.1,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("feat_ema", config).await;
     fx.item("a", &axis(0), "c", "b", 1.0).await;
@@ -118,7 +118,7 @@ async fn session_vector_is_a_weighted_normalised_ema() {
 
 #[tokio::test]
 async fn cart_price_band_and_counters() {
-    let fx = Fixture::new("feat_cart", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_cart", UserStateConfig::default()).await;
     fx.item("p2", &axis(0), "c", "b", 2.0).await;
     fx.item("p4", &axis(1), "c", "b", 4.0).await;
     fx.item("p9", &axis(2), "c", "b", 9.0).await;
@@ -167,7 +167,7 @@ async fn cart_price_band_and_counters() {
 
 #[tokio::test]
 async fn a_bad_event_rejects_the_whole_batch_by_index() {
-    let fx = Fixture::new("feat_validate", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_validate", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     let mut con = fx.conn().await;
     let keys_before = fx.keys().await;
@@ -267,7 +267,7 @@ async fn a_bad_event_rejects_the_whole_batch_by_index() {
 
 #[tokio::test]
 async fn items_without_vectors_or_with_other_dims_update_what_they_can() {
-    let fx = Fixture::new("feat_novec", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_novec", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     fx.item("wide", &[1.0; DIMS * 2], "bread", "acme", 2.0)
         .await;
@@ -348,7 +348,7 @@ async fn items_without_vectors_or_with_other_dims_update_what_they_can() {
 
 #[tokio::test]
 async fn feature_reads_share_a_callers_pipeline() {
-    let fx = Fixture::new("feat_pipe", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_pipe", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
     let mut con = fx.conn().await;
     fx.store
@@ -361,10 +361,10 @@ async fn feature_reads_share_a_callers_pipeline() {
     fx.store.queue_read(&mut pipe, "u1", T0).unwrap();
     pipe.cmd("EXISTS").arg(fx.space.ns.item("i1"));
     let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
-    assert_eq!(replies.len(), redrec_features::READ_COMMANDS + 2);
+    assert_eq!(replies.len(), redrec_userstate::READ_COMMANDS + 2);
     let f = fx
         .store
-        .decode_read("u1", T0, &replies[1..1 + redrec_features::READ_COMMANDS])
+        .decode_read("u1", T0, &replies[1..1 + redrec_userstate::READ_COMMANDS])
         .unwrap();
     assert_eq!(f, fx.store.read(&mut con, "u1", T0).await.unwrap());
     assert!(f.cart.contains("i1"));

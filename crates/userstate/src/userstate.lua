@@ -1,10 +1,10 @@
 #!lua name=__LIBRARY__
--- redrec-features: the server-side half of the user-feature store (a Redis Function library).
+-- redrec-userstate: the server-side half of the user-feature store (a Redis Function library).
 --
 -- `__APPLY__` applies a batch of already validated events atomically: it first checks every
 -- item exists (nothing is written when one does not), then applies the events one by one.
 -- `__FOLD__` moves pending popularity deltas from the popularity zset into the indexed item
--- hashes. The Rust side (crates/features/src/store.rs) builds KEYS/ARGV; the layout is
+-- hashes. The Rust side (crates/userstate/src/store.rs) builds KEYS/ARGV; the layout is
 -- documented in docs/FEATURES.md. Time always comes from the caller (ARGV), never from TIME,
 -- so tests can inject a clock and replicas replay deterministically.
 

@@ -1,16 +1,16 @@
 //! Purchase history (`{ns}:user:{id}:buys`) and events applied at their own time.
 
-use redrec_features::{Event, EventKind, FeaturesConfig};
+use redrec_userstate::{Event, EventKind, UserStateConfig};
 
 use crate::support::{Fixture, T0, axis};
 
 const WEEK: i64 = 7 * 24 * 3600 * 1000;
 
-fn weekly() -> FeaturesConfig {
-    FeaturesConfig {
+fn weekly() -> UserStateConfig {
+    UserStateConfig {
         history_half_life_ms: WEEK as u64,
         affinity_half_life_ms: WEEK as u64,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     }
 }
 
@@ -94,10 +94,10 @@ async fn the_order_events_arrive_in_does_not_change_the_counts() {
 
 #[tokio::test]
 async fn history_is_capped_and_rescaled_far_from_its_reference() {
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         history_half_life_ms: 1000,
         history_cap: 2,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new("hist_cap", config).await;
     for (id, a) in [("i1", 0), ("i2", 1), ("i3", 2)] {
@@ -146,7 +146,7 @@ async fn history_is_capped_and_rescaled_far_from_its_reference() {
 
 #[tokio::test]
 async fn delete_removes_the_history_and_bad_times_are_rejected() {
-    let fx = Fixture::new("hist_delete", FeaturesConfig::default()).await;
+    let fx = Fixture::new("hist_delete", UserStateConfig::default()).await;
     fx.item("i1", &axis(0), "milk", "acme", 1.0).await;
     let mut con = fx.conn().await;
     fx.store

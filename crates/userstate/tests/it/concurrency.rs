@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use redrec_features::{Event, EventKind, FeaturesConfig, decay};
+use redrec_userstate::{Event, EventKind, UserStateConfig, decay};
 
 use crate::support::{Fixture, T0, axis};
 
@@ -38,7 +38,7 @@ fn race_event(i: usize) -> (Event, i64) {
     (e, at)
 }
 
-fn weight(config: &FeaturesConfig, e: &Event) -> f64 {
+fn weight(config: &UserStateConfig, e: &Event) -> f64 {
     let w = &config.weights;
     match e.event_type.as_str() {
         "click" => w.click,
@@ -59,7 +59,7 @@ struct Expected {
     prices: Vec<f64>,
 }
 
-fn expected(config: &FeaturesConfig, events: &[(Event, i64)], read_at: i64) -> Expected {
+fn expected(config: &UserStateConfig, events: &[(Event, i64)], read_at: i64) -> Expected {
     let mut x = Expected {
         category: BTreeMap::new(),
         brand: BTreeMap::new(),
@@ -167,10 +167,10 @@ async fn check_totals(fx: &Fixture, unique: &[(Event, i64)]) {
 
 async fn fixture(label: &str) -> Fixture {
     // a long session so the injected clock (spread over ~17 hours) keeps it alive
-    let config = FeaturesConfig {
+    let config = UserStateConfig {
         session_ttl_ms: 48 * 3600 * 1000,
         affinity_half_life_ms: 6 * 3600 * 1000,
-        ..FeaturesConfig::default()
+        ..UserStateConfig::default()
     };
     let fx = Fixture::new(label, config).await;
     for (i, (id, cat, brand, price)) in ITEMS.iter().enumerate() {

@@ -5,7 +5,7 @@ use redrec_core::{
     schema::{ItemFields, VectorAlgorithm, VectorSettings, items_schema},
     vector,
 };
-use redrec_features::{Event, EventKind, FeaturesConfig};
+use redrec_userstate::{Event, EventKind, UserStateConfig};
 
 use crate::support::{DIMS, Fixture, T0};
 
@@ -64,7 +64,7 @@ fn share(categories: &[String], wanted: &str) -> f64 {
 
 #[tokio::test]
 async fn clicks_on_a_category_raise_its_share_in_the_next_top_k() {
-    let fx = Fixture::new("feat_rank", FeaturesConfig::default()).await;
+    let fx = Fixture::new("feat_rank", UserStateConfig::default()).await;
     let settings = VectorSettings {
         dims: DIMS,
         algorithm: VectorAlgorithm::Flat,

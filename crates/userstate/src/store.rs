@@ -1,4 +1,4 @@
-//! [`FeatureStore`]: applies event batches through the Redis Function in one atomic step, reads
+//! [`UserStateStore`]: applies event batches through the Redis Function in one atomic step, reads
 //! a user's features back in one pipelined round trip (decay applied at read time), deletes a
 //! user, and folds event popularity into the indexed item hashes.
 //!
@@ -21,7 +21,7 @@ use redrec_core::{
 };
 
 use crate::{
-    Error, FeaturesConfig, Result,
+    Error, Result, UserStateConfig,
     event::{CheckedEvent, Event, EventKind, check_event, validate_user_id},
     library::Library,
 };
@@ -46,15 +46,15 @@ pub struct FoldReport {
     pub batches: usize,
 }
 
-/// Number of commands [`FeatureStore::queue_read`] adds to a pipeline.
+/// Number of commands [`UserStateStore::queue_read`] adds to a pipeline.
 pub const READ_COMMANDS: usize = 6;
 
 /// The user-feature store of one namespace.
 #[derive(Debug, Clone)]
-pub struct FeatureStore {
+pub struct UserStateStore {
     ns: Namespace,
     fields: ItemFields,
-    config: FeaturesConfig,
+    config: UserStateConfig,
     /// Shared: the Lua source is ~10 KB and the store is cloned into request handlers.
     library: Arc<Library>,
 }
@@ -68,16 +68,16 @@ fn f(v: f64) -> Vec<u8> {
     format!("{v:?}").into_bytes()
 }
 
-impl FeatureStore {
+impl UserStateStore {
     /// A store for namespace `ns`, reading item vectors, categories, brands and prices from the
     /// item hash fields named in `item_fields`.
     pub fn new(
         ns: Namespace,
         item_fields: ItemFields,
-        config: FeaturesConfig,
-    ) -> Result<FeatureStore> {
+        config: UserStateConfig,
+    ) -> Result<UserStateStore> {
         config.validate()?;
-        Ok(FeatureStore {
+        Ok(UserStateStore {
             ns,
             fields: item_fields,
             config,
@@ -85,7 +85,7 @@ impl FeatureStore {
         })
     }
 
-    pub fn config(&self) -> &FeaturesConfig {
+    pub fn config(&self) -> &UserStateConfig {
         &self.config
     }
 
@@ -104,7 +104,7 @@ impl FeatureStore {
         self.library.load(con).await
     }
 
-    /// Validates one event as [`FeatureStore::apply`] would (everything except item existence,
+    /// Validates one event as [`UserStateStore::apply`] would (everything except item existence,
     /// which only Redis knows); `index` is the position reported in the error.
     pub fn check(&self, index: usize, event: &Event) -> Result<()> {
         check_event(index, event, &self.config).map(|_| ())
@@ -224,7 +224,7 @@ impl FeatureStore {
     }
 
     /// Queues the [`READ_COMMANDS`] read commands on a caller's pipeline, so they can share a
-    /// round trip with other work; decode their replies with [`FeatureStore::decode_read`].
+    /// round trip with other work; decode their replies with [`UserStateStore::decode_read`].
     pub fn queue_read(&self, pipe: &mut redis::Pipeline, user_id: &str, now_ms: i64) -> Result<()> {
         check_user_id(user_id)?;
         let c = &self.config;
@@ -253,7 +253,7 @@ impl FeatureStore {
         Ok(())
     }
 
-    /// Turns the replies of the commands queued by [`FeatureStore::queue_read`] into features,
+    /// Turns the replies of the commands queued by [`UserStateStore::queue_read`] into features,
     /// decaying affinities to `now_ms` and dropping a session idle for longer than its TTL.
     pub fn decode_read(
         &self,

@@ -7,7 +7,7 @@ use std::{fmt, str::FromStr};
 use redrec_core::keys::validate_id;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, FeaturesConfig, Result};
+use crate::{Error, Result, UserStateConfig};
 
 /// The event types redrec understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ fn invalid(index: usize, field: &'static str, message: impl Into<String>) -> Err
 pub(crate) fn check_event<'a>(
     index: usize,
     event: &'a Event,
-    config: &FeaturesConfig,
+    config: &UserStateConfig,
 ) -> Result<CheckedEvent<'a>> {
     let kind: EventKind = event
         .event_type
@@ -243,7 +243,7 @@ mod tests {
 
     fn check(json: &str) -> Result<f64> {
         let e: Event = serde_json::from_str(json).unwrap();
-        check_event(3, &e, &FeaturesConfig::default()).map(|c| c.weight)
+        check_event(3, &e, &UserStateConfig::default()).map(|c| c.weight)
     }
 
     fn err(json: &str) -> String {
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn parses_the_documented_batch() {
-        // the batch shown in docs/FEATURES.md
+        // the batch shown in docs/USER_STATE.md
         let batch: Vec<Event> = serde_json::from_str(
             r#"[{"type":"view","user_id":"u1","item_id":"123"},
                 {"type":"dwell","user_id":"u1","item_id":"123","dwell_ms":8000},
@@ -302,7 +302,7 @@ mod tests {
                 {"type":"click","user_id":"u1","item_id":"123","event_id":"9b2e-0001"}]"#,
         )
         .unwrap();
-        let config = FeaturesConfig::default();
+        let config = UserStateConfig::default();
         let weights: Vec<f64> = batch
             .iter()
             .enumerate()

@@ -1,8 +1,8 @@
 //! Shared fixtures: a store over a fresh test namespace and a few items with known vectors.
 
 use redrec_core::{schema::ItemFields, vector};
-use redrec_features::{FeatureStore, FeaturesConfig};
 use redrec_testkit::TestSpace;
+use redrec_userstate::{UserStateConfig, UserStateStore};
 
 /// Start of the injected clock (2026-01-01T00:00:00Z).
 pub const T0: i64 = 1_767_225_600_000;
@@ -11,7 +11,7 @@ pub const DIMS: usize = 8;
 
 pub struct Fixture {
     pub space: TestSpace,
-    pub store: FeatureStore,
+    pub store: UserStateStore,
 }
 
 /// A unit vector along axis `axis`.
@@ -22,9 +22,9 @@ pub fn axis(axis: usize) -> Vec<f32> {
 }
 
 impl Fixture {
-    pub async fn new(label: &str, config: FeaturesConfig) -> Fixture {
+    pub async fn new(label: &str, config: UserStateConfig) -> Fixture {
         let space = TestSpace::new(label);
-        let store = FeatureStore::new(space.ns.clone(), ItemFields::default(), config).unwrap();
+        let store = UserStateStore::new(space.ns.clone(), ItemFields::default(), config).unwrap();
         let fixture = Fixture { space, store };
         let mut con = fixture.conn().await;
         fixture.store.ensure_loaded(&mut con).await.unwrap();

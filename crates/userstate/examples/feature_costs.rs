@@ -7,7 +7,7 @@
 //!   a 384-d HNSW vector) against the same increment on an unindexed hash and on the popularity
 //!   zset (client percentiles, server `usec_per_call` from `INFO commandstats`, pipelined ops/s).
 //!
-//! Run: `cargo run -p redrec-features --example feature_costs [items] [dims]` (default 10000
+//! Run: `cargo run -p redrec-userstate --example feature_costs [items] [dims]` (default 10000
 //! items of 384 dimensions).
 //! Everything is written under a throwaway namespace that is removed at the end.
 
@@ -18,8 +18,8 @@ use redrec_core::{
     schema::{ItemFields, VectorSettings, items_schema},
     vector,
 };
-use redrec_features::{Event, EventKind, FeatureStore, FeaturesConfig};
 use redrec_testkit::TestSpace;
+use redrec_userstate::{Event, EventKind, UserStateConfig, UserStateStore};
 
 const SAMPLES: usize = 2000;
 
@@ -208,7 +208,8 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let store = FeatureStore::new(ns.clone(), fields.clone(), FeaturesConfig::default()).unwrap();
+    let store =
+        UserStateStore::new(ns.clone(), fields.clone(), UserStateConfig::default()).unwrap();
     store.ensure_loaded(&mut con).await.unwrap();
     let item_keys: Vec<String> = (0..n).map(|i| ns.item(&i.to_string())).collect();
     let plain_keys: Vec<String> = (0..n).map(plain).collect();

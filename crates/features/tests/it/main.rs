@@ -1,8 +1,0 @@
-//! Integration tests of redrec-features against the real Redis (one binary, see STYLE.md).
-
-mod apply;
-mod concurrency;
-mod history;
-mod lifecycle;
-mod ranking;
-mod support;
