@@ -112,6 +112,60 @@ async fn demo_page_search_filter_click_moves_the_list() {
         .await;
     assert!(why.as_u64().unwrap() > 0);
 
+    // Purchases made elsewhere (another channel, an import) show in the side panel after the next
+    // list, by name, with the most recent first.
+    let user = browser
+        .script("return document.getElementById('user').value;")
+        .await;
+    let user = user.as_str().unwrap().to_owned();
+    let bought = strings(
+        &browser
+            .script("return [...document.querySelectorAll('#grid .card')].slice(2, 4).map(c => c.dataset.id);")
+            .await,
+    );
+    assert_eq!(bought.len(), 2, "two cards to buy: {bought:?}");
+    let events: Vec<Value> = bought
+        .iter()
+        .map(|id| serde_json::json!({"type": "purchase", "user_id": user, "item_id": id}))
+        .collect();
+    let addr = gw.addr.to_string();
+    let r = http::json(
+        &addr,
+        "POST",
+        "/v1/events",
+        Some(support::KEY),
+        Some(&Value::Array(events)),
+    )
+    .await;
+    assert!(r.status < 300, "purchase events: {} {}", r.status, r.text());
+    let go = browser.find("#go").await;
+    browser.click(&go).await;
+    browser
+        .wait_for(
+            "the purchases panel",
+            "return document.querySelectorAll('#purchases .row').length >= 2;",
+        )
+        .await;
+    let listed = strings(
+        &browser
+            .script(
+                "return [...document.querySelectorAll('#purchases .row')].map(r => r.dataset.id);",
+            )
+            .await,
+    );
+    for id in &bought {
+        assert!(listed.contains(id), "purchase {id} not listed: {listed:?}");
+    }
+    let names = browser
+        .script("return [...document.querySelectorAll('#purchases .row span:first-child')].map(s => s.textContent).join('|');")
+        .await;
+    assert!(
+        !bought
+            .iter()
+            .any(|id| names.as_str().unwrap().split('|').any(|n| n == id)),
+        "purchases are listed by id, not by name: {names}"
+    );
+
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser");

@@ -14,6 +14,10 @@ pub enum Error {
     VectorBlobLength { len: usize },
     #[error("vector has zero length and cannot be normalised")]
     VectorZero,
+    #[error(
+        "vector is all zeros: cosine similarity to a zero vector is undefined; send a vector with a non-zero component"
+    )]
+    VectorZeroQuery,
     #[error("schema field `{field}`: {message}")]
     SchemaField { field: String, message: String },
     #[error("schema: {message}")]

@@ -40,6 +40,20 @@ pub fn validate(vector: &[f32], expected_dims: usize) -> Result<()> {
     Ok(())
 }
 
+/// [`validate`], plus: under the cosine metric a query vector must not be all zeros (its cosine
+/// distance to anything is undefined, so the server's ranking would be arbitrary).
+pub fn validate_query(
+    vector: &[f32],
+    expected_dims: usize,
+    metric: crate::schema::DistanceMetric,
+) -> Result<()> {
+    validate(vector, expected_dims)?;
+    if metric == crate::schema::DistanceMetric::Cosine && vector.iter().all(|v| *v == 0.0) {
+        return Err(Error::VectorZeroQuery);
+    }
+    Ok(())
+}
+
 /// Scales a vector to unit L2 norm in place.
 pub fn normalize(vector: &mut [f32]) -> Result<()> {
     let norm = vector
@@ -97,6 +111,24 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(normalize(&mut [0.0, 0.0]), Err(Error::VectorZero));
+    }
+
+    #[test]
+    fn cosine_queries_reject_the_zero_vector_only() {
+        use crate::schema::DistanceMetric;
+        assert_eq!(
+            validate_query(&[0.0, -0.0], 2, DistanceMetric::Cosine),
+            Err(Error::VectorZeroQuery)
+        );
+        assert!(validate_query(&[0.0, 1e-30], 2, DistanceMetric::Cosine).is_ok());
+        // L2 and inner product are defined for the origin
+        assert!(validate_query(&[0.0, 0.0], 2, DistanceMetric::L2).is_ok());
+        assert!(validate_query(&[0.0, 0.0], 2, DistanceMetric::Ip).is_ok());
+        // the dimension is still checked first
+        assert!(matches!(
+            validate_query(&[0.0], 2, DistanceMetric::Cosine),
+            Err(Error::VectorDimension { .. })
+        ));
     }
 
     #[test]

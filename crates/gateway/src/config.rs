@@ -10,7 +10,9 @@ pub struct GatewayConfig {
     /// Socket address to bind, e.g. `127.0.0.1:8080`.
     pub listen: String,
     /// API keys accepted on writes (`POST /v1/events`, `DELETE /v1/users/{id}`) and admin routes
-    /// (`/v1/items/{id}`, `/v1/index`). Empty means those routes answer 401 for everyone.
+    /// (`/v1/items/{id}`, `/v1/index`). Empty means those routes answer 401 for everyone. An
+    /// entry is a key or `sha256:<64 hex digits>` (the key's SHA-256), so the config need not
+    /// hold the secret.
     pub api_keys: Vec<String>,
     /// Whether read routes (recommendations, search, similar, user features) need a key too.
     pub read_keys_required: bool,
@@ -31,6 +33,9 @@ pub struct GatewayConfig {
     pub popularity_fold_secs: u64,
     /// Log format of the binary: `pretty` or `json`.
     pub log_format: String,
+    /// Browser origins allowed to call the API cross-origin (`https://shop.example.com`);
+    /// empty (the default) sends no CORS headers, so browsers allow same-origin calls only.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -47,6 +52,7 @@ impl Default for GatewayConfig {
             shutdown_grace_secs: 10,
             popularity_fold_secs: 60,
             log_format: "pretty".into(),
+            cors_allow_origins: Vec::new(),
         }
     }
 }

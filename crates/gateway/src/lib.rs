@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod retrieve;
 pub mod routes;
+pub mod security;
 pub mod services;
 pub mod state;
 
@@ -56,7 +57,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::rate_limit,
         ));
-    Router::new()
+    let router = Router::new()
         .merge(routes::system::router())
         .merge(api)
         .fallback(fallback)
@@ -78,8 +79,13 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
-        .with_state(state)
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()));
+    // validated by `AppState::new`
+    let router = match security::cors_layer(&state.gateway().cors_allow_origins) {
+        Ok(Some(cors)) => router.layer(cors),
+        _ => router,
+    };
+    router.with_state(state)
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then stops accepting connections

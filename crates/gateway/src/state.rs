@@ -65,6 +65,8 @@ pub struct Inner {
     /// The deployment's connection setup, shared with the retriever.
     pub redis: Redis,
     pub metrics: Metrics,
+    /// `gateway.api_keys`, as digests.
+    pub api_keys: crate::auth::ApiKeys,
     /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
     pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
     pub user_state: redrec_userstate::UserStateStore,
@@ -111,6 +113,19 @@ impl AppState {
                 ),
             });
         }
+        let api_keys =
+            crate::auth::ApiKeys::parse(&settings.gateway.api_keys).map_err(|message| {
+                StartError::Config {
+                    field: "gateway.api_keys",
+                    message,
+                }
+            })?;
+        crate::security::cors_layer(&settings.gateway.cors_allow_origins).map_err(|message| {
+            StartError::Config {
+                field: "gateway.cors_allow_origins",
+                message,
+            }
+        })?;
         let redis = connect_redis(&settings.redis)?;
         let ns = settings.index.namespace();
         let user_state = redrec_userstate::UserStateStore::new(
@@ -138,6 +153,7 @@ impl AppState {
                 schema,
                 redis,
                 metrics: Metrics::new(),
+                api_keys,
                 embedder,
                 user_state,
                 reranker,

@@ -230,7 +230,8 @@ fn common(
 }
 
 fn check_vector(state: &AppState, v: &[f32], field: &str) -> ApiResult<()> {
-    redrec_core::vector::validate(v, state.index_config().vector.dims)
+    let vector = &state.index_config().vector;
+    redrec_core::vector::validate_query(v, vector.dims, vector.distance_metric)
         .map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 

@@ -32,9 +32,27 @@ pub fn router() -> Router<AppState> {
 
 const DEMO_HTML: &str = include_str!("../../assets/demo.html");
 
-/// The interactive demo page (static HTML and JS, no build step).
-async fn get_demo() -> Html<&'static str> {
-    Html(DEMO_HTML)
+static DEMO_CSP: std::sync::LazyLock<axum::http::HeaderValue> = std::sync::LazyLock::new(|| {
+    axum::http::HeaderValue::from_str(&crate::security::demo_csp(DEMO_HTML))
+        .expect("the CSP is ASCII")
+});
+
+/// The interactive demo page (static HTML and JS, no build step), with a Content-Security-Policy
+/// that allows only its own inline script and calls to this gateway.
+async fn get_demo() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                DEMO_CSP.clone(),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                axum::http::HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Html(DEMO_HTML),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -4,6 +4,7 @@ mod fixture;
 mod history;
 mod ops;
 mod pipeline;
+mod security;
 
 use axum::{
     Router,

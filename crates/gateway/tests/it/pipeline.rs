@@ -341,6 +341,13 @@ async fn recommendation_errors_name_the_field() {
             None,
         ),
         (
+            // cosine index: a zero query vector has no direction
+            format!(r#"{{"query":{{"vector":[0{}]}}}}"#, ",0".repeat(DIMS - 1)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("query.vector"),
+        ),
+        (
             format!(
                 r#"{{"query":{{"vector":[1e40{}]}}}}"#,
                 ",0".repeat(DIMS - 1)
