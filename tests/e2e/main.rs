@@ -1,5 +1,6 @@
 //! End-to-end tests across crates, against the real Redis with the Search module.
 
+mod acl;
 #[path = "../../crates/gateway/tests/it/fixture.rs"]
 mod fixture;
 mod foundation;

@@ -10,6 +10,7 @@
 //!
 //! Replies are parsed by `redrec_core::reply`; this crate sends commands and classifies errors.
 
+pub mod acl;
 pub mod catalog;
 pub mod error;
 pub mod index;

@@ -1,5 +1,6 @@
 //! Integration tests of redrec-ingest against the real Redis (one binary, several modules).
 
+mod acl;
 mod cf_field;
 mod cli;
 mod common;
