@@ -50,14 +50,15 @@ pub struct IngestResult {
 /// A multiplexed connection without redis-rs's default 500 ms response timeout (bulk loads and
 /// index drops take longer); request-path deadlines are applied by the callers.
 pub async fn connect(url: &str) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(url).with_context(|| format!("redis url {url}"))?;
+    let shown = redrec_core::config::redact_url(url);
+    let client = redis::Client::open(url).with_context(|| format!("redis url {shown}"))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_secs(60)))
         .set_connection_timeout(Some(Duration::from_secs(5)));
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .with_context(|| format!("connecting to redis at {url}"))
+        .with_context(|| format!("connecting to redis at {shown}"))
 }
 
 /// Drops every index, alias and key of the namespace (the bench's own, on its own Redis).

@@ -134,8 +134,48 @@ impl NestedIfPresent for figment::providers::Data<Toml> {
     }
 }
 
+/// `url` with the password of its user-info replaced by `***` (`redis://app:***@host:6379`), for
+/// messages and logs. A URL without a password is returned unchanged; text that is not a URL is
+/// redacted from its last `@` back to the scheme, so a malformed URL cannot leak one either.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        // `redis://password@host` (no user) is how some clients spell a password alone
+        None if !userinfo.is_empty() => format!("{scheme}://***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        use super::redact_url;
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:s3cret@h"), "rediss://:***@h");
+        assert_eq!(redact_url("redis://s3cret@h"), "redis://***@h");
+        // a password holding `@` or `:` is still hidden whole
+        assert_eq!(redact_url("redis://app:a@b:c@h:1"), "redis://app:***@h:1");
+        assert_eq!(
+            redact_url("redis://app:pw@h:notaport"),
+            "redis://app:***@h:notaport"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
     use super::*;
 
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -142,14 +142,13 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
     );
 
     let ns = Namespace::new(&config.namespace);
-    let mut con = match &config.redis_url {
-        Some(url) => Some(
-            redrec_ingest::connect(url)
-                .await
-                .with_context(|| format!("connecting to {url}"))?,
-        ),
-        None => None,
-    };
+    let mut con =
+        match &config.redis_url {
+            Some(url) => Some(redrec_ingest::connect(url).await.with_context(|| {
+                format!("connecting to {}", redrec_core::config::redact_url(url))
+            })?),
+            None => None,
+        };
     let catalog = match con.as_mut() {
         Some(c) => {
             let cat = Catalog::read(c, &ns, &config.non_merch).await?;

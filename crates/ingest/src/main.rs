@@ -327,7 +327,12 @@ async fn run(cli: Cli) -> Result<()> {
     let ns: Namespace = settings.index.namespace();
     let con = redrec_ingest::connect(&settings.redis.url)
         .await
-        .with_context(|| format!("cannot connect to redis at {}", settings.redis.url))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to redis at {}",
+                redrec_core::config::redact_url(&settings.redis.url)
+            )
+        })?;
     let mut opts = LoadOptions {
         write: settings.ingest,
         progress,

@@ -112,7 +112,7 @@ pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
         .into_connection_info()
         .map_err(|e| Error::Config {
             key: "redis.url",
-            message: format!("`{}`: {e}", redis.url),
+            message: format!("`{}`: {e}", redrec_core::config::redact_url(&redis.url)),
         })?;
     let settings = info
         .redis_settings()

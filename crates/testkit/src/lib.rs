@@ -22,6 +22,7 @@ pub fn redis_url() -> String {
 }
 
 fn unreachable(url: &str, err: &dyn std::fmt::Display) -> ! {
+    let url = redrec_core::config::redact_url(url);
     panic!(
         "redis under test at {url} is not reachable ({err}).\n\
          Run the tests with `cargo xtask test` (it starts the embedded Redis), or start it with \
@@ -51,7 +52,8 @@ impl TestSpace {
             .unwrap_or_else(|e| unreachable(&url, &e));
         assert!(
             format!("{modules:?}").to_lowercase().contains("search"),
-            "redis at {url} has no Search module (MODULE LIST: {modules:?}); use `cargo xtask redis up`"
+            "redis at {} has no Search module (MODULE LIST: {modules:?}); use `cargo xtask redis up`",
+            redrec_core::config::redact_url(&url)
         );
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let ns = Namespace::new(&format!("t:{}:{n}:{label}", std::process::id()));

@@ -4,6 +4,7 @@ mod fixture;
 mod history;
 mod ops;
 mod pipeline;
+mod secrets;
 mod security;
 
 use axum::{
