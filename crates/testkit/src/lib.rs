@@ -7,6 +7,8 @@
 //! Each test takes a [`TestSpace`]: a unique key namespace (and so unique index and alias names)
 //! whose keys and indexes are dropped when it goes out of scope.
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use redrec_core::keys::Namespace;
