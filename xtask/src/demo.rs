@@ -214,6 +214,22 @@ pub fn http_get_full(addr: SocketAddr, path: &str) -> Option<HttpReply> {
     parse_response(&reply)
 }
 
+/// `POST path` with a JSON body and a bearer key; `None` when the gateway does not answer.
+#[cfg_attr(not(test), expect(dead_code, reason = "used by the restart test"))]
+pub fn http_post_full(addr: SocketAddr, path: &str, key: &str, json: &str) -> Option<HttpReply> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    parse_response(&reply)
+}
+
 fn parse_response(reply: &str) -> Option<HttpReply> {
     let status = reply
         .strip_prefix("HTTP/1.1 ")?

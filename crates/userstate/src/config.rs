@@ -37,6 +37,20 @@ impl Default for EventWeights {
     }
 }
 
+/// When an applied event batch counts as acknowledged (the `202` of `POST /v1/events`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Once applied in Redis memory: lost if Redis dies before its next append-only fsync.
+    #[default]
+    Memory,
+    /// Once the primary's append-only file is fsynced (`WAITAOF 1 0`): survives a crash of the
+    /// Redis process or the machine. Needs `appendonly yes` on the server.
+    Aof,
+    /// Once at least one replica has it (`WAIT 1`): survives the loss of the primary.
+    Replica,
+}
+
 /// Settings of the feature store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -69,6 +83,11 @@ pub struct UserStateConfig {
     pub history_cap: usize,
     /// Items of the purchase history read with the user's features (largest counts first).
     pub history_read: usize,
+    /// When an applied batch is acknowledged: `memory` (default), `aof` or `replica`.
+    pub ack: AckMode,
+    /// How long `aof` / `replica` acknowledgement waits before the batch is reported as applied
+    /// but not confirmed durable.
+    pub ack_timeout_ms: u64,
 }
 
 impl Default for UserStateConfig {
@@ -88,6 +107,8 @@ impl Default for UserStateConfig {
             history_half_life_ms: 90 * 24 * 3600 * 1000,
             history_cap: 300,
             history_read: 100,
+            ack: AckMode::Memory,
+            ack_timeout_ms: 1_000,
         }
     }
 }
@@ -138,6 +159,7 @@ impl UserStateConfig {
             ("cart_ttl_ms", self.cart_ttl_ms),
             ("idempotency_ttl_ms", self.idempotency_ttl_ms),
             ("history_half_life_ms", self.history_half_life_ms),
+            ("ack_timeout_ms", self.ack_timeout_ms),
         ] {
             check(
                 value > 0,

@@ -35,6 +35,10 @@ pub enum Error {
     /// The Redis Function returned something this version does not understand.
     #[error("unexpected reply from the feature function: {message}")]
     Protocol { message: String },
+    /// The batch was applied but its durability (`ack = aof` / `replica`) was not confirmed in
+    /// time. Resending it with the same event ids is safe (they are deduplicated).
+    #[error("events applied but not confirmed durable ({mode}): {message}")]
+    NotDurable { mode: &'static str, message: String },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }

@@ -29,7 +29,7 @@ mod event;
 mod library;
 mod store;
 
-pub use config::{EventWeights, UserStateConfig};
+pub use config::{AckMode, EventWeights, UserStateConfig};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
 pub use store::{ApplyReport, FoldReport, READ_COMMANDS, UserStateStore, decay};

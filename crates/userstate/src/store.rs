@@ -141,6 +141,78 @@ impl UserStateStore {
         parse_apply_reply(&reply, &checked)
     }
 
+    /// The longest extra wait [`apply_acknowledged`](Self::apply_acknowledged) adds to a call
+    /// (zero with `ack = memory`): callers bounding the call add it to their timeout.
+    pub fn ack_wait(&self) -> std::time::Duration {
+        match self.config.ack {
+            crate::AckMode::Memory => std::time::Duration::ZERO,
+            _ => std::time::Duration::from_millis(self.config.ack_timeout_ms),
+        }
+    }
+
+    /// [`apply`](Self::apply), then waits for the durability `config.ack` asks for, on the same
+    /// connection (both waits cover that connection's writes): `WAITAOF 1 0` for `aof`, `WAIT 1`
+    /// for `replica`, each bounded by `ack_timeout_ms`. [`Error::NotDurable`] when the wait ends
+    /// unconfirmed: the events are applied, and resending them with the same event ids is safe.
+    pub async fn apply_acknowledged(
+        &self,
+        con: &mut impl ConnectionLike,
+        events: &[Event],
+        now_ms: i64,
+    ) -> Result<ApplyReport> {
+        let report = self.apply(con, events, now_ms).await?;
+        if report.applied == 0 {
+            return Ok(report);
+        }
+        let timeout = self.config.ack_timeout_ms;
+        match self.config.ack {
+            crate::AckMode::Memory => {}
+            crate::AckMode::Aof => {
+                let reply: redis::RedisResult<(i64, i64)> = redis::cmd("WAITAOF")
+                    .arg(1)
+                    .arg(0)
+                    .arg(timeout)
+                    .query_async(con)
+                    .await;
+                match reply {
+                    Ok((local, _)) if local >= 1 => {}
+                    Ok(_) => {
+                        return Err(Error::NotDurable {
+                            mode: "aof",
+                            message: format!(
+                                "the append-only file was not fsynced within {timeout} ms"
+                            ),
+                        });
+                    }
+                    Err(e) if e.to_string().contains("appendonly") => {
+                        return Err(Error::NotDurable {
+                            mode: "aof",
+                            message:
+                                "the server runs without an append-only file: set `appendonly yes` \
+                                      on Redis, or `user_state.ack = \"memory\"`"
+                                    .into(),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            crate::AckMode::Replica => {
+                let replicas: i64 = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(timeout)
+                    .query_async(con)
+                    .await?;
+                if replicas < 1 {
+                    return Err(Error::NotDurable {
+                        mode: "replica",
+                        message: format!("no replica confirmed the write within {timeout} ms"),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
     fn apply_call(&self, events: &[CheckedEvent<'_>], now_ms: i64) -> (Vec<String>, Vec<Vec<u8>>) {
         let c = &self.config;
         let mut keys = Vec::with_capacity(1 + events.len() * 8);

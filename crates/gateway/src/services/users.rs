@@ -43,6 +43,7 @@ pub fn features_error(state: &AppState, e: redrec_userstate::Error, batch: bool)
         },
         E::InvalidUserId { .. } => ApiError::invalid("user_id", e.to_string()),
         E::Redis(ref r) => state.store_error(redrec_store::Error::from_redis("feature store", r)),
+        E::NotDurable { .. } => ApiError::unavailable(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -53,10 +54,20 @@ pub async fn apply_events(
     events: &[Event],
     batch: bool,
 ) -> ApiResult<ApplyReport> {
-    let mut con = state.conn(Route::Primary).await?;
+    let con = state.conn(Route::Primary).await?;
+    let wait = state.user_state.ack_wait();
+    // A durability wait (`WAITAOF` / `WAIT`) outlasts the per-command response timeout, so the
+    // batch goes through a handle on the same connection with a longer one (the wait covers
+    // this connection's writes).
+    let mut handle: redis::aio::MultiplexedConnection = (*con).clone();
+    if !wait.is_zero() {
+        handle.set_response_timeout(state.command_timeout() + wait);
+    }
     tokio::time::timeout(
-        state.command_timeout(),
-        state.user_state.apply(&mut con, events, now_ms()),
+        state.command_timeout() + wait,
+        state
+            .user_state
+            .apply_acknowledged(&mut handle, events, now_ms()),
     )
     .await
     .map_err(|_| {

@@ -308,3 +308,73 @@ async fn reloads_the_library_when_it_is_missing() {
         .unwrap();
     assert_eq!(r.applied, 1);
 }
+
+/// `ack = aof` / `replica` wait for durability after applying; on a server that cannot give it
+/// (the test server runs without an append-only file and without replicas) the batch is applied
+/// but reported as not durable, with what to do, and resending it is a no-op.
+#[tokio::test]
+async fn acknowledgement_modes_report_unconfirmed_durability() {
+    use redrec_userstate::{AckMode, Error};
+    let probe = Fixture::new("feat_ack_probe", UserStateConfig::default()).await;
+    let appendonly: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut probe.conn().await)
+        .await
+        .unwrap();
+    let persistent = appendonly.last().is_some_and(|v| v == "yes");
+    for (mode, label, needle) in [
+        (AckMode::Aof, "feat_ack_aof", "appendonly"),
+        (AckMode::Replica, "feat_ack_replica", "no replica"),
+    ] {
+        let confirms = mode == AckMode::Aof && persistent;
+        let fx = Fixture::new(
+            label,
+            UserStateConfig {
+                ack: mode,
+                // an everysec fsync can take up to a second
+                ack_timeout_ms: if confirms { 3_000 } else { 50 },
+                ..UserStateConfig::default()
+            },
+        )
+        .await;
+        fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
+        let c = &mut fx.conn().await;
+        let event = Event::new(EventKind::Click, "u1", "i1").with_event_id(label);
+        if confirms {
+            // a persistent server confirms (the restart test kills it and counts the events)
+            let r = fx
+                .store
+                .apply_acknowledged(c, std::slice::from_ref(&event), T0)
+                .await
+                .unwrap();
+            assert_eq!(r.applied, 1);
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let err = fx
+            .store
+            .apply_acknowledged(c, std::slice::from_ref(&event), T0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotDurable { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // applied all the same, and a retry with the same id changes nothing
+        let f = fx.store.read(c, "u1", T0).await.unwrap();
+        assert_eq!(f.counters.get("click"), Some(&1));
+        let again = fx.store.apply(c, &[event], T0).await.unwrap();
+        assert_eq!((again.applied, again.duplicates), (0, vec![0]));
+        assert_eq!(fx.store.ack_wait(), std::time::Duration::from_millis(50));
+    }
+    let fx = Fixture::new("feat_ack_memory", UserStateConfig::default()).await;
+    fx.item("i1", &axis(0), "bread", "acme", 2.0).await;
+    let mut c = fx.conn().await;
+    let r = fx
+        .store
+        .apply_acknowledged(&mut c, &[Event::new(EventKind::Click, "u1", "i1")], T0)
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1);
+    assert_eq!(fx.store.ack_wait(), std::time::Duration::ZERO);
+}
