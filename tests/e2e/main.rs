@@ -8,3 +8,4 @@ mod foundation;
 mod gateway;
 mod http;
 mod support;
+mod tls;

@@ -31,6 +31,10 @@ pub struct RedisConfig {
     /// Deadline for any single Redis call on the request path.
     pub command_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// PEM file of the certificate authority that signed the server's TLS certificate, for
+    /// `rediss://` URLs to servers whose CA is not in the system trust store (self-signed,
+    /// private CAs). Unset: the system's trusted roots.
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for RedisConfig {
@@ -40,6 +44,7 @@ impl Default for RedisConfig {
             pool_size: 16,
             command_timeout_ms: 100,
             connect_timeout_ms: 1000,
+            tls_ca_file: None,
         }
     }
 }

@@ -103,6 +103,51 @@ fn pool_error(e: PoolError) -> Error {
     }
 }
 
+/// `rediss://` needs a rustls crypto provider for the process; the first pool installs ring's
+/// (a no-op when the application installed one already).
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Adds `redis.tls_ca_file` as the trusted root of a `rediss://` connection.
+fn with_tls_roots(
+    info: redis::ConnectionInfo,
+    redis: &RedisConfig,
+) -> Result<redis::ConnectionInfo> {
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if tls {
+        install_crypto_provider();
+    }
+    let Some(path) = &redis.tls_ca_file else {
+        return Ok(info);
+    };
+    if !tls {
+        return Err(Error::Config {
+            key: "redis.tls_ca_file",
+            message: "is set but redis.url is not a `rediss://` (TLS) URL".into(),
+        });
+    }
+    let pem = std::fs::read(path).map_err(|e| Error::Config {
+        key: "redis.tls_ca_file",
+        message: format!("cannot read `{path}`: {e}"),
+    })?;
+    let client = redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(|e| Error::Config {
+        key: "redis.tls_ca_file",
+        message: format!("`{path}`: {e} (expected PEM certificates)"),
+    })?;
+    Ok(client.get_connection_info().clone())
+}
+
 /// Builds a deadpool pool: RESP3, connect and response timeouts from the config, `pool_size`
 /// connections. A URL that does not parse is an [`Error::Config`] naming `redis.url`.
 pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
@@ -114,6 +159,7 @@ pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
             key: "redis.url",
             message: format!("`{}`: {e}", redrec_core::config::redact_url(&redis.url)),
         })?;
+    let info = with_tls_roots(info, redis)?;
     let settings = info
         .redis_settings()
         .clone()

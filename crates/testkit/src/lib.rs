@@ -8,6 +8,7 @@
 //! whose keys and indexes are dropped when it goes out of scope.
 
 pub mod proxy;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

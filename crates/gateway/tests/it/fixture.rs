@@ -90,6 +90,7 @@ pub fn redis_config() -> RedisConfig {
         pool_size: 8,
         command_timeout_ms: 5000,
         connect_timeout_ms: 1000,
+        tls_ca_file: None,
     }
 }
 

@@ -129,6 +129,7 @@ pub fn redis_config() -> RedisConfig {
         pool_size: 4,
         command_timeout_ms: 5_000,
         connect_timeout_ms: 2_000,
+        tls_ca_file: None,
     }
 }
 
