@@ -20,7 +20,7 @@ pub struct StrictJson<T>(pub T);
 impl<S, T> FromRequest<S> for StrictJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + 'static,
 {
     type Rejection = ApiError;
 
@@ -53,7 +53,19 @@ where
                 }
             }
         })?;
-        parse_json(&bytes).map(StrictJson)
+        let value = parse_json::<T>(&bytes)?;
+        // serde's derived structs also accept a JSON array (fields by position): a request
+        // body must be an object unless the route takes any JSON value and checks it itself
+        if std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>()
+            && bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+        {
+            return Err(ApiError::Invalid {
+                code: ErrorCode::InvalidField,
+                message: "the request body must be a JSON object".into(),
+                field: None,
+            });
+        }
+        Ok(StrictJson(value))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Handler tests: `app(state).oneshot(request)` against the real Redis, one TestSpace each.
 
+mod bodies;
 mod fixture;
 mod history;
 mod ops;

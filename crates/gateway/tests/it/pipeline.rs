@@ -316,6 +316,19 @@ async fn recommendation_errors_name_the_field() {
             "invalid_field",
             Some("kk"),
         ),
+        // found by the body fuzzer: serde's structs also accept arrays (fields by position)
+        (
+            "[]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            None,
+        ),
+        (
+            r#"["u1", null, null, 5]"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            None,
+        ),
         (
             r#"{"query":{"txt":"milk"}}"#.into(),
             StatusCode::UNPROCESSABLE_ENTITY,
