@@ -169,7 +169,7 @@ fn vector(rng: &mut Rng) -> Value {
     )
 }
 
-fn filter(rng: &mut Rng, ids: &[String], depth: usize) -> Value {
+fn filter(rng: &mut Rng, depth: usize) -> Value {
     let leaf = depth >= 3 || chance(rng, 55);
     let f = if leaf {
         match rng.below(3) {
@@ -193,9 +193,9 @@ fn filter(rng: &mut Rng, ids: &[String], depth: usize) -> Value {
     } else {
         let op = pick(rng, &["and", "or", "not"]);
         if op == "not" {
-            json!({"not": filter(rng, ids, depth + 1)})
+            json!({"not": filter(rng, depth + 1)})
         } else {
-            json!({op: (0..1 + rng.below(3)).map(|_| filter(rng, ids, depth + 1)).collect::<Vec<_>>()})
+            json!({op: (0..1 + rng.below(3)).map(|_| filter(rng, depth + 1)).collect::<Vec<_>>()})
         }
     };
     or_any(rng, f)
@@ -237,7 +237,7 @@ fn body(rng: &mut Rng, path: &str, ids: &[String]) -> Value {
             let b = json!(chance(rng, 50));
             put(rng, &mut m, "explain", b.clone());
             put(rng, &mut m, "exclude_seen", b);
-            let f = filter(rng, ids, 0);
+            let f = filter(rng, 0);
             put(rng, &mut m, "filter", f);
             if path == "/v1/search" {
                 let v = vector(rng);
