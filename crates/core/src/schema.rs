@@ -415,6 +415,18 @@ impl IndexSchema {
 
     /// `FT.CREATE` arguments for the same schema under another index name (used for migrations).
     pub fn ft_create_args_named(&self, index_name: &str) -> Vec<String> {
+        self.ft_create_args_stored(index_name, &std::collections::BTreeMap::new())
+    }
+
+    /// `FT.CREATE` arguments under `index_name`, storing each field named in `storage_names`
+    /// under that hash field or JSON path instead of its own name (`embedding__v2 AS embedding`:
+    /// how a migration gives a new model's vectors a field of their own while queries keep
+    /// naming `@embedding`).
+    pub fn ft_create_args_stored(
+        &self,
+        index_name: &str,
+        storage_names: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<String> {
         let mut a: Vec<String> = vec![
             index_name.to_owned(),
             "ON".into(),
@@ -425,7 +437,16 @@ impl IndexSchema {
             "SCHEMA".into(),
         ];
         for f in &self.fields {
-            a.extend(self.field_args(f));
+            let mut fa = self.field_args(f);
+            if let Some(stored) = storage_names.get(&f.name) {
+                match self.index.storage_type {
+                    StorageType::Hash => {
+                        fa.splice(0..1, [stored.clone(), "AS".into(), f.name.clone()]);
+                    }
+                    StorageType::Json => fa[0] = format!("$.{stored}"),
+                }
+            }
+            a.extend(fa);
         }
         a
     }

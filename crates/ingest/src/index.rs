@@ -1,6 +1,6 @@
-//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` (read through
-//! `redrec_store::index`) and the schema stored next to each index so it can be exported
-//! again as RedisVL YAML.
+//! Index management: create-if-missing from a schema, the serving alias, `FT.INFO` and the
+//! schema stored next to each index so it can be exported again as RedisVL YAML. The commands
+//! are `redrec_store::index`'s typed calls; this module decides what to create and when.
 //!
 //! Serving always goes through the alias `{ns}:items`; the concrete indexes behind it are
 //! versioned `{ns}:items:v{N}`. A schema field may be stored under another hash field than its
@@ -12,11 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{AsyncCommands, aio::MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redrec_core::{
     keys::Namespace,
     schema::{IndexSchema, StorageType},
 };
+use redrec_store::index as store;
 
 /// What `FT.INFO` says about an index; parsed by `redrec_core::reply::info`.
 pub use redrec_core::reply::{IndexInfo, InfoAttribute};
@@ -25,43 +26,23 @@ use crate::{Error, Result};
 
 /// `FT.INFO name` (an index or an alias); `None` when no such index exists.
 pub async fn info(con: &mut MultiplexedConnection, name: &str) -> Result<Option<IndexInfo>> {
-    Ok(redrec_store::index::info(con, name).await?)
-}
-
-/// The `FT.CREATE` arguments for `schema` under `index_name`, storing the fields named in
-/// `storage_names` under those hash fields (`embedding__v2 AS embedding`).
-pub fn create_args(
-    schema: &IndexSchema,
-    index_name: &str,
-    storage_names: &BTreeMap<String, String>,
-) -> Vec<String> {
-    let mut args = vec![
-        index_name.to_owned(),
-        "ON".into(),
-        schema.index.storage_type.as_redis().into(),
-        "PREFIX".into(),
-        "1".into(),
-        schema.index.key_prefix(),
-        "SCHEMA".into(),
-    ];
-    for f in &schema.fields {
-        let mut fa = schema.field_args(f);
-        if let Some(stored) = storage_names.get(&f.name) {
-            match schema.index.storage_type {
-                StorageType::Hash => {
-                    fa.splice(0..1, [stored.clone(), "AS".into(), f.name.clone()]);
-                }
-                StorageType::Json => fa[0] = format!("$.{stored}"),
-            }
-        }
-        args.extend(fa);
-    }
-    args
+    Ok(store::info(con, name).await?)
 }
 
 /// Key under which redrec keeps the YAML schema an index was created from.
-pub fn schema_key(ns: &Namespace, index_name: &str) -> String {
-    ns.meta(&format!("schema:{index_name}"))
+pub use redrec_store::index::schema_key;
+
+/// An index-admin failure of `index`: Redis being away stays an infrastructure error, a refused
+/// command names the index.
+fn admin_error(index: &str, e: redrec_store::Error) -> Error {
+    if e.is_unavailable() {
+        Error::Store(e)
+    } else {
+        Error::Index {
+            index: index.to_owned(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Creates `index_name` from `schema` unless it exists; records the schema as YAML next to it.
@@ -76,7 +57,7 @@ pub async fn create_if_missing(
     if info(con, index_name).await?.is_some() {
         return Ok(false);
     }
-    let args = create_args(schema, index_name, storage_names);
+    let args = schema.ft_create_args_stored(index_name, storage_names);
     let mut stored = schema.clone();
     stored.index.name = index_name.to_owned();
     for f in &mut stored.fields {
@@ -87,17 +68,10 @@ pub async fn create_if_missing(
             });
         }
     }
-    let _: () = redis::cmd("FT.CREATE")
-        .arg(&args)
-        .query_async(con)
+    store::create(con, &args)
         .await
-        .map_err(|e| Error::Index {
-            index: index_name.to_owned(),
-            message: format!("FT.CREATE failed: {e}"),
-        })?;
-    let _: () = con
-        .set(schema_key(ns, index_name), stored.to_yaml())
-        .await?;
+        .map_err(|e| admin_error(index_name, e))?;
+    store::record_schema(con, ns, index_name, &stored).await?;
     tracing::info!(index = index_name, "created index");
     Ok(true)
 }
@@ -108,16 +82,9 @@ pub async fn point_alias(
     alias: &str,
     index_name: &str,
 ) -> Result<()> {
-    let _: () = redis::cmd("FT.ALIASUPDATE")
-        .arg(alias)
-        .arg(index_name)
-        .query_async(con)
+    store::point_alias(con, alias, index_name)
         .await
-        .map_err(|e| Error::Index {
-            index: index_name.to_owned(),
-            message: format!("FT.ALIASUPDATE {alias} failed: {e}"),
-        })?;
-    Ok(())
+        .map_err(|e| admin_error(index_name, e))
 }
 
 /// The concrete index the alias points to, if any.
@@ -135,9 +102,8 @@ pub async fn live_schema(
     let Some(info) = info(con, index_or_alias).await? else {
         return Ok(None);
     };
-    let stored: Option<String> = con.get(schema_key(ns, &info.name)).await?;
-    match stored {
-        Some(yaml) => Ok(Some(IndexSchema::from_yaml(&yaml)?)),
+    match store::recorded_schema(con, ns, &info.name).await? {
+        Some(schema) => Ok(Some(schema)),
         None => Ok(Some(info.to_schema())),
     }
 }
@@ -194,11 +160,8 @@ pub async fn serving(
     let alias = ns.alias();
     match info(con, &alias).await? {
         Some(live) => {
-            let mut schema = match con
-                .get::<_, Option<String>>(schema_key(ns, &live.name))
-                .await?
-            {
-                Some(yaml) => IndexSchema::from_yaml(&yaml)?,
+            let mut schema = match store::recorded_schema(con, ns, &live.name).await? {
+                Some(schema) => schema,
                 None => live.to_schema(),
             };
             for f in &mut schema.fields {

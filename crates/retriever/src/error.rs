@@ -42,46 +42,21 @@ impl Error {
         matches!(self, Error::BadQuery(_) | Error::ItemNotFound { .. })
     }
 
-    /// Classifies a redis error for a command sent to `index`.
+    /// Classifies a redis error for a command sent to `index` (the one classifier,
+    /// `redrec_store::error::classify`).
     pub(crate) fn from_redis(e: redis::RedisError, index: &str) -> Error {
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_unrecoverable_error()
-        {
-            return Error::Unavailable {
+        use redrec_store::error::{Failure, classify};
+        match classify(&e) {
+            Failure::Unavailable => Error::Unavailable {
                 message: e.to_string(),
-            };
-        }
-        // The server is there but cannot answer yet: loading its data after a restart (the index
-        // is rebuilt during the load), a failover in progress, a cluster slot moving.
-        if matches!(
-            e.kind(),
-            redis::ErrorKind::Server(
-                redis::ServerErrorKind::BusyLoading
-                    | redis::ServerErrorKind::TryAgain
-                    | redis::ServerErrorKind::MasterDown
-                    | redis::ServerErrorKind::ClusterDown
-            )
-        ) {
-            return Error::Unavailable {
-                message: e.to_string(),
-            };
-        }
-        let text = e.to_string();
-        // redis-rs splits the server's first word off as an error code and quotes it
-        // (`"Timeout": limit was reached`): compare without the punctuation
-        let lower = text.to_lowercase().replace(['"', ':'], "");
-        if lower.contains("no such index") || lower.contains("unknown index name") {
-            return Error::IndexMissing {
+            },
+            Failure::IndexMissing => Error::IndexMissing {
                 index: index.to_owned(),
-            };
+            },
+            Failure::Rejected => Error::Rejected {
+                message: e.to_string(),
+            },
         }
-        if lower.contains("timeout limit was reached") || lower.contains("timed out") {
-            return Error::Unavailable { message: text };
-        }
-        Error::Rejected { message: text }
     }
 
     pub(crate) fn from_pool(e: deadpool_redis::PoolError, index: &str) -> Error {

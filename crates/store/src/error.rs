@@ -1,5 +1,8 @@
 //! The one error type of redrec-store: the caller's bad input apart from Redis being unreachable
 //! or slow, apart from Redis refusing a command or answering in a shape we cannot read.
+//!
+//! [`classify`] is the one reading of a `redis::RedisError` in the workspace: the retriever, the
+//! gateway (user-state failures) and this crate's own calls all ask it what a failure means.
 
 use redrec_core::reply::ReplyError;
 
@@ -31,20 +34,86 @@ pub enum Error {
     Reply(#[from] ReplyError),
 }
 
+/// What a failed Redis call means for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Redis is not there right now: unreachable, connection dropped, client-side timeout, or
+    /// the server is up but cannot answer yet (loading its data after a restart, a failover, a
+    /// cluster slot moving), or a search ran past its server-side `TIMEOUT`. Retry later.
+    Unavailable,
+    /// The search index or alias the command names does not exist.
+    IndexMissing,
+    /// Redis refused the command (a syntax error, a wrong type): a bug or a bad argument.
+    Rejected,
+}
+
+/// The one classifier of Redis errors.
+pub fn classify(e: &redis::RedisError) -> Failure {
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::BusyLoading
+                    | redis::ServerErrorKind::TryAgain
+                    | redis::ServerErrorKind::MasterDown
+                    | redis::ServerErrorKind::ClusterDown
+            )
+        )
+    {
+        return Failure::Unavailable;
+    }
+    // redis-rs splits the server's first word off as an error code and quotes it
+    // (`"Timeout": limit was reached`): compare the whole rendering without the punctuation.
+    let text = format!("{e} {e:?}").to_lowercase().replace(['"', ':'], "");
+    if text.contains("no such index") || (text.contains("unknown") && text.contains("index name")) {
+        Failure::IndexMissing
+    } else if text.contains("timeout limit was reached") || text.contains("timed out") {
+        Failure::Unavailable
+    } else {
+        Failure::Rejected
+    }
+}
+
 impl Error {
-    /// Classifies a redis error of the call `what`: transport problems are
-    /// [`Error::Unavailable`], everything else [`Error::Rejected`].
+    /// Classifies a redis error of the call `what` (a command that names no search index):
+    /// see [`classify`].
     pub fn from_redis(what: &str, e: &redis::RedisError) -> Error {
-        if is_transport_error(e) {
-            Error::Unavailable {
+        let message = e.to_string();
+        match classify(e) {
+            Failure::Unavailable => Error::Unavailable {
                 what: what.to_owned(),
-                message: e.to_string(),
-            }
-        } else {
-            Error::Rejected {
+                message,
+            },
+            Failure::IndexMissing | Failure::Rejected => Error::Rejected {
                 what: what.to_owned(),
-                message: e.to_string(),
-            }
+                message,
+            },
+        }
+    }
+
+    /// Classifies a redis error of the call `what` sent to the search index (or alias) `index`:
+    /// an unknown index is [`Error::IndexMissing`].
+    pub fn from_search(what: &str, index: &str, e: &redis::RedisError) -> Error {
+        match classify(e) {
+            Failure::IndexMissing => Error::IndexMissing {
+                index: index.to_owned(),
+            },
+            _ => Error::from_redis(what, e),
+        }
+    }
+
+    /// Classifies a failure to get a pooled connection.
+    pub fn from_pool(e: &deadpool_redis::PoolError) -> Error {
+        match e {
+            deadpool_redis::PoolError::Backend(e) => Error::from_redis("connect", e),
+            other => Error::Unavailable {
+                what: "connect".into(),
+                message: format!("connection pool: {other}"),
+            },
         }
     }
 
@@ -54,25 +123,51 @@ impl Error {
     }
 }
 
-/// True for errors that mean "Redis is not there right now" rather than "the command was wrong".
-pub fn is_transport_error(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
-        )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// Whether an error is RediSearch's "Unknown index name" / "no such index" (redis-rs splits the
-/// server's first word off as a code, so the whole rendering is searched).
-pub fn is_unknown_index(e: &redis::RedisError) -> bool {
-    let m = format!("{e} {e:?}").to_lowercase();
-    (m.contains("unknown") && m.contains("index name")) || m.contains("no such index")
+    fn check(kind: ErrorKind, text: &'static str, expect: Failure) {
+        let e = RedisError::from((kind, text));
+        assert_eq!(classify(&e), expect, "{kind:?} {text}: {e:?}");
+    }
+
+    #[test]
+    fn a_server_that_cannot_answer_yet_is_unavailable() {
+        for kind in [
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::ClusterDown,
+        ] {
+            check(ErrorKind::Server(kind), "not now", Failure::Unavailable);
+        }
+        check(ErrorKind::Io, "connection reset", Failure::Unavailable);
+    }
+
+    #[test]
+    fn search_errors_are_told_apart() {
+        let response = ErrorKind::Server(ServerErrorKind::ResponseError);
+        check(response, "Unknown index name", Failure::IndexMissing);
+        check(response, "idx: no such index", Failure::IndexMissing);
+        check(response, "Timeout limit was reached", Failure::Unavailable);
+        check(response, "Syntax error at offset 3", Failure::Rejected);
+    }
+
+    #[test]
+    fn the_index_is_named_only_for_search_commands() {
+        let e = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "Unknown index name",
+        ));
+        assert!(matches!(
+            Error::from_search("FT.SEARCH", "idx", &e),
+            Error::IndexMissing { ref index } if index == "idx"
+        ));
+        assert!(matches!(
+            Error::from_redis("HGETALL", &e),
+            Error::Rejected { .. }
+        ));
+    }
 }

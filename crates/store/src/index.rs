@@ -1,19 +1,24 @@
-//! Reading the search index: `FT.INFO` (what a live index or alias looks like), the distinct
-//! values of fields (`FT.AGGREGATE ... GROUPBY`), `PING` and loading progress. Creating indexes and moving the
-//! alias is `redrec-ingest`'s (`index.rs`), which reads through these.
+//! The search index: reading it (`FT.INFO` of an index or alias, the distinct values of fields
+//! by `FT.AGGREGATE ... GROUPBY`, `PING` and loading progress) and administering it (`FT.CREATE`,
+//! `FT.ALTER ... SCHEMA ADD`, the alias, `FT.DROPINDEX`, `FT._LIST`, and the RedisVL schema
+//! recorded next to each index under `{ns}:meta:schema:{index}`). Which indexes to create and
+//! when to move the alias is `redrec-ingest`'s (`index.rs`, `migrate.rs`, `cf_field.rs`) and the
+//! bench's; the commands are sent only here.
 
 use redis::Value;
 use redis::aio::ConnectionLike;
-use redrec_core::reply::{IndexInfo, Row, parse_aggregate, parse_info};
+use redrec_core::keys::Namespace;
+use redrec_core::reply::{IndexInfo, ReplyError, Row, parse_aggregate, parse_info};
+use redrec_core::schema::IndexSchema;
 
-use crate::error::{Error, Result, is_unknown_index};
+use crate::error::{Error, Failure, Result, classify};
 
 /// `FT.INFO name` (an index or an alias); `None` when no such index exists.
 pub async fn info(con: &mut impl ConnectionLike, name: &str) -> Result<Option<IndexInfo>> {
     let reply: redis::RedisResult<Value> = redis::cmd("FT.INFO").arg(name).query_async(con).await;
     match reply {
         Ok(v) => Ok(Some(parse_info(&v)?)),
-        Err(e) if is_unknown_index(&e) => Ok(None),
+        Err(e) if classify(&e) == Failure::IndexMissing => Ok(None),
         Err(e) => Err(Error::from_redis("FT.INFO", &e)),
     }
 }
@@ -44,15 +49,10 @@ pub async fn group_values(
         .arg(limit)
         .arg("TIMEOUT")
         .arg(timeout_ms);
-    let reply: Value = cmd.query_async(con).await.map_err(|e| {
-        if is_unknown_index(&e) {
-            Error::IndexMissing {
-                index: index.to_owned(),
-            }
-        } else {
-            Error::from_redis("FT.AGGREGATE", &e)
-        }
-    })?;
+    let reply: Value = cmd
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_search("FT.AGGREGATE", index, &e))?;
     Ok(parse_aggregate(&reply)?)
 }
 
@@ -81,4 +81,138 @@ pub async fn ping(con: &mut impl ConnectionLike) -> Result<()> {
             message: format!("answered {pong}"),
         })
     }
+}
+
+/// `FT.CREATE` with `args` as rendered by `redrec_core::schema` (the index name first).
+pub async fn create(con: &mut impl ConnectionLike, args: &[String]) -> Result<()> {
+    let index = args.first().map(String::as_str).unwrap_or_default();
+    let _: Value = redis::cmd("FT.CREATE")
+        .arg(args)
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis(&format!("FT.CREATE {index}"), &e))?;
+    Ok(())
+}
+
+/// `FT.ALTER index SCHEMA ADD field_args` (one field, as rendered by
+/// `IndexSchema::field_args`): RediSearch indexes the existing documents in the background.
+pub async fn add_field(
+    con: &mut impl ConnectionLike,
+    index: &str,
+    field_args: &[String],
+) -> Result<()> {
+    let _: Value = redis::cmd("FT.ALTER")
+        .arg(index)
+        .arg("SCHEMA")
+        .arg("ADD")
+        .arg(field_args)
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_search(&format!("FT.ALTER {index}"), index, &e))?;
+    Ok(())
+}
+
+/// Points `alias` at `index`, creating the alias if needed (`FT.ALIASUPDATE`: atomic for
+/// readers).
+pub async fn point_alias(con: &mut impl ConnectionLike, alias: &str, index: &str) -> Result<()> {
+    let _: Value = redis::cmd("FT.ALIASUPDATE")
+        .arg(alias)
+        .arg(index)
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_search(&format!("FT.ALIASUPDATE {alias}"), index, &e))?;
+    Ok(())
+}
+
+/// Removes `alias`; returns whether it existed.
+pub async fn remove_alias(con: &mut impl ConnectionLike, alias: &str) -> Result<bool> {
+    let reply: redis::RedisResult<Value> =
+        redis::cmd("FT.ALIASDEL").arg(alias).query_async(con).await;
+    match reply {
+        Ok(_) => Ok(true),
+        // RediSearch answers "Alias does not exist" (older versions "Unknown index name").
+        Err(e) if classify(&e) == Failure::IndexMissing || is_missing_alias(&e) => Ok(false),
+        Err(e) => Err(Error::from_redis("FT.ALIASDEL", &e)),
+    }
+}
+
+fn is_missing_alias(e: &redis::RedisError) -> bool {
+    let text = format!("{e} {e:?}").to_lowercase();
+    text.contains("alias") && text.contains("not exist")
+}
+
+/// Drops `index` (with its documents when `delete_docs`: `DD`); returns whether it existed.
+pub async fn drop(con: &mut impl ConnectionLike, index: &str, delete_docs: bool) -> Result<bool> {
+    let mut cmd = redis::cmd("FT.DROPINDEX");
+    cmd.arg(index);
+    if delete_docs {
+        cmd.arg("DD");
+    }
+    let reply: redis::RedisResult<Value> = cmd.query_async(con).await;
+    match reply {
+        Ok(_) => Ok(true),
+        Err(e) if classify(&e) == Failure::IndexMissing => Ok(false),
+        Err(e) => Err(Error::from_redis(&format!("FT.DROPINDEX {index}"), &e)),
+    }
+}
+
+/// Every index of the server (`FT._LIST`).
+pub async fn list(con: &mut impl ConnectionLike) -> Result<Vec<String>> {
+    redis::cmd("FT._LIST")
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis("FT._LIST", &e))
+}
+
+/// Key under which redrec keeps the RedisVL schema an index was created from.
+pub fn schema_key(ns: &Namespace, index: &str) -> String {
+    ns.meta(&format!("schema:{index}"))
+}
+
+/// Records `schema` (as RedisVL YAML) as the schema of `index`.
+pub async fn record_schema(
+    con: &mut impl ConnectionLike,
+    ns: &Namespace,
+    index: &str,
+    schema: &IndexSchema,
+) -> Result<()> {
+    let _: Value = redis::cmd("SET")
+        .arg(schema_key(ns, index))
+        .arg(schema.to_yaml())
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis("SET schema", &e))?;
+    Ok(())
+}
+
+/// The schema recorded for `index`, if redrec created it.
+pub async fn recorded_schema(
+    con: &mut impl ConnectionLike,
+    ns: &Namespace,
+    index: &str,
+) -> Result<Option<IndexSchema>> {
+    let key = schema_key(ns, index);
+    let yaml: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis("GET schema", &e))?;
+    yaml.map(|y| {
+        IndexSchema::from_yaml(&y).map_err(|e| ReplyError::new(format!("`{key}`: {e}")).into())
+    })
+    .transpose()
+}
+
+/// Forgets the schema recorded for `index`.
+pub async fn forget_schema(
+    con: &mut impl ConnectionLike,
+    ns: &Namespace,
+    index: &str,
+) -> Result<()> {
+    let _: Value = redis::cmd("DEL")
+        .arg(schema_key(ns, index))
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis("DEL schema", &e))?;
+    Ok(())
 }

@@ -17,5 +17,5 @@ pub mod index;
 pub mod node;
 pub mod ratelimit;
 
-pub use error::{Error, Result, is_transport_error};
+pub use error::{Error, Failure, Result, classify};
 pub use node::{Redis, Route, create_pool};

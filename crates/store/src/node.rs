@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime, Status};
+use deadpool_redis::{Connection, Manager, Pool, Runtime, Status};
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
 use redrec_core::config::RedisConfig;
@@ -58,7 +58,7 @@ impl Redis {
     pub async fn conn(&self, route: Route) -> Result<Connection> {
         match tokio::time::timeout(self.command_timeout, self.pool_for(route).get()).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(pool_error(e)),
+            Ok(Err(e)) => Err(Error::from_pool(&e)),
             Err(_) => Err(Error::Timeout {
                 what: "waiting for a connection".into(),
                 ms: self.command_timeout.as_millis(),
@@ -90,16 +90,6 @@ impl Redis {
     /// Pool occupancy of the node serving `route` (for metrics).
     pub fn status(&self, route: Route) -> Status {
         self.pool_for(route).status()
-    }
-}
-
-fn pool_error(e: PoolError) -> Error {
-    match e {
-        PoolError::Backend(e) => Error::from_redis("connect", &e),
-        other => Error::Unavailable {
-            what: "connect".into(),
-            message: format!("connection pool: {other}"),
-        },
     }
 }
 
