@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{AsyncCommands, aio::MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redrec_core::{
     keys::Namespace,
     schema::{DistanceMetric, FieldDef, FieldKind, VectorAlgorithm, VectorAttrs, VectorDataType},
@@ -29,8 +29,7 @@ use redrec_core::{
 use serde::Serialize;
 
 use crate::{
-    Error, Result,
-    index::{self, schema_key},
+    Error, Result, index,
     progress::{Progress, ProgressMode},
     refresh::write_vectors,
 };
@@ -147,12 +146,7 @@ pub async fn publish(
     let mut index_secs = 0.0;
     if existing.is_none() {
         let def = field_def(dims);
-        let _: () = redis::cmd("FT.ALTER")
-            .arg(&live.name)
-            .arg("SCHEMA")
-            .arg("ADD")
-            .arg(schema.field_args(&def))
-            .query_async(con)
+        redrec_store::index::add_field(con, &live.name, &schema.field_args(&def))
             .await
             .map_err(|e| Error::Index {
                 index: live.name.clone(),
@@ -160,9 +154,7 @@ pub async fn publish(
             })?;
         schema.fields.push(def);
         schema.index.name = live.name.clone();
-        let _: () = con
-            .set(schema_key(ns, &live.name), schema.to_yaml())
-            .await?;
+        redrec_store::index::record_schema(con, ns, &live.name, &schema).await?;
         index_secs = index::wait_indexed(con, &live.name, Duration::from_secs(3600))
             .await?
             .as_secs_f64();
