@@ -19,6 +19,7 @@ use redrec_core::{
     synthetic::{Synthetic, SyntheticParams},
     vector,
 };
+use redrec_store::index;
 use tokio::{sync::Semaphore, task::JoinSet};
 
 /// The index settings used by the bench (the default item schema at dimension `dim`).
@@ -63,17 +64,14 @@ pub async fn connect(url: &str) -> Result<MultiplexedConnection> {
 
 /// Drops every index, alias and key of the namespace (the bench's own, on its own Redis).
 pub async fn drop_namespace(con: &mut MultiplexedConnection, ns: &Namespace) -> Result<()> {
-    let _: redis::RedisResult<Value> = redis::cmd("FT.ALIASDEL")
-        .arg(ns.alias())
-        .query_async(con)
-        .await;
-    let indexes: Vec<String> = redis::cmd("FT._LIST").query_async(con).await?;
+    index::remove_alias(con, &ns.alias()).await?;
     let prefix = format!("{}:", ns.name());
-    for idx in indexes.iter().filter(|i| i.starts_with(&prefix)) {
-        let _: Value = redis::cmd("FT.DROPINDEX")
-            .arg(idx)
-            .arg("DD")
-            .query_async(con)
+    for idx in index::list(con)
+        .await?
+        .iter()
+        .filter(|i| i.starts_with(&prefix))
+    {
+        index::drop(con, idx, true)
             .await
             .with_context(|| format!("dropping index {idx}"))?;
     }
@@ -136,7 +134,7 @@ pub async fn server_pid(con: &mut MultiplexedConnection) -> Result<u32> {
 
 /// What `FT.INFO` says about an index or alias (documents, indexing progress).
 pub async fn index_info(con: &mut MultiplexedConnection, index: &str) -> Result<IndexInfo> {
-    Ok(redrec_store::index::require_info(con, index).await?)
+    Ok(index::require_info(con, index).await?)
 }
 
 /// Creates the index and alias, writes the catalog with `in_flight` pipelines of `batch` HSETs
@@ -156,17 +154,12 @@ pub async fn load(
         &vector_settings(spec.dims),
     );
     let before = settled_used_memory(&mut c).await?;
-    let _: Value = schema
-        .ft_create_cmd()
-        .query_async(&mut c)
+    index::create(&mut c, &schema.ft_create_args())
         .await
         .context("FT.CREATE of the bench index")?;
-    let _: Value = redis::cmd("FT.ALIASADD")
-        .arg(ns.alias())
-        .arg(ns.index(1))
-        .query_async(&mut c)
+    index::point_alias(&mut c, &ns.alias(), &ns.index(1))
         .await
-        .context("FT.ALIASADD")?;
+        .context("pointing the bench alias")?;
     let generator = Arc::new(Synthetic::new(spec));
     let permits = Arc::new(Semaphore::new(in_flight));
     let mut tasks = JoinSet::new();

@@ -520,11 +520,8 @@ pub async fn cleanup(con: &MultiplexedConnection, ns: &Namespace) -> Result<(Mig
         .and_then(|i| i.prefixes.first().cloned())
         .unwrap_or_else(|| ns.item_prefix());
     let storage = index::info(&mut c, &drop_index).await?.map(|i| i.storage);
-    let _: redis::RedisResult<()> = redis::cmd("FT.DROPINDEX")
-        .arg(&drop_index)
-        .query_async(&mut c)
-        .await;
-    let _: () = c.del(index::schema_key(ns, &drop_index)).await?;
+    redrec_store::index::drop(&mut c, &drop_index, false).await?;
+    redrec_store::index::forget_schema(&mut c, ns, &drop_index).await?;
     let mut touched = 0u64;
     let mut cursor: u64 = 0;
     loop {
