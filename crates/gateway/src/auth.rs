@@ -145,12 +145,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     let identity = identity(cfg.by, req.headers());
     match check_rate(&state, &identity).await {
         Ok(()) => next.run(req).await,
-        Err(e) => {
-            if matches!(e, ApiError::RateLimited { .. }) {
-                state.metrics.rate_limited();
-            }
-            e.into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }
 

@@ -1,6 +1,11 @@
 //! `ApiError`: the one error type of every handler, and the one place that maps errors to HTTP
 //! statuses. Bodies are `{"error":{"code","message","field"}}`; 5xx bodies say nothing internal
 //! (the detail goes to the log).
+//!
+//! An error also says what it means for the error metrics ([`ErrorMetric`]: a failed Redis call,
+//! a stage over budget, a refused request); the response carries that in an [`ErrorMetrics`]
+//! extension and the one metrics middleware (`observe` in `lib.rs`) records it. Nothing else
+//! in the gateway counts errors.
 
 use axum::{
     Json,
@@ -64,6 +69,44 @@ impl ErrorCode {
     }
 }
 
+/// Which kind of Redis failure an error was (the `kind` label of `redrec_redis_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// The call ran past its deadline.
+    Timeout,
+    /// Redis was unreachable, dropped the connection or could not answer yet.
+    Connection,
+    /// Redis refused the command or answered in a shape we cannot read.
+    Command,
+}
+
+impl RedisFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            RedisFailure::Timeout => "timeout",
+            RedisFailure::Connection => "connection",
+            RedisFailure::Command => "command",
+        }
+    }
+}
+
+/// What an error counts as in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMetric {
+    /// A failed Redis call (`redrec_redis_errors_total`).
+    Redis(RedisFailure),
+    /// A pipeline stage ran out of its budget (`redrec_stage_timeouts_total`).
+    StageTimeout(&'static str),
+    /// The rate limiter refused the request (`redrec_rate_limited_total`).
+    RateLimited,
+}
+
+/// Response extension: the metrics of the errors behind a response, recorded by the metrics
+/// middleware. Set by `ApiError::into_response`, and by handlers that report failures in a
+/// body of their own (`/readyz`).
+#[derive(Debug, Clone, Default)]
+pub struct ErrorMetrics(pub Vec<ErrorMetric>);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON at all (syntax error, truncated): 400.
@@ -98,10 +141,15 @@ pub enum ApiError {
     Unavailable {
         reason: String,
         retry_after_secs: u64,
+        /// What the outage counts as in the metrics, when it is one of the counted kinds.
+        metric: Option<ErrorMetric>,
     },
     /// A bug or an unexpected reply: 500 with a generic body, the detail is logged.
     #[error("internal error: {detail}")]
-    Internal { detail: String },
+    Internal {
+        detail: String,
+        metric: Option<ErrorMetric>,
+    },
 }
 
 impl ApiError {
@@ -117,12 +165,61 @@ impl ApiError {
         ApiError::Unavailable {
             reason: reason.into(),
             retry_after_secs: 1,
+            metric: None,
+        }
+    }
+
+    /// 503 for a Redis call that failed with `failure`.
+    pub fn redis_unavailable(reason: impl Into<String>, failure: RedisFailure) -> ApiError {
+        ApiError::Unavailable {
+            reason: reason.into(),
+            retry_after_secs: 1,
+            metric: Some(ErrorMetric::Redis(failure)),
+        }
+    }
+
+    /// 503 because the serving index does not exist yet (the catalog is not seeded).
+    pub fn index_missing(index: &str) -> ApiError {
+        ApiError::Unavailable {
+            reason: format!("the search index `{index}` does not exist yet (seed the catalog)"),
+            retry_after_secs: 5,
+            metric: None,
+        }
+    }
+
+    /// 503 because the pipeline stage `stage` ran out of its budget.
+    pub fn stage_over_budget(stage: &'static str, budget: std::time::Duration) -> ApiError {
+        ApiError::Unavailable {
+            reason: format!(
+                "stage `{stage}` exceeded its {} ms budget",
+                budget.as_millis()
+            ),
+            retry_after_secs: 1,
+            metric: Some(ErrorMetric::StageTimeout(stage)),
         }
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         ApiError::Internal {
             detail: detail.to_string(),
+            metric: None,
+        }
+    }
+
+    /// 500 for a command Redis refused or a reply we cannot read.
+    pub fn redis_internal(detail: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal {
+            detail: detail.to_string(),
+            metric: Some(ErrorMetric::Redis(RedisFailure::Command)),
+        }
+    }
+
+    /// What this error counts as in the metrics, if anything.
+    pub fn metric(&self) -> Option<ErrorMetric> {
+        match self {
+            ApiError::RateLimited { .. } => Some(ErrorMetric::RateLimited),
+            ApiError::Unavailable { metric, .. } | ApiError::Internal { metric, .. } => *metric,
+            _ => None,
         }
     }
 
@@ -166,7 +263,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = match &self {
-            ApiError::Internal { detail } => {
+            ApiError::Internal { detail, .. } => {
                 tracing::error!(detail = %detail, "internal error");
                 "internal error; see the gateway log".to_owned()
             }
@@ -204,6 +301,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"redrec\""),
             );
         }
+        if let Some(metric) = self.metric() {
+            response.extensions_mut().insert(ErrorMetrics(vec![metric]));
+        }
         response
     }
 }
@@ -239,18 +339,18 @@ impl From<redrec_core::Error> for ApiError {
 }
 
 impl From<redrec_store::Error> for ApiError {
-    /// Store errors without their metric; handlers go through `AppState::store_error`, which
-    /// records it.
+    /// Store errors, with the kind of Redis failure they count as.
     fn from(e: redrec_store::Error) -> ApiError {
         use redrec_store::Error as E;
         match e {
             E::BadInput(core) => core.into(),
-            E::Unavailable { .. } | E::Timeout { .. } => ApiError::unavailable(e.to_string()),
-            E::IndexMissing { index } => ApiError::Unavailable {
-                reason: format!("the search index `{index}` does not exist yet (seed the catalog)"),
-                retry_after_secs: 5,
-            },
-            E::Config { .. } | E::Rejected { .. } | E::Reply(_) => ApiError::internal(e),
+            E::Unavailable { .. } => {
+                ApiError::redis_unavailable(e.to_string(), RedisFailure::Connection)
+            }
+            E::Timeout { .. } => ApiError::redis_unavailable(e.to_string(), RedisFailure::Timeout),
+            E::IndexMissing { index } => ApiError::index_missing(&index),
+            E::Rejected { .. } | E::Reply(_) => ApiError::redis_internal(e),
+            E::Config { .. } => ApiError::internal(e),
         }
     }
 }

@@ -110,7 +110,9 @@ async fn fallback(req: Request) -> ApiError {
     }
 }
 
-/// Records request metrics and adds `Server-Timing` (total plus the stages a handler reported).
+/// The metrics middleware: records every request, and the error metrics its response carries
+/// (`error::ErrorMetrics`: set by `ApiError::into_response`, so error paths never touch the
+/// registry themselves); adds `Server-Timing` (total plus the stages a handler reported).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
@@ -124,6 +126,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     state
         .metrics
         .observe_request(&method, &route, response.status().as_u16(), elapsed);
+    if let Some(errors) = response.extensions().get::<error::ErrorMetrics>() {
+        for metric in &errors.0 {
+            state.metrics.error(*metric);
+        }
+    }
     let mut timing = format!("total;dur={:.3}", elapsed.as_secs_f64() * 1e3);
     if let Some(stages) = response.extensions().get::<budget::ServerTiming>()
         && !stages.0.is_empty()

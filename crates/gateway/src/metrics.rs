@@ -4,6 +4,8 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
 
+use crate::error::ErrorMetric;
+
 /// Histogram bucket bounds in seconds: 0.5 ms .. 2.5 s.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
@@ -94,12 +96,21 @@ impl Metrics {
         });
     }
 
-    /// A failed Redis call; `kind` is `timeout`, `connection` or `command`.
-    pub fn redis_error(&self, kind: &'static str) {
-        self.with(|f| {
-            *f.redis_errors
-                .entry(vec![("kind", kind.to_owned())])
-                .or_default() += 1
+    /// The metric of one error behind a response. Called only by the metrics middleware
+    /// (`observe` in `lib.rs`), which reads them off the response (`ErrorMetrics`).
+    pub fn error(&self, metric: ErrorMetric) {
+        self.with(|f| match metric {
+            ErrorMetric::Redis(failure) => {
+                *f.redis_errors
+                    .entry(vec![("kind", failure.label().to_owned())])
+                    .or_default() += 1
+            }
+            ErrorMetric::StageTimeout(stage) => {
+                *f.stage_timeouts
+                    .entry(vec![("stage", stage.to_owned())])
+                    .or_default() += 1
+            }
+            ErrorMetric::RateLimited => f.rate_limited += 1,
         });
     }
 
@@ -110,19 +121,6 @@ impl Metrics {
                 .entry(vec![("reason", reason.to_owned())])
                 .or_default() += 1
         });
-    }
-
-    /// A stage that ran out of budget (the request failed with 503).
-    pub fn stage_timeout(&self, stage: &str) {
-        self.with(|f| {
-            *f.stage_timeouts
-                .entry(vec![("stage", stage.to_owned())])
-                .or_default() += 1
-        });
-    }
-
-    pub fn rate_limited(&self) {
-        self.with(|f| f.rate_limited += 1);
     }
 
     /// The text exposition of every family.
@@ -265,6 +263,26 @@ mod tests {
             text.contains("redrec_stage_duration_seconds_bucket{stage=\"rerank\",le=\"+Inf\"} 3")
         );
         assert!(text.contains("redrec_stage_duration_seconds_count{stage=\"rerank\"} 3"));
+    }
+
+    #[test]
+    fn error_metrics_land_in_their_families() {
+        use crate::error::RedisFailure;
+        let m = Metrics::new();
+        m.error(ErrorMetric::Redis(RedisFailure::Timeout));
+        m.error(ErrorMetric::Redis(RedisFailure::Timeout));
+        m.error(ErrorMetric::StageTimeout("features"));
+        m.error(ErrorMetric::RateLimited);
+        let text = m.render(PoolGauges::default());
+        assert!(
+            text.contains("redrec_redis_errors_total{kind=\"timeout\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redrec_stage_timeouts_total{stage=\"features\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("redrec_rate_limited_total 1"), "{text}");
     }
 
     #[test]

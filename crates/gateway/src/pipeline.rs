@@ -45,14 +45,6 @@ async fn timed<T>(
     (started.elapsed(), out)
 }
 
-fn over_budget(state: &AppState, stage: &'static str, budget: Duration) -> ApiError {
-    state.metrics.stage_timeout(stage);
-    ApiError::unavailable(format!(
-        "stage `{stage}` exceeded its {} ms budget",
-        budget.as_millis()
-    ))
-}
-
 pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let cfg = state.gateway();
     let deadline = Deadline::after(Duration::from_millis(cfg.deadline_ms));
@@ -78,14 +70,14 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         None => UserFeatures::default(),
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "features", elapsed);
-            out.ok_or_else(|| over_budget(state, "features", features_budget))??
+            out.ok_or_else(|| ApiError::stage_over_budget("features", features_budget))??
         }
     };
     let text_vector = match embedded {
         None => None,
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "embed", elapsed);
-            Some(out.ok_or_else(|| over_budget(state, "embed", embed_budget))??)
+            Some(out.ok_or_else(|| ApiError::stage_over_budget("embed", embed_budget))??)
         }
     };
 
@@ -97,7 +89,8 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     )
     .await;
     timings.record(&state.metrics, "retrieve", elapsed);
-    let candidates = out.ok_or_else(|| over_budget(state, "retrieve", retrieve_budget))??;
+    let candidates =
+        out.ok_or_else(|| ApiError::stage_over_budget("retrieve", retrieve_budget))??;
 
     // Stage 3: rerank, or the retrieval order when there is no time left for it.
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);

@@ -8,7 +8,7 @@ use redrec_reranker::features::PURCHASE_EVENT;
 use redrec_retriever::{RetrievalRequest, Source, history::history_items};
 
 use crate::{
-    error::{ApiError, ApiResult, ErrorCode},
+    error::{ApiError, ApiResult, ErrorCode, RedisFailure},
     plan::{Plan, candidate_count},
     state::AppState,
 };
@@ -110,14 +110,14 @@ pub async fn candidates(
         .retriever
         .retrieve(&req)
         .await
-        .map_err(|e| retriever_error(state, plan, e))?;
+        .map_err(|e| retriever_error(plan, e))?;
     if retrieval.partial {
         tracing::warn!("redis returned partial search results (query timeout)");
     }
     Ok(retrieval.candidates)
 }
 
-fn retriever_error(state: &AppState, plan: &Plan, e: redrec_retriever::Error) -> ApiError {
+fn retriever_error(plan: &Plan, e: redrec_retriever::Error) -> ApiError {
     use redrec_retriever::Error as E;
     match e {
         E::BadQuery(core) => core.into(),
@@ -134,16 +134,9 @@ fn retriever_error(state: &AppState, plan: &Plan, e: redrec_retriever::Error) ->
             }
         }
         E::Unavailable { message } => {
-            state.metrics.redis_error("connection");
-            ApiError::unavailable(format!("retrieval: {message}"))
+            ApiError::redis_unavailable(format!("retrieval: {message}"), RedisFailure::Connection)
         }
-        E::IndexMissing { index } => ApiError::Unavailable {
-            reason: format!("the search index `{index}` does not exist yet (seed the catalog)"),
-            retry_after_secs: 5,
-        },
-        other => {
-            state.metrics.redis_error("command");
-            ApiError::internal(other)
-        }
+        E::IndexMissing { index } => ApiError::index_missing(&index),
+        other => ApiError::redis_internal(other),
     }
 }

@@ -1,7 +1,7 @@
 //! `AppState`: what every handler shares (settings, the deployment's one Redis connection setup,
 //! metrics, the embedder and the pipeline's components), and the one way the gateway talks to
 //! Redis: a connection from `redrec_store::Redis` for a [`Route`], calls bounded by the per-call
-//! timeout, and every store failure turned into an `ApiError` by [`AppState::store_error`].
+//! timeout, and every store failure turned into an `ApiError` (`From<redrec_store::Error>`).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -227,10 +227,7 @@ impl AppState {
 
     /// A pooled connection to the node serving `route`, or a 503 within the command timeout.
     pub async fn conn(&self, route: Route) -> Result<Connection, ApiError> {
-        self.redis
-            .conn(route)
-            .await
-            .map_err(|e| self.store_error(e))
+        self.redis.conn(route).await.map_err(ApiError::from)
     }
 
     /// Runs one store call (`what` names it in errors) on a connection for `route`, within the
@@ -241,22 +238,7 @@ impl AppState {
         Fut: Future<Output = redrec_store::Result<T>>,
     {
         let con = self.conn(route).await?;
-        self.redis
-            .call(what, f(con))
-            .await
-            .map_err(|e| self.store_error(e))
-    }
-
-    /// The one mapping of store failures to `ApiError`s, recording the Redis error metric.
-    pub fn store_error(&self, e: redrec_store::Error) -> ApiError {
-        use redrec_store::Error as E;
-        match &e {
-            E::Unavailable { .. } => self.metrics.redis_error("connection"),
-            E::Timeout { .. } => self.metrics.redis_error("timeout"),
-            E::Rejected { .. } | E::Reply(_) => self.metrics.redis_error("command"),
-            E::BadInput(_) | E::Config { .. } | E::IndexMissing { .. } => {}
-        }
-        ApiError::from(e)
+        self.redis.call(what, f(con)).await.map_err(ApiError::from)
     }
 
     pub fn pool_gauges(&self) -> PoolGauges {

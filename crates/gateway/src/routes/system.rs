@@ -15,7 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     auth::{Access, authorize},
-    error::ApiResult,
+    error::{ApiResult, ErrorMetrics},
     services::index,
     state::AppState,
 };
@@ -78,12 +78,15 @@ pub struct Readiness {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn get_ready(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
+    // The failures behind the checks count in the error metrics like any other response's.
+    let mut errors = ErrorMetrics::default();
     let redis_ok = match index::ping(&state).await {
         Ok(()) => {
             checks.insert("redis".into(), "ok".into());
             true
         }
         Err(e) => {
+            errors.0.extend(e.metric());
             let detail = match index::loading_percent(&state).await {
                 Some(p) => format!(
                     "loading its data after a restart: {p:.0}% (the index is rebuilt during the load)"
@@ -117,6 +120,7 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
                 false
             }
             Err(e) => {
+                errors.0.extend(e.metric());
                 checks.insert("index".into(), e.to_string());
                 false
             }
@@ -141,7 +145,9 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(Readiness { ready, checks })).into_response()
+    let mut response = (status, Json(Readiness { ready, checks })).into_response();
+    response.extensions_mut().insert(errors);
+    response
 }
 
 /// Prometheus text exposition of the gateway's metrics.

@@ -106,7 +106,7 @@ pub async fn facets(state: &AppState) -> ApiResult<Facets> {
             .await
         })
         .await
-        .map_err(|e| state.store_error(e))?;
+        .map_err(ApiError::from)?;
     let mut departments: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for mut row in rows {
         if let (Some(d), Some(c)) = (row.remove(&fields.department), row.remove(&fields.category))

@@ -6,7 +6,7 @@ use redrec_store::Route;
 use redrec_userstate::{ApplyReport, Event};
 
 use crate::{
-    error::{ApiError, ApiResult, ErrorCode},
+    error::{ApiError, ApiResult, ErrorCode, RedisFailure},
     state::AppState,
 };
 
@@ -20,7 +20,7 @@ pub fn now_ms() -> i64 {
 
 /// Maps a feature-store error; `batch` says whether the request body was an array (so the
 /// field path starts with the event's index).
-pub fn features_error(state: &AppState, e: redrec_userstate::Error, batch: bool) -> ApiError {
+pub fn features_error(e: redrec_userstate::Error, batch: bool) -> ApiError {
     use redrec_userstate::Error as E;
     let at = |index: usize, field: &str| {
         if batch {
@@ -42,7 +42,7 @@ pub fn features_error(state: &AppState, e: redrec_userstate::Error, batch: bool)
             field: None,
         },
         E::InvalidUserId { .. } => ApiError::invalid("user_id", e.to_string()),
-        E::Redis(ref r) => state.store_error(redrec_store::Error::from_redis("feature store", r)),
+        E::Redis(ref r) => redrec_store::Error::from_redis("feature store", r).into(),
         E::NotDurable { .. } => ApiError::unavailable(e.to_string()),
         other => ApiError::internal(other),
     }
@@ -71,10 +71,12 @@ pub async fn apply_events(
     )
     .await
     .map_err(|_| {
-        state.metrics.redis_error("timeout");
-        ApiError::unavailable("redis did not apply the events in time")
+        ApiError::redis_unavailable(
+            "redis did not apply the events in time",
+            RedisFailure::Timeout,
+        )
     })?
-    .map_err(|e| features_error(state, e, batch))
+    .map_err(|e| features_error(e, batch))
 }
 
 /// A user's features with decay applied (read-your-writes: served by the primary).
@@ -86,10 +88,12 @@ pub async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
     )
     .await
     .map_err(|_| {
-        state.metrics.redis_error("timeout");
-        ApiError::unavailable("redis did not return the user features in time")
+        ApiError::redis_unavailable(
+            "redis did not return the user features in time",
+            RedisFailure::Timeout,
+        )
     })?
-    .map_err(|e| features_error(state, e, false))
+    .map_err(|e| features_error(e, false))
 }
 
 /// Deletes everything stored for a user; returns whether anything existed.
@@ -100,6 +104,11 @@ pub async fn delete_user(state: &AppState, id: &str) -> ApiResult<bool> {
         state.user_state.delete(&mut con, id),
     )
     .await
-    .map_err(|_| ApiError::unavailable("redis did not delete the user in time"))?
-    .map_err(|e| features_error(state, e, false))
+    .map_err(|_| {
+        ApiError::redis_unavailable(
+            "redis did not delete the user in time",
+            RedisFailure::Timeout,
+        )
+    })?
+    .map_err(|e| features_error(e, false))
 }

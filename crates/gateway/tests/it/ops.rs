@@ -63,10 +63,12 @@ async fn readyz_is_false_and_reads_fail_fast_when_redis_is_down() {
     assert_eq!(r.error().0, "unavailable");
     assert_eq!(r.headers["retry-after"], "1");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // One failed Redis call behind each of the two responses (readyz's ping, the item read),
+    // counted by the metrics middleware.
     let r = call(&app, Method::GET, "/metrics", None, None).await;
     assert!(
         r.text
-            .contains("redrec_redis_errors_total{kind=\"connection\"}"),
+            .contains("redrec_redis_errors_total{kind=\"connection\"} 2"),
         "{}",
         r.text
     );
@@ -439,4 +441,7 @@ async fn rate_limit_counts_in_redis_per_key() {
         call(&app, Method::GET, "/healthz", None, None).await.status,
         StatusCode::OK
     );
+    // The two refusals are counted once each, by the metrics middleware.
+    let r = call(&app, Method::GET, "/metrics", None, None).await;
+    assert!(r.text.contains("redrec_rate_limited_total 2"), "{}", r.text);
 }
