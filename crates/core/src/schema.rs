@@ -665,6 +665,19 @@ mod tests {
     }
 
     #[test]
+    fn renders_ft_create_with_storage_names() {
+        let mut s = default_schema();
+        s.fields
+            .retain(|f| f.name == "category" || f.name == "embedding");
+        let stored = [("embedding".to_owned(), "embedding__v2".to_owned())].into();
+        expect![[r#"redrec:items:v2 ON HASH PREFIX 1 redrec:item: SCHEMA category TAG embedding__v2 AS embedding VECTOR HNSW 12 TYPE FLOAT32 DIM 384 DISTANCE_METRIC COSINE M 16 EF_CONSTRUCTION 200 EF_RUNTIME 100"#]]
+        .assert_eq(&s.ft_create_args_stored("redrec:items:v2", &stored).join(" "));
+        s.index.storage_type = StorageType::Json;
+        expect![[r#"redrec:items:v2 ON JSON PREFIX 1 redrec:item: SCHEMA $.category AS category TAG $.embedding__v2 AS embedding VECTOR HNSW 12 TYPE FLOAT32 DIM 384 DISTANCE_METRIC COSINE M 16 EF_CONSTRUCTION 200 EF_RUNTIME 100"#]]
+        .assert_eq(&s.ft_create_args_stored("redrec:items:v2", &stored).join(" "));
+    }
+
+    #[test]
     fn renders_ft_create_for_json_and_flat() {
         let mut s = default_schema();
         s.index.storage_type = StorageType::Json;

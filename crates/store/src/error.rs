@@ -41,7 +41,8 @@ pub enum Failure {
     /// the server is up but cannot answer yet (loading its data after a restart, a failover, a
     /// cluster slot moving), or a search ran past its server-side `TIMEOUT`. Retry later.
     Unavailable,
-    /// The search index or alias the command names does not exist.
+    /// The search index or alias the command names does not exist (`Unknown index name`,
+    /// `no such index`, `Alias does not exist`).
     IndexMissing,
     /// Redis refused the command (a syntax error, a wrong type): a bug or a bad argument.
     Rejected,
@@ -69,7 +70,10 @@ pub fn classify(e: &redis::RedisError) -> Failure {
     // redis-rs splits the server's first word off as an error code and quotes it
     // (`"Timeout": limit was reached`): compare the whole rendering without the punctuation.
     let text = format!("{e} {e:?}").to_lowercase().replace(['"', ':'], "");
-    if text.contains("no such index") || (text.contains("unknown") && text.contains("index name")) {
+    if text.contains("no such index")
+        || (text.contains("unknown") && text.contains("index name"))
+        || text.contains("alias does not exist")
+    {
         Failure::IndexMissing
     } else if text.contains("timeout limit was reached") || text.contains("timed out") {
         Failure::Unavailable
@@ -151,6 +155,7 @@ mod tests {
         let response = ErrorKind::Server(ServerErrorKind::ResponseError);
         check(response, "Unknown index name", Failure::IndexMissing);
         check(response, "idx: no such index", Failure::IndexMissing);
+        check(response, "Alias does not exist", Failure::IndexMissing);
         check(response, "Timeout limit was reached", Failure::Unavailable);
         check(response, "Syntax error at offset 3", Failure::Rejected);
     }

@@ -130,15 +130,9 @@ pub async fn remove_alias(con: &mut impl ConnectionLike, alias: &str) -> Result<
         redis::cmd("FT.ALIASDEL").arg(alias).query_async(con).await;
     match reply {
         Ok(_) => Ok(true),
-        // RediSearch answers "Alias does not exist" (older versions "Unknown index name").
-        Err(e) if classify(&e) == Failure::IndexMissing || is_missing_alias(&e) => Ok(false),
+        Err(e) if classify(&e) == Failure::IndexMissing => Ok(false),
         Err(e) => Err(Error::from_redis("FT.ALIASDEL", &e)),
     }
-}
-
-fn is_missing_alias(e: &redis::RedisError) -> bool {
-    let text = format!("{e} {e:?}").to_lowercase();
-    text.contains("alias") && text.contains("not exist")
 }
 
 /// Drops `index` (with its documents when `delete_docs`: `DD`); returns whether it existed.

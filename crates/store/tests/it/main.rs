@@ -160,6 +160,80 @@ async fn index_info_and_group_values_read_both_protocols() {
 }
 
 #[tokio::test]
+async fn index_admin_creates_alters_aliases_records_and_drops() {
+    let space = TestSpace::new("store_admin");
+    let redis = redis();
+    let mut con = redis.conn(Route::Primary).await.unwrap();
+    let (ns, v1) = (&space.ns, space.ns.index(1));
+    let schema = items_schema(
+        &v1,
+        &ns.item_prefix(),
+        &ItemFields::default(),
+        &VectorSettings {
+            dims: 4,
+            ..VectorSettings::default()
+        },
+    );
+    index::create(&mut con, &schema.ft_create_args())
+        .await
+        .unwrap();
+    let again = index::create(&mut con, &schema.ft_create_args()).await;
+    assert!(matches!(again, Err(Error::Rejected { .. })), "{again:?}");
+    assert!(index::list(&mut con).await.unwrap().contains(&v1));
+
+    index::point_alias(&mut con, &ns.alias(), &v1)
+        .await
+        .unwrap();
+    assert_eq!(
+        index::require_info(&mut con, &ns.alias())
+            .await
+            .unwrap()
+            .name,
+        v1
+    );
+    let nowhere = index::point_alias(&mut con, &ns.alias(), "no-such-index").await;
+    assert!(
+        matches!(nowhere, Err(Error::IndexMissing { .. })),
+        "{nowhere:?}"
+    );
+
+    let field = redrec_core::schema::FieldDef::tag("colour");
+    index::add_field(&mut con, &v1, &schema.field_args(&field))
+        .await
+        .unwrap();
+    let info = index::require_info(&mut con, &v1).await.unwrap();
+    assert_eq!(info.attribute("colour").unwrap().kind, "TAG");
+    let missing = index::add_field(&mut con, "no-such-index", &schema.field_args(&field)).await;
+    assert!(
+        matches!(missing, Err(Error::IndexMissing { .. })),
+        "{missing:?}"
+    );
+
+    assert_eq!(
+        index::recorded_schema(&mut con, ns, &v1).await.unwrap(),
+        None
+    );
+    index::record_schema(&mut con, ns, &v1, &schema)
+        .await
+        .unwrap();
+    assert_eq!(
+        index::recorded_schema(&mut con, ns, &v1).await.unwrap(),
+        Some(schema.clone())
+    );
+    index::forget_schema(&mut con, ns, &v1).await.unwrap();
+    assert_eq!(
+        index::recorded_schema(&mut con, ns, &v1).await.unwrap(),
+        None
+    );
+
+    assert!(index::remove_alias(&mut con, &ns.alias()).await.unwrap());
+    assert!(!index::remove_alias(&mut con, &ns.alias()).await.unwrap());
+    assert!(index::drop(&mut con, &v1, true).await.unwrap());
+    assert!(!index::drop(&mut con, &v1, true).await.unwrap());
+    assert!(!index::list(&mut con).await.unwrap().contains(&v1));
+}
+
+#[tokio::test]
 async fn rate_limit_windows_count_and_expire() {
     let space = TestSpace::new("store_rl");
     let redis = redis();
