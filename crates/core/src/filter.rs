@@ -546,6 +546,8 @@ fn check_string(s: &str, path: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks one node and, through `and` / `or` / `not`, its children: the size limits here, each
+/// leaf's rules in its own function.
 fn check_node(
     f: &Filter,
     schema: &IndexSchema,
@@ -591,113 +593,120 @@ fn check_node(
             }
             check_node(child, schema, &format!("{path}.not"), depth + 1, nodes)
         }
-        Filter::Tag(t) => {
-            let here = format!("{path}.tag");
-            let FieldKind::Tag(attrs) =
-                field_of_kind(schema, &t.field, "tag", &format!("{here}.field"))?
-            else {
-                unreachable!("checked tag type")
-            };
-            let key = if t.negated { "not_any" } else { "any" };
-            if t.values.is_empty() {
-                return Err(err(
-                    &format!("{here}.{key}"),
-                    "expected at least one value, got none",
-                ));
-            }
-            if t.values.len() > MAX_TAG_VALUES {
-                return Err(err(
-                    &format!("{here}.{key}"),
-                    format!(
-                        "{} values given, at most {MAX_TAG_VALUES} allowed",
-                        t.values.len()
-                    ),
-                ));
-            }
-            let separator = attrs.separator.as_deref().unwrap_or(",");
-            for (i, v) in t.values.iter().enumerate() {
-                let vpath = format!("{here}.{key}[{i}]");
-                check_string(v, &vpath, "tag value")?;
-                if trim_tag(v).is_empty() {
-                    return Err(err(&vpath, "tag value is empty"));
-                }
-                if !separator.is_empty() && v.contains(separator) {
-                    return Err(err(
-                        &vpath,
-                        format!(
-                            "tag value contains `{separator}`, the separator of field `{}`, so no single tag can equal it",
-                            t.field
-                        ),
-                    ));
-                }
-            }
-            Ok(())
+        Filter::Tag(t) => check_tag(t, schema, &format!("{path}.tag")),
+        Filter::Range(r) => check_range(r, schema, &format!("{path}.range")),
+        Filter::Text(t) => check_text(t, schema, &format!("{path}.text")),
+    }
+}
+
+/// A tag leaf: a TAG field, 1..=[`MAX_TAG_VALUES`] values, none empty or holding the
+/// field's separator.
+fn check_tag(t: &TagFilter, schema: &IndexSchema, here: &str) -> Result<()> {
+    let FieldKind::Tag(attrs) = field_of_kind(schema, &t.field, "tag", &format!("{here}.field"))?
+    else {
+        unreachable!("checked tag type")
+    };
+    let key = if t.negated { "not_any" } else { "any" };
+    if t.values.is_empty() {
+        return Err(err(
+            &format!("{here}.{key}"),
+            "expected at least one value, got none",
+        ));
+    }
+    if t.values.len() > MAX_TAG_VALUES {
+        return Err(err(
+            &format!("{here}.{key}"),
+            format!(
+                "{} values given, at most {MAX_TAG_VALUES} allowed",
+                t.values.len()
+            ),
+        ));
+    }
+    let separator = attrs.separator.as_deref().unwrap_or(",");
+    for (i, v) in t.values.iter().enumerate() {
+        let vpath = format!("{here}.{key}[{i}]");
+        check_string(v, &vpath, "tag value")?;
+        if trim_tag(v).is_empty() {
+            return Err(err(&vpath, "tag value is empty"));
         }
-        Filter::Range(r) => {
-            let here = format!("{path}.range");
-            field_of_kind(schema, &r.field, "numeric", &format!("{here}.field"))?;
-            let value = |b: &Bound<f64>| match b {
-                Bound::Included(x) | Bound::Excluded(x) => Some(*x),
-                Bound::Unbounded => None,
-            };
-            for (key, b) in [("lower bound", &r.lower), ("upper bound", &r.upper)] {
-                if let Some(x) = value(b)
-                    && x.is_nan()
-                {
-                    return Err(err(&here, format!("{key} is NaN, expected a number")));
-                }
-            }
-            if matches!((&r.lower, &r.upper), (Bound::Unbounded, Bound::Unbounded)) {
-                return Err(err(&here, "give at least one of `gte`, `gt`, `lte`, `lt`"));
-            }
-            if let (Some(lo), Some(hi)) = (value(&r.lower), value(&r.upper)) {
-                let empty = lo > hi
-                    || (lo == hi
-                        && (matches!(r.lower, Bound::Excluded(_))
-                            || matches!(r.upper, Bound::Excluded(_))));
-                if empty {
-                    return Err(err(
-                        &here,
-                        format!("the range is empty (lower bound {lo} is above upper bound {hi})"),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Filter::Text(t) => {
-            let here = format!("{path}.text");
-            match &t.field {
-                Some(field) => {
-                    field_of_kind(schema, field, "text", &format!("{here}.field"))?;
-                }
-                None => {
-                    if !schema
-                        .fields
-                        .iter()
-                        .any(|f| matches!(f.kind, FieldKind::Text(_)))
-                    {
-                        return Err(err(&here, "the index has no text field to search"));
-                    }
-                }
-            }
-            let tpath = format!("{here}.{}", t.mode.key());
-            check_string(&t.text, &tpath, "text")?;
-            let terms = text_terms(&t.text);
-            let Some(last) = terms.last() else {
-                return Err(err(
-                    &tpath,
-                    "text has no words (letters or digits) to search for",
-                ));
-            };
-            if t.mode == TextMode::Prefix && last.chars().count() < MIN_PREFIX_LEN {
-                return Err(err(
-                    &tpath,
-                    format!("the prefix `{last}` is shorter than {MIN_PREFIX_LEN} characters"),
-                ));
-            }
-            Ok(())
+        if !separator.is_empty() && v.contains(separator) {
+            return Err(err(
+                &vpath,
+                format!(
+                    "tag value contains `{separator}`, the separator of field `{}`, so no single tag can equal it",
+                    t.field
+                ),
+            ));
         }
     }
+    Ok(())
+}
+
+/// A range leaf: a NUMERIC field, at least one bound, no NaN, not empty.
+fn check_range(r: &RangeFilter, schema: &IndexSchema, here: &str) -> Result<()> {
+    field_of_kind(schema, &r.field, "numeric", &format!("{here}.field"))?;
+    let value = |b: &Bound<f64>| match b {
+        Bound::Included(x) | Bound::Excluded(x) => Some(*x),
+        Bound::Unbounded => None,
+    };
+    for (key, b) in [("lower bound", &r.lower), ("upper bound", &r.upper)] {
+        if let Some(x) = value(b)
+            && x.is_nan()
+        {
+            return Err(err(here, format!("{key} is NaN, expected a number")));
+        }
+    }
+    if matches!((&r.lower, &r.upper), (Bound::Unbounded, Bound::Unbounded)) {
+        return Err(err(here, "give at least one of `gte`, `gt`, `lte`, `lt`"));
+    }
+    if let (Some(lo), Some(hi)) = (value(&r.lower), value(&r.upper)) {
+        let empty = lo > hi
+            || (lo == hi
+                && (matches!(r.lower, Bound::Excluded(_))
+                    || matches!(r.upper, Bound::Excluded(_))));
+        if empty {
+            return Err(err(
+                here,
+                format!("the range is empty (lower bound {lo} is above upper bound {hi})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A text leaf: a TEXT field (or any, when the index has one), words to search, a prefix of
+/// at least [`MIN_PREFIX_LEN`] characters.
+fn check_text(t: &TextFilter, schema: &IndexSchema, here: &str) -> Result<()> {
+    match &t.field {
+        Some(field) => {
+            field_of_kind(schema, field, "text", &format!("{here}.field"))?;
+        }
+        None => {
+            if !schema
+                .fields
+                .iter()
+                .any(|f| matches!(f.kind, FieldKind::Text(_)))
+            {
+                return Err(err(here, "the index has no text field to search"));
+            }
+        }
+    }
+    let tpath = format!("{here}.{}", t.mode.key());
+    check_string(&t.text, &tpath, "text")?;
+    let terms = text_terms(&t.text);
+    let Some(last) = terms.last() else {
+        return Err(err(
+            &tpath,
+            "text has no words (letters or digits) to search for",
+        ));
+    };
+    if t.mode == TextMode::Prefix && last.chars().count() < MIN_PREFIX_LEN {
+        return Err(err(
+            &tpath,
+            format!("the prefix `{last}` is shorter than {MIN_PREFIX_LEN} characters"),
+        ));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
