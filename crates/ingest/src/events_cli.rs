@@ -171,25 +171,8 @@ pub async fn run_events(
         ..ImportOptions::default()
     };
     let store = store(ns, fields, features, args.select.idempotency_ttl_secs)?;
-    match events::import(con, &store, Arc::new(spec), &opts).await {
-        Ok(r) => {
-            println!("events: {r}");
-            if r.rejected > 0 {
-                println!("rejected rows and reasons: {}", args.rejects.display());
-            }
-            Ok(())
-        }
-        Err(redrec_ingest::Error::Invalid { count, first }) => {
-            for r in &first {
-                eprintln!("invalid: {r}");
-            }
-            bail!(
-                "{count} invalid row(s) in {}: nothing written (strict mode; --skip-invalid writes the valid rows)",
-                args.file.display()
-            )
-        }
-        Err(e) => Err(e.into()),
-    }
+    let outcome = events::import(con, &store, Arc::new(spec), &opts).await;
+    crate::print_outcome("events", outcome, |r| r.rejected, &args.file, &args.rejects)
 }
 
 /// Imports the Complete Journey transactions as `purchase` events of their households.

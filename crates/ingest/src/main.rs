@@ -305,6 +305,17 @@ fn on_invalid(input: &InputArgs) -> OnInvalid {
     }
 }
 
+/// What every subcommand works with: the settings (flags applied), the namespace, one
+/// multiplexed connection and the load options.
+struct Ctx {
+    settings: Settings,
+    ns: Namespace,
+    con: redis::aio::MultiplexedConnection,
+    opts: LoadOptions,
+    progress: ProgressMode,
+    vector_field: String,
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let mut settings: Settings = redrec_core::config::figment(&Settings::default())
         .context("configuration")?
@@ -333,331 +344,442 @@ async fn run(cli: Cli) -> Result<()> {
                 redrec_core::config::redact_url(&settings.redis.url)
             )
         })?;
-    let mut opts = LoadOptions {
+    let opts = LoadOptions {
         write: settings.ingest,
         progress,
         ..LoadOptions::default()
     };
     let vector_field = settings.index.fields.vector.clone();
-
+    let ctx = Ctx {
+        settings,
+        ns,
+        con,
+        opts,
+        progress,
+        vector_field,
+    };
     match cli.cmd {
-        Cmd::Cf(args) => {
-            let started = std::time::Instant::now();
-            let quantity = (args.quantity_col != "none").then_some(args.quantity_col.as_str());
-            let (by_user, names) = redrec_ingest::cf::basket_counts_from_parquet(
-                &args.interactions,
-                [&args.user_col, &args.item_col, &args.basket_col],
-                quantity,
-                args.time_col.as_deref().zip(args.until),
-            )?;
-            let read_secs = started.elapsed().as_secs_f64();
-            let params = redrec_ingest::cf::AlsParams {
-                factors: args.factors,
-                iterations: args.iterations,
-                min_users: args.min_users,
-                seed: args.seed,
-                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-                ..Default::default()
-            };
-            let t = std::time::Instant::now();
-            let model = redrec_ingest::cf::train(&by_user, names.len(), &params);
-            let train_secs = t.elapsed().as_secs_f64();
-            let vectors = redrec_ingest::cf::item_vectors(&model, &names);
-            let mut con = con.clone();
-            let report = redrec_ingest::cf_field::publish(
-                &mut con,
-                &ns,
-                vectors,
-                opts.write.batch_size,
-                opts.write.in_flight,
-            )
-            .await?;
-            println!(
-                "cf: {} users, {} items with a vector (of {} bought); read {read_secs:.1}s, ALS {}-d x {} iterations {train_secs:.1}s; {} `{}` on {}: {} written, {} not in the catalog, write {:.1}s{}",
-                by_user.len(),
-                model.item_ids.len(),
-                names.len(),
-                params.factors,
-                params.iterations,
-                if report.added_field {
-                    "added"
-                } else {
-                    "rewrote"
-                },
-                redrec_ingest::cf_field::CF_FIELD,
-                report.index,
-                report.written,
-                report.missing,
-                report.write_secs,
-                if report.added_field {
-                    format!(", indexed in {:.1}s", report.index_secs)
-                } else {
-                    String::new()
-                }
-            );
-        }
+        Cmd::Cf(args) => cmd_cf(ctx, args).await,
         Cmd::Load {
             input,
             json,
             no_vector,
             schema,
-        } => {
-            if schema.is_some() {
-                settings.index.schema_file = schema;
-            }
-            let mut template = settings.index.schema(1).context("index schema")?;
-            if json {
-                template.index.storage_type = StorageType::Json;
-            }
-            let mut mapping = settings.mapping.clone();
-            if no_vector {
-                mapping.require_vector = false;
-            }
-            opts.on_invalid = on_invalid(&input);
-            let spec = spec(&input, &mapping, &vector_field)?;
-            let report = load::load(&con, &ns, &template, Arc::new(spec), &mapping, &opts).await;
-            print_load(report, &input)?;
-        }
-        Cmd::Refresh { input, field } => {
-            let field = field.unwrap_or(vector_field);
-            opts.on_invalid = on_invalid(&input);
-            let spec = spec(&input, &settings.mapping, &field)?;
-            let r = refresh::refresh(&con, &ns, &field, Arc::new(spec), &settings.mapping, &opts)
-                .await?;
-            println!("refresh: {r}");
-        }
-        Cmd::Status => {
-            let mut c = con.clone();
-            match index::info(&mut c, &ns.alias()).await? {
-                None => println!(
-                    "alias {} does not exist (nothing loaded in namespace {})",
-                    ns.alias(),
-                    ns.name()
-                ),
-                Some(i) => println!(
-                    "alias {} -> {}: {} docs, {:.1}% indexed, {} indexing failures",
-                    ns.alias(),
-                    i.name,
-                    i.num_docs,
-                    i.percent_indexed * 100.0,
-                    i.hash_indexing_failures
-                ),
-            }
-            if let Some(st) = migrate::state(&mut c, &ns).await? {
-                println!("migration: {}", serde_json::to_string_pretty(&st)?);
-            }
-        }
-        Cmd::Schema { action } => {
-            let mut c = con.clone();
-            match action {
-                SchemaCmd::Export { out } => {
-                    let schema = index::live_schema(&mut c, &ns, &ns.alias())
-                        .await?
-                        .with_context(|| format!("alias {} does not exist", ns.alias()))?;
-                    match out {
-                        Some(p) => std::fs::write(&p, schema.to_yaml())
-                            .with_context(|| format!("cannot write {}", p.display()))?,
-                        None => print!("{}", schema.to_yaml()),
-                    }
-                }
-                SchemaCmd::Apply { file } => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    let schema = IndexSchema::from_yaml(&text)
-                        .with_context(|| format!("schema {}", file.display()))?;
-                    let created = index::create_if_missing(
-                        &mut c,
-                        &ns,
-                        &schema,
-                        &schema.index.name,
-                        &Default::default(),
-                    )
-                    .await?;
-                    index::point_alias(&mut c, &ns.alias(), &schema.index.name).await?;
-                    println!(
-                        "index {} {}; alias {} points to it",
-                        schema.index.name,
-                        if created {
-                            "created"
-                        } else {
-                            "already existed"
-                        },
-                        ns.alias()
-                    );
-                }
-            }
-        }
-        Cmd::Migrate { action } => match action {
-            MigrateCmd::Run {
-                file,
-                format,
-                ids,
-                file_dims,
-                embed,
-                dims,
-                field,
-                shadow_sample,
-                k,
-            } => {
-                let field = field.unwrap_or(vector_field);
-                let (rows, mapping, dims): (Arc<dyn load::RowFactory>, Mapping, usize) = if embed {
-                    let embedder: Arc<dyn redrec_embedder::Embedder> = Arc::from(
-                        redrec_embedder::from_config(&settings.embedder).context("embedder")?,
-                    );
-                    let dims = dims.unwrap_or(embedder.dims());
-                    let items = migrate::item_texts(&con, &ns, &settings.index.fields.text).await?;
-                    let batch = settings.embedder.batch_size;
-                    let rows = tokio::task::spawn_blocking(move || {
-                        migrate::embed_rows(&items, embedder.as_ref(), batch, progress)
-                    })
-                    .await??;
-                    (Arc::new(rows), Mapping::default(), dims)
-                } else {
-                    let input = InputArgs {
-                        file: file.context("a vector file or --embed is required")?,
-                        format,
-                        ids,
-                        dims: file_dims,
-                        skip_invalid: false,
-                        rejects: PathBuf::from("rejects.jsonl"),
-                    };
-                    let dims = dims
-                        .or(file_dims)
-                        .context("--dims is required with a vector file")?;
-                    let spec = spec(&input, &settings.mapping, &field)?;
-                    (Arc::new(spec), settings.mapping.clone(), dims)
-                };
-                let target = migrate::Target {
-                    field,
-                    dims,
-                    attrs: None,
-                };
-                let st = migrate::run(&con, &ns, &target, rows, &mapping, &opts, shadow_sample, k)
-                    .await?;
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            }
-            MigrateCmd::Status => {
-                let mut c = con.clone();
-                match migrate::state(&mut c, &ns).await? {
-                    Some(st) => println!("{}", serde_json::to_string_pretty(&st)?),
-                    None => println!("no migration recorded in {}", ns.meta("migration")),
-                }
-            }
-            MigrateCmd::Switch { force } => {
-                let st = migrate::switch(&con, &ns, force).await?;
-                println!("alias {} -> {}", ns.alias(), st.to_index);
-            }
-            MigrateCmd::Rollback => {
-                let st = migrate::rollback(&con, &ns).await?;
-                println!("alias {} -> {} (rolled back)", ns.alias(), st.from_index);
-            }
-            MigrateCmd::Cleanup => {
-                let (st, touched) = migrate::cleanup(&con, &ns).await?;
-                println!(
-                    "cleaned up after migration to {}: {touched} items lost their unused vector field",
-                    st.to_index
-                );
-            }
-        },
+        } => cmd_load(ctx, input, json, no_vector, schema).await,
+        Cmd::Refresh { input, field } => cmd_refresh(ctx, input, field).await,
+        Cmd::Status => cmd_status(ctx).await,
+        Cmd::Schema { action } => cmd_schema(ctx, action).await,
+        Cmd::Migrate { action } => cmd_migrate(ctx, action).await,
         Cmd::Events(args) => {
-            let fields = &settings.index.fields;
-            events_cli::run_events(&con, &ns, fields, &settings.user_state, args, progress).await?;
+            let fields = &ctx.settings.index.fields;
+            events_cli::run_events(
+                &ctx.con,
+                &ctx.ns,
+                fields,
+                &ctx.settings.user_state,
+                args,
+                ctx.progress,
+            )
+            .await
         }
-        Cmd::Seed { dataset, force } => match dataset {
-            SeedCmd::CompleteJourney { data_dir, history } => {
-                let (fields, features) = (&settings.index.fields, &settings.user_state);
-                if !force && already_seeded(&con, &ns, "complete-journey").await? {
-                    return events_cli::seed_history(
-                        &con, &ns, fields, features, &data_dir, &history, progress,
-                    )
-                    .await;
-                }
-                let started = Instant::now();
-                let embedder = redrec_embedder::from_config(&settings.embedder)
-                    .context("embedder (run `cargo xtask fetch model` for the default model)")?;
-                let dims = embedder.dims();
-                if dims != settings.index.vector.dims {
-                    settings.index.vector.dims = dims;
-                }
-                let mut template = settings.index.schema(1).context("index schema")?;
-                complete_journey::extend_schema(&mut template);
-                let catalog = complete_journey::build(
-                    &data_dir,
-                    embedder.as_ref(),
-                    settings.embedder.batch_size,
-                    progress,
-                )?;
-                let s = &catalog.stats;
-                eprintln!(
-                    "complete-journey: {} products, {} transaction lines, {} with a price, {} bought; read in {:.1}s; {} distinct texts embedded in {:.1}s ({:.0} texts/s, model {})",
-                    s.products,
-                    s.transaction_lines,
-                    s.with_price,
-                    s.bought,
-                    s.read_secs,
-                    s.distinct_texts,
-                    s.embed_secs,
-                    s.texts_per_sec,
-                    embedder.model_id()
-                );
-                let mapping = Mapping {
-                    required: vec![settings.index.fields.text.clone()],
-                    ..Mapping::default()
-                };
-                let rows = load::MemoryRows {
-                    label: format!("{}", data_dir.join("products.parquet").display()),
-                    rows: Arc::new(catalog.rows),
-                };
-                let report =
-                    load::load(&con, &ns, &template, Arc::new(rows), &mapping, &opts).await?;
-                println!("seed complete-journey: {report}");
-                println!("total {:.1}s", started.elapsed().as_secs_f64());
-                set_seed_marker(&con, &ns, "complete-journey").await?;
-                let (fields, features) = (&settings.index.fields, &settings.user_state);
-                events_cli::seed_history(
-                    &con, &ns, fields, features, &data_dir, &history, progress,
-                )
-                .await?;
-            }
-            SeedCmd::Synthetic { items, dim, seed } => {
-                if items == 0 || items > 10_000_000 || dim == 0 || dim > 4096 {
-                    bail!("--items must be 1..=10000000 and --dim 1..=4096");
-                }
-                let marker = format!("synthetic items={items} dim={dim} seed={seed}");
-                if !force && already_seeded(&con, &ns, &marker).await? {
-                    return Ok(());
-                }
-                settings.index.vector.dims = dim;
-                let template = settings.index.schema(1).context("index schema")?;
-                let generator = synthetic::Synthetic::new(synthetic::SyntheticParams {
-                    items,
-                    dims: dim,
-                    seed,
-                });
-                let rows = synthetic::SyntheticRows(Arc::new(generator));
-                // Generated rows are valid by construction: one pass.
-                opts.on_invalid = OnInvalid::Skip { rejects: None };
-                let report = load::load(
-                    &con,
-                    &ns,
-                    &template,
-                    Arc::new(rows),
-                    &Mapping::default(),
-                    &opts,
-                )
-                .await?;
-                if report.rejected > 0 {
-                    bail!(
-                        "synthetic generator produced {} invalid rows: {:?}",
-                        report.rejected,
-                        report.first_rejects
-                    );
-                }
-                println!("seed synthetic: {report}");
-                set_seed_marker(&con, &ns, &marker).await?;
-            }
-        },
+        Cmd::Seed {
+            dataset: SeedCmd::CompleteJourney { data_dir, history },
+            force,
+        } => seed_complete_journey(ctx, data_dir, history, force).await,
+        Cmd::Seed {
+            dataset: SeedCmd::Synthetic { items, dim, seed },
+            force,
+        } => seed_synthetic(ctx, items, dim, seed, force).await,
     }
+}
+
+/// `cf`: trains collaborative vectors and publishes them as the `cf_vector` field.
+async fn cmd_cf(ctx: Ctx, args: CfArgs) -> Result<()> {
+    let Ctx { ns, con, opts, .. } = ctx;
+    let started = std::time::Instant::now();
+    let quantity = (args.quantity_col != "none").then_some(args.quantity_col.as_str());
+    let (by_user, names) = redrec_ingest::cf::basket_counts_from_parquet(
+        &args.interactions,
+        [&args.user_col, &args.item_col, &args.basket_col],
+        quantity,
+        args.time_col.as_deref().zip(args.until),
+    )?;
+    let read_secs = started.elapsed().as_secs_f64();
+    let params = redrec_ingest::cf::AlsParams {
+        factors: args.factors,
+        iterations: args.iterations,
+        min_users: args.min_users,
+        seed: args.seed,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ..Default::default()
+    };
+    let t = std::time::Instant::now();
+    let model = redrec_ingest::cf::train(&by_user, names.len(), &params);
+    let train_secs = t.elapsed().as_secs_f64();
+    let vectors = redrec_ingest::cf::item_vectors(&model, &names);
+    let mut con = con.clone();
+    let report = redrec_ingest::cf_field::publish(
+        &mut con,
+        &ns,
+        vectors,
+        opts.write.batch_size,
+        opts.write.in_flight,
+    )
+    .await?;
+    println!(
+        "cf: {} users, {} items with a vector (of {} bought); read {read_secs:.1}s, ALS {}-d x {} iterations {train_secs:.1}s; {} `{}` on {}: {} written, {} not in the catalog, write {:.1}s{}",
+        by_user.len(),
+        model.item_ids.len(),
+        names.len(),
+        params.factors,
+        params.iterations,
+        if report.added_field {
+            "added"
+        } else {
+            "rewrote"
+        },
+        redrec_ingest::cf_field::CF_FIELD,
+        report.index,
+        report.written,
+        report.missing,
+        report.write_secs,
+        if report.added_field {
+            format!(", indexed in {:.1}s", report.index_secs)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `load`: items and vectors from a file.
+async fn cmd_load(
+    ctx: Ctx,
+    input: InputArgs,
+    json: bool,
+    no_vector: bool,
+    schema: Option<PathBuf>,
+) -> Result<()> {
+    let Ctx {
+        mut settings,
+        ns,
+        con,
+        mut opts,
+        vector_field,
+        ..
+    } = ctx;
+    if schema.is_some() {
+        settings.index.schema_file = schema;
+    }
+    let mut template = settings.index.schema(1).context("index schema")?;
+    if json {
+        template.index.storage_type = StorageType::Json;
+    }
+    let mut mapping = settings.mapping.clone();
+    if no_vector {
+        mapping.require_vector = false;
+    }
+    opts.on_invalid = on_invalid(&input);
+    let spec = spec(&input, &mapping, &vector_field)?;
+    let report = load::load(&con, &ns, &template, Arc::new(spec), &mapping, &opts).await;
+    print_load(report, &input)
+}
+
+/// `refresh`: new vectors for existing items, in place, while serving.
+async fn cmd_refresh(ctx: Ctx, input: InputArgs, field: Option<String>) -> Result<()> {
+    let Ctx {
+        settings,
+        ns,
+        con,
+        mut opts,
+        vector_field,
+        ..
+    } = ctx;
+    let field = field.unwrap_or(vector_field);
+    opts.on_invalid = on_invalid(&input);
+    let spec = spec(&input, &settings.mapping, &field)?;
+    let r = refresh::refresh(&con, &ns, &field, Arc::new(spec), &settings.mapping, &opts).await?;
+    println!("refresh: {r}");
+    Ok(())
+}
+
+/// `status`: the serving index and the migration state.
+async fn cmd_status(ctx: Ctx) -> Result<()> {
+    let Ctx { ns, con, .. } = ctx;
+    let mut c = con.clone();
+    match index::info(&mut c, &ns.alias()).await? {
+        None => println!(
+            "alias {} does not exist (nothing loaded in namespace {})",
+            ns.alias(),
+            ns.name()
+        ),
+        Some(i) => println!(
+            "alias {} -> {}: {} docs, {:.1}% indexed, {} indexing failures",
+            ns.alias(),
+            i.name,
+            i.num_docs,
+            i.percent_indexed * 100.0,
+            i.hash_indexing_failures
+        ),
+    }
+    if let Some(st) = migrate::state(&mut c, &ns).await? {
+        println!("migration: {}", serde_json::to_string_pretty(&st)?);
+    }
+    Ok(())
+}
+
+/// `schema export` / `schema apply`.
+async fn cmd_schema(ctx: Ctx, action: SchemaCmd) -> Result<()> {
+    let Ctx { ns, con, .. } = ctx;
+    let mut c = con.clone();
+    match action {
+        SchemaCmd::Export { out } => {
+            let schema = index::live_schema(&mut c, &ns, &ns.alias())
+                .await?
+                .with_context(|| format!("alias {} does not exist", ns.alias()))?;
+            match out {
+                Some(p) => std::fs::write(&p, schema.to_yaml())
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{}", schema.to_yaml()),
+            }
+        }
+        SchemaCmd::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let schema = IndexSchema::from_yaml(&text)
+                .with_context(|| format!("schema {}", file.display()))?;
+            let created = index::create_if_missing(
+                &mut c,
+                &ns,
+                &schema,
+                &schema.index.name,
+                &Default::default(),
+            )
+            .await?;
+            index::point_alias(&mut c, &ns.alias(), &schema.index.name).await?;
+            println!(
+                "index {} {}; alias {} points to it",
+                schema.index.name,
+                if created {
+                    "created"
+                } else {
+                    "already existed"
+                },
+                ns.alias()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `migrate run|status|switch|rollback|cleanup`.
+async fn cmd_migrate(ctx: Ctx, action: MigrateCmd) -> Result<()> {
+    let Ctx {
+        settings,
+        ns,
+        con,
+        opts,
+        progress,
+        vector_field,
+    } = ctx;
+    match action {
+        MigrateCmd::Run {
+            file,
+            format,
+            ids,
+            file_dims,
+            embed,
+            dims,
+            field,
+            shadow_sample,
+            k,
+        } => {
+            let field = field.unwrap_or(vector_field);
+            let (rows, mapping, dims) = if embed {
+                embedded_rows(&settings, &con, &ns, dims, progress).await?
+            } else {
+                let input = InputArgs {
+                    file: file.context("a vector file or --embed is required")?,
+                    format,
+                    ids,
+                    dims: file_dims,
+                    skip_invalid: false,
+                    rejects: PathBuf::from("rejects.jsonl"),
+                };
+                let dims = dims
+                    .or(file_dims)
+                    .context("--dims is required with a vector file")?;
+                let spec = spec(&input, &settings.mapping, &field)?;
+                let rows: Arc<dyn load::RowFactory> = Arc::new(spec);
+                (rows, settings.mapping.clone(), dims)
+            };
+            let target = migrate::Target {
+                field,
+                dims,
+                attrs: None,
+            };
+            let st =
+                migrate::run(&con, &ns, &target, rows, &mapping, &opts, shadow_sample, k).await?;
+            println!("{}", serde_json::to_string_pretty(&st)?);
+        }
+        MigrateCmd::Status => {
+            let mut c = con.clone();
+            match migrate::state(&mut c, &ns).await? {
+                Some(st) => println!("{}", serde_json::to_string_pretty(&st)?),
+                None => println!("no migration recorded in {}", ns.meta("migration")),
+            }
+        }
+        MigrateCmd::Switch { force } => {
+            let st = migrate::switch(&con, &ns, force).await?;
+            println!("alias {} -> {}", ns.alias(), st.to_index);
+        }
+        MigrateCmd::Rollback => {
+            let st = migrate::rollback(&con, &ns).await?;
+            println!("alias {} -> {} (rolled back)", ns.alias(), st.from_index);
+        }
+        MigrateCmd::Cleanup => {
+            let (st, touched) = migrate::cleanup(&con, &ns).await?;
+            println!(
+                "cleaned up after migration to {}: {touched} items lost their unused vector field",
+                st.to_index
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A migration's rows from the catalog's own texts, embedded with the configured model
+/// (`migrate run --embed`); `dims` defaults to the model's.
+async fn embedded_rows(
+    settings: &Settings,
+    con: &redis::aio::MultiplexedConnection,
+    ns: &Namespace,
+    dims: Option<usize>,
+    progress: ProgressMode,
+) -> Result<(Arc<dyn load::RowFactory>, Mapping, usize)> {
+    let embedder: Arc<dyn redrec_embedder::Embedder> =
+        Arc::from(redrec_embedder::from_config(&settings.embedder).context("embedder")?);
+    let dims = dims.unwrap_or(embedder.dims());
+    let items = migrate::item_texts(con, ns, &settings.index.fields.text).await?;
+    let batch = settings.embedder.batch_size;
+    let rows = tokio::task::spawn_blocking(move || {
+        migrate::embed_rows(&items, embedder.as_ref(), batch, progress)
+    })
+    .await??;
+    Ok((Arc::new(rows), Mapping::default(), dims))
+}
+
+/// `seed complete-journey`: the catalog (embedded with the configured model), then the
+/// households' purchase histories.
+async fn seed_complete_journey(
+    ctx: Ctx,
+    data_dir: PathBuf,
+    history: events_cli::HistoryArgs,
+    force: bool,
+) -> Result<()> {
+    let Ctx {
+        mut settings,
+        ns,
+        con,
+        opts,
+        progress,
+        ..
+    } = ctx;
+    let (fields, features) = (&settings.index.fields, &settings.user_state);
+    if !force && already_seeded(&con, &ns, "complete-journey").await? {
+        return events_cli::seed_history(
+            &con, &ns, fields, features, &data_dir, &history, progress,
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let embedder = redrec_embedder::from_config(&settings.embedder)
+        .context("embedder (run `cargo xtask fetch model` for the default model)")?;
+    let dims = embedder.dims();
+    if dims != settings.index.vector.dims {
+        settings.index.vector.dims = dims;
+    }
+    let mut template = settings.index.schema(1).context("index schema")?;
+    complete_journey::extend_schema(&mut template);
+    let catalog = complete_journey::build(
+        &data_dir,
+        embedder.as_ref(),
+        settings.embedder.batch_size,
+        progress,
+    )?;
+    let s = &catalog.stats;
+    eprintln!(
+        "complete-journey: {} products, {} transaction lines, {} with a price, {} bought; read in {:.1}s; {} distinct texts embedded in {:.1}s ({:.0} texts/s, model {})",
+        s.products,
+        s.transaction_lines,
+        s.with_price,
+        s.bought,
+        s.read_secs,
+        s.distinct_texts,
+        s.embed_secs,
+        s.texts_per_sec,
+        embedder.model_id()
+    );
+    let mapping = Mapping {
+        required: vec![settings.index.fields.text.clone()],
+        ..Mapping::default()
+    };
+    let rows = load::MemoryRows {
+        label: format!("{}", data_dir.join("products.parquet").display()),
+        rows: Arc::new(catalog.rows),
+    };
+    let report = load::load(&con, &ns, &template, Arc::new(rows), &mapping, &opts).await?;
+    println!("seed complete-journey: {report}");
+    println!("total {:.1}s", started.elapsed().as_secs_f64());
+    set_seed_marker(&con, &ns, "complete-journey").await?;
+    let (fields, features) = (&settings.index.fields, &settings.user_state);
+    events_cli::seed_history(&con, &ns, fields, features, &data_dir, &history, progress).await
+}
+
+/// `seed synthetic`: the deterministic synthetic catalog.
+async fn seed_synthetic(ctx: Ctx, items: u64, dim: usize, seed: u64, force: bool) -> Result<()> {
+    let Ctx {
+        mut settings,
+        ns,
+        con,
+        mut opts,
+        ..
+    } = ctx;
+    if items == 0 || items > 10_000_000 || dim == 0 || dim > 4096 {
+        bail!("--items must be 1..=10000000 and --dim 1..=4096");
+    }
+    let marker = format!("synthetic items={items} dim={dim} seed={seed}");
+    if !force && already_seeded(&con, &ns, &marker).await? {
+        return Ok(());
+    }
+    settings.index.vector.dims = dim;
+    let template = settings.index.schema(1).context("index schema")?;
+    let generator = synthetic::Synthetic::new(synthetic::SyntheticParams {
+        items,
+        dims: dim,
+        seed,
+    });
+    let rows = synthetic::SyntheticRows(Arc::new(generator));
+    // Generated rows are valid by construction: one pass.
+    opts.on_invalid = OnInvalid::Skip { rejects: None };
+    let report = load::load(
+        &con,
+        &ns,
+        &template,
+        Arc::new(rows),
+        &Mapping::default(),
+        &opts,
+    )
+    .await?;
+    if report.rejected > 0 {
+        bail!(
+            "synthetic generator produced {} invalid rows: {:?}",
+            report.rejected,
+            report.first_rejects
+        );
+    }
+    println!("seed synthetic: {report}");
+    set_seed_marker(&con, &ns, &marker).await?;
     Ok(())
 }
 
@@ -703,11 +825,23 @@ async fn set_seed_marker(
 }
 
 fn print_load(report: redrec_ingest::Result<load::LoadReport>, input: &InputArgs) -> Result<()> {
-    match report {
+    print_outcome("load", report, |r| r.rejected, &input.file, &input.rejects)
+}
+
+/// Prints a load's or an import's report (and where its rejected rows went), or the invalid
+/// rows that stopped a strict run reading `file`.
+fn print_outcome<R: std::fmt::Display>(
+    what: &str,
+    outcome: redrec_ingest::Result<R>,
+    rejected: impl Fn(&R) -> u64,
+    file: &std::path::Path,
+    rejects: &std::path::Path,
+) -> Result<()> {
+    match outcome {
         Ok(r) => {
-            println!("load: {r}");
-            if r.rejected > 0 {
-                println!("rejected rows and reasons: {}", input.rejects.display());
+            println!("{what}: {r}");
+            if rejected(&r) > 0 {
+                println!("rejected rows and reasons: {}", rejects.display());
             }
             Ok(())
         }
@@ -717,7 +851,7 @@ fn print_load(report: redrec_ingest::Result<load::LoadReport>, input: &InputArgs
             }
             bail!(
                 "{count} invalid row(s) in {}: nothing written (strict mode; --skip-invalid writes the valid rows)",
-                input.file.display()
+                file.display()
             )
         }
         Err(e) => Err(e.into()),
