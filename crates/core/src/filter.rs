@@ -804,38 +804,30 @@ fn render_node(f: &Filter, out: &mut String) {
                 }
             }
         }
-        Filter::And(children) => {
-            if children.len() == 1 {
-                return render_node(&children[0], out);
-            }
-            out.push('(');
-            for (i, c) in children.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                render_node(c, out);
-            }
-            out.push(')');
-        }
-        Filter::Or(children) => {
-            if children.len() == 1 {
-                return render_node(&children[0], out);
-            }
-            out.push('(');
-            for (i, c) in children.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(" | ");
-                }
-                render_node(c, out);
-            }
-            out.push(')');
-        }
+        // Juxtaposition is AND in the query syntax, `|` is OR.
+        Filter::And(children) => render_group(children, " ", out),
+        Filter::Or(children) => render_group(children, " | ", out),
         Filter::Not(child) => {
             out.push_str("-(");
             render_node(child, out);
             out.push(')');
         }
     }
+}
+
+/// `(a b c)` or `(a | b | c)`; a single child without the parentheses.
+fn render_group(children: &[Filter], separator: &str, out: &mut String) {
+    if let [only] = children {
+        return render_node(only, out);
+    }
+    out.push('(');
+    for (i, c) in children.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        render_node(c, out);
+    }
+    out.push(')');
 }
 
 #[cfg(test)]

@@ -468,42 +468,36 @@ impl IndexSchema {
                 if let Some(sep) = &t.separator {
                     a.extend(["SEPARATOR".into(), sep.clone()]);
                 }
-                if t.case_sensitive {
-                    a.push("CASESENSITIVE".into());
-                }
-                if t.withsuffixtrie {
-                    a.push("WITHSUFFIXTRIE".into());
-                }
-                if t.sortable {
-                    a.push("SORTABLE".into());
-                }
+                push_flags(
+                    &mut a,
+                    [
+                        (t.case_sensitive, "CASESENSITIVE"),
+                        (t.withsuffixtrie, "WITHSUFFIXTRIE"),
+                        (t.sortable, "SORTABLE"),
+                    ],
+                );
             }
             FieldKind::Text(t) => {
                 a.push("TEXT".into());
                 if let Some(w) = t.weight {
                     a.extend(["WEIGHT".into(), w.to_string()]);
                 }
-                if t.no_stem {
-                    a.push("NOSTEM".into());
-                }
-                if t.withsuffixtrie {
-                    a.push("WITHSUFFIXTRIE".into());
-                }
-                if t.sortable {
-                    a.push("SORTABLE".into());
-                }
+                push_flags(
+                    &mut a,
+                    [
+                        (t.no_stem, "NOSTEM"),
+                        (t.withsuffixtrie, "WITHSUFFIXTRIE"),
+                        (t.sortable, "SORTABLE"),
+                    ],
+                );
             }
             FieldKind::Numeric(n) => {
                 a.push("NUMERIC".into());
-                if n.sortable {
-                    a.push("SORTABLE".into());
-                }
+                push_flags(&mut a, [(n.sortable, "SORTABLE")]);
             }
             FieldKind::Geo(g) => {
                 a.push("GEO".into());
-                if g.sortable {
-                    a.push("SORTABLE".into());
-                }
+                push_flags(&mut a, [(g.sortable, "SORTABLE")]);
             }
             FieldKind::Vector(v) => {
                 let mut attrs: Vec<String> = vec![
@@ -543,6 +537,16 @@ impl IndexSchema {
         cmd.arg(self.ft_create_args());
         cmd
     }
+}
+
+/// Appends each flag whose condition holds (`SORTABLE`, `NOSTEM`, ...), in order.
+fn push_flags<const N: usize>(args: &mut Vec<String>, flags: [(bool, &str); N]) {
+    args.extend(
+        flags
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| flag.to_owned()),
+    );
 }
 
 /// Names of the item fields redrec's pipeline relies on. They default to the names used by

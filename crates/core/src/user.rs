@@ -63,3 +63,15 @@ pub struct UserFeatures {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purchases: Vec<PurchaseFrequency>,
 }
+
+impl UserFeatures {
+    /// The largest finite purchase score (0 without purchases): the scale that turns scores
+    /// into `(0, 1]` for both the history candidate source and the purchase-frequency feature.
+    pub fn top_purchase_score(&self) -> f64 {
+        self.purchases
+            .iter()
+            .map(|p| p.score)
+            .filter(|s| s.is_finite())
+            .fold(0.0, f64::max)
+    }
+}

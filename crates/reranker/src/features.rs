@@ -290,12 +290,7 @@ impl<'a> FeatureContext<'a> {
                 purchased.insert(interaction.item_id.as_str());
             }
         }
-        let top = user
-            .purchases
-            .iter()
-            .map(|p| p.score)
-            .filter(|s| s.is_finite())
-            .fold(0.0, f64::max);
+        let top = user.top_purchase_score();
         let frequency = if top > 0.0 {
             user.purchases
                 .iter()

@@ -21,12 +21,7 @@ use redrec_core::reply::Page;
 /// The user's purchase history as `(item id, score)` pairs, score = decayed purchase count
 /// over the user's largest (in `(0, 1]`), largest first. Empty when the user bought nothing.
 pub fn history_items(user: &UserFeatures) -> Vec<(String, f32)> {
-    let top = user
-        .purchases
-        .iter()
-        .map(|p| p.score)
-        .filter(|s| s.is_finite())
-        .fold(0.0, f64::max);
+    let top = user.top_purchase_score();
     if top <= 0.0 {
         return Vec::new();
     }

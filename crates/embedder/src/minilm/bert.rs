@@ -35,14 +35,7 @@ fn absolute() -> String {
 
 impl BertConfig {
     pub(crate) fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ModelMissing {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let config: Self = super::read_json(path)?;
         let bad = |detail: String| Error::ModelFormat {
             path: path.to_owned(),
             detail,

@@ -16,6 +16,19 @@ use bert::{Bert, BertConfig};
 use safetensors::SafeTensors;
 use tokenizer::WordPiece;
 
+/// Reads and parses one JSON file of the model directory: a file that cannot be read is
+/// [`Error::ModelMissing`], one that does not parse [`Error::ModelFormat`].
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::ModelMissing {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
 /// Model identifier reported by [`MiniLm::model_id`].
 pub const MINILM_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 

@@ -62,14 +62,7 @@ impl WordPiece {
     /// Reads `tokenizer.json` (Hugging Face format) and checks it describes an uncased BERT
     /// WordPiece model, the only kind this tokenizer reproduces.
     pub(crate) fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ModelMissing {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let file: TokenizerFile = serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let file: TokenizerFile = super::read_json(path)?;
         let bad = |detail: String| Error::ModelFormat {
             path: path.to_owned(),
             detail,
