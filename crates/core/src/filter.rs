@@ -298,7 +298,8 @@ fn kind_of(v: &Value) -> &'static str {
 
 const OPERATORS: &str = "`and`, `or`, `not`, `tag`, `range`, `text` or `all`";
 
-fn parse_node(v: &Value, path: &str, depth: usize, nodes: &mut usize) -> Result<Filter> {
+/// Counts one more node at `depth`: the size limits parsing and checking both enforce.
+fn count_node(path: &str, depth: usize, nodes: &mut usize) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(err(
             path,
@@ -309,6 +310,11 @@ fn parse_node(v: &Value, path: &str, depth: usize, nodes: &mut usize) -> Result<
     if *nodes > MAX_NODES {
         return Err(err(path, format!("filter has more than {MAX_NODES} nodes")));
     }
+    Ok(())
+}
+
+fn parse_node(v: &Value, path: &str, depth: usize, nodes: &mut usize) -> Result<Filter> {
+    count_node(path, depth, nodes)?;
     let Value::Object(obj) = v else {
         return Err(err(
             path,
@@ -555,16 +561,7 @@ fn check_node(
     depth: usize,
     nodes: &mut usize,
 ) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(err(
-            path,
-            format!("filter nests deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    *nodes += 1;
-    if *nodes > MAX_NODES {
-        return Err(err(path, format!("filter has more than {MAX_NODES} nodes")));
-    }
+    count_node(path, depth, nodes)?;
     match f {
         Filter::All => Ok(()),
         Filter::And(children) | Filter::Or(children) => {

@@ -335,7 +335,6 @@ async fn run(cli: Cli) -> Result<()> {
         Progress::Lines => ProgressMode::Lines,
         Progress::Quiet => ProgressMode::Quiet,
     };
-    let ns: Namespace = settings.index.namespace();
     let con = redrec_ingest::connect(&settings.redis.url)
         .await
         .with_context(|| {
@@ -344,19 +343,17 @@ async fn run(cli: Cli) -> Result<()> {
                 redrec_core::config::redact_url(&settings.redis.url)
             )
         })?;
-    let opts = LoadOptions {
-        write: settings.ingest,
-        progress,
-        ..LoadOptions::default()
-    };
-    let vector_field = settings.index.fields.vector.clone();
     let ctx = Ctx {
-        settings,
-        ns,
+        ns: settings.index.namespace(),
         con,
-        opts,
+        opts: LoadOptions {
+            write: settings.ingest,
+            progress,
+            ..LoadOptions::default()
+        },
         progress,
-        vector_field,
+        vector_field: settings.index.fields.vector.clone(),
+        settings,
     };
     match cli.cmd {
         Cmd::Cf(args) => cmd_cf(ctx, args).await,
