@@ -3,6 +3,8 @@
 //! - docs/ARCHITECTURE.md stays true: every path its code map names exists, every crate edge its
 //!   layering diagram draws is a dependency in the manifests;
 //! - gateway route modules send no Redis commands (no `redis::`: they call services);
+//! - index admin commands are sent only by redrec-store (`store::index`) and Redis errors are
+//!   classified only there (`store::error::classify`);
 //! - no source file outside tests grows past 800 lines without an allow-list entry saying why.
 
 #[cfg(test)]
@@ -339,6 +341,54 @@ mod tests {
             offenders.is_empty(),
             "route modules translate HTTP to service calls; Redis commands belong in \
              redrec-store or gateway/src/services:\n{}",
+            offenders.join("\n")
+        );
+    }
+
+    #[test]
+    fn index_admin_and_error_classification_live_in_the_store() {
+        const ADMIN: [&str; 6] = [
+            "\"FT.CREATE\"",
+            "\"FT.ALTER\"",
+            "\"FT.ALIASUPDATE\"",
+            "\"FT.ALIASADD\"",
+            "\"FT.ALIASDEL\"",
+            "\"FT.DROPINDEX\"",
+        ];
+        const CLASSIFYING: [&str; 3] =
+            ["ServerErrorKind::", "is_connection_dropped", "is_io_error"];
+        let root = crate::workspace_root();
+        let mut offenders = Vec::new();
+        for f in files() {
+            let in_tests = f.starts_with("tests/") || f.contains("/tests/");
+            if !f.starts_with("crates/")
+                || !f.ends_with(".rs")
+                || in_tests
+                || f.starts_with("crates/store/")
+                // test support: drops each test's indexes
+                || f.starts_with("crates/testkit/")
+            {
+                continue;
+            }
+            let text = fs::read_to_string(root.join(&f)).unwrap();
+            // unit tests may build errors and commands of their own
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            // core renders `FT.CREATE` (`IndexSchema::ft_create_cmd`) but sends nothing
+            let admin: &[&str] = if f.starts_with("crates/core/") {
+                &[]
+            } else {
+                &ADMIN
+            };
+            for (n, line) in code.lines().enumerate() {
+                if admin.iter().chain(&CLASSIFYING).any(|p| line.contains(p)) {
+                    offenders.push(format!("{f}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "index admin goes through redrec_store::index and Redis errors through \
+             redrec_store::classify:\n{}",
             offenders.join("\n")
         );
     }
