@@ -60,16 +60,12 @@ async fn main() -> Result<()> {
             }
         }
     });
-    // With retriever.hybrid_policy = "auto", take the selectivity sample before the first query
-    // rather than on it.
-    if state.settings.retriever.hybrid_policy == Some(redrec_retriever::PolicyName::Auto) {
-        match state.retriever.refresh_sample().await {
-            Ok(n) => tracing::info!(items = n, "selectivity sample taken"),
-            Err(e) => {
-                tracing::warn!(error = %e, "selectivity sample failed; the server picks HYBRID_POLICY")
-            }
-        }
-    }
+    // With retriever.hybrid_policy = "auto" (the default), the selectivity sample is taken and
+    // kept fresh here, in the background, never inside a request.
+    tokio::spawn({
+        let state = state.clone();
+        async move { state.retriever.keep_sample_fresh().await }
+    });
     spawn_popularity_fold(&state);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -19,7 +19,6 @@ mod sampling;
 mod shaping;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
 
 use deadpool_redis::Pool;
 use redis::Value;
@@ -42,7 +41,8 @@ use redrec_core::reply::{Shape, parse_hmget, parse_search};
 use connection::Conn;
 pub use connection::create_pool;
 use rounds::bad_query;
-use sampling::TakenSample;
+pub use sampling::SampleStatus;
+use sampling::Sampler;
 
 /// Executes retrievals against one index alias.
 pub struct Retriever {
@@ -58,8 +58,8 @@ pub struct Retriever {
     return_fields: Vec<String>,
     config: RetrieverConfig,
     hybrid: Option<HybridSyntax>,
-    /// Field sample for the `auto` policy, with the time it was taken.
-    sample: RwLock<Option<TakenSample>>,
+    /// Field sample for the `auto` policy, kept fresh in the background.
+    sampler: Sampler,
 }
 
 impl Retriever {
@@ -117,6 +117,7 @@ impl Retriever {
         let (metric, dims) = (v.distance_metric, v.dims);
         let hnsw = v.algorithm == VectorAlgorithm::Hnsw;
         config.fusion.validate()?;
+        config.validate()?;
         let return_fields = return_fields(&schema, &config)?;
         let popularity = schema.field(&fields.popularity)?;
         if !matches!(popularity.kind, FieldKind::Numeric(_)) {
@@ -138,7 +139,7 @@ impl Retriever {
             return_fields,
             config,
             hybrid: None,
-            sample: RwLock::new(None),
+            sampler: Sampler::new(),
         })
     }
 
@@ -250,7 +251,7 @@ impl Retriever {
         let plans = self.plan(&req.sources, &stored, &mut exclude)?;
         // Only KNN sources care about the hybrid policy (and only with a filter).
         let policy = if plans.iter().any(|p| p.searches_vectors()) {
-            self.policy_for(&req.filter).await
+            self.policy_for(&req.filter)
         } else {
             None
         };
