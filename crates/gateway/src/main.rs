@@ -163,7 +163,7 @@ mod tests {
             assert_eq!(s.gateway.listen, "0.0.0.0:9000");
             assert_eq!(s.gateway.deadline_ms, 150);
             assert_eq!(s.gateway.budgets.rerank_ms, 5);
-            assert_eq!(s.gateway.budgets.retrieve_ms, 120);
+            assert_eq!(s.gateway.admission.max_in_flight, 0, "adaptive by default");
             assert_eq!(s.gateway.api_keys, ["k1", "k2"]);
             assert!(s.gateway.rate_limit.enabled);
             Ok(())

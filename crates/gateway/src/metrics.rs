@@ -39,6 +39,7 @@ struct Families {
     redis_errors: BTreeMap<Labels, u64>,
     degraded: BTreeMap<Labels, u64>,
     stage_timeouts: BTreeMap<Labels, u64>,
+    admission_refused: BTreeMap<Labels, u64>,
     rate_limited: u64,
 }
 
@@ -121,6 +122,22 @@ impl Metrics {
         });
     }
 
+    /// A Redis stage refused by admission control (the request failed with 503).
+    pub fn admission_refused(&self, stage: &str, why: crate::admission::Refused) {
+        let why = match why {
+            crate::admission::Refused::Overloaded => "overloaded",
+            crate::admission::Refused::Deadline => "deadline",
+        };
+        self.with(|f| {
+            *f.admission_refused
+                .entry(vec![
+                    ("stage", stage.to_owned()),
+                    ("reason", why.to_owned()),
+                ])
+                .or_default() += 1
+        });
+    }
+
     pub fn rate_limited(&self) {
         self.with(|f| f.rate_limited += 1);
     }
@@ -162,8 +179,15 @@ impl Metrics {
             counter(
                 &mut out,
                 "redrec_stage_timeouts_total",
-                "Requests failed with 503 because a stage ran out of its budget, by stage.",
+                "Requests failed with 503 because the deadline passed during a stage, by stage.",
                 &f.stage_timeouts,
+            );
+            counter(
+                &mut out,
+                "redrec_admission_refused_total",
+                "Requests refused with 503 by admission control, by stage and reason \
+                 (overloaded: refused at once; deadline: waited until the deadline).",
+                &f.admission_refused,
             );
             let _ = writeln!(
                 out,
@@ -190,6 +214,28 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Appends the admission limiter's gauges and counters.
+pub fn render_admission(out: &mut String, a: &crate::admission::AdmissionStats) {
+    let _ = writeln!(
+        out,
+        "# HELP redrec_admission_limit Redis queries the gateway admits in flight now.\n\
+         # TYPE redrec_admission_limit gauge\nredrec_admission_limit {}\n\
+         # HELP redrec_admission_in_flight Redis queries in flight.\n\
+         # TYPE redrec_admission_in_flight gauge\nredrec_admission_in_flight {}\n\
+         # HELP redrec_admission_waiting Requests waiting for an admission slot.\n\
+         # TYPE redrec_admission_waiting gauge\nredrec_admission_waiting {}\n\
+         # HELP redrec_admission_admitted_total Redis stages admitted (queued: after waiting).\n\
+         # TYPE redrec_admission_admitted_total counter\n\
+         redrec_admission_admitted_total{{waited=\"false\"}} {}\n\
+         redrec_admission_admitted_total{{waited=\"true\"}} {}",
+        a.limit,
+        a.in_flight,
+        a.waiting,
+        a.admitted - a.queued,
+        a.queued
+    );
 }
 
 fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {

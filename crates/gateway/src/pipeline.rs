@@ -1,7 +1,11 @@
 //! The request pipeline behind every read route: read user features and embed the query text
-//! (concurrently, each within its budget), retrieve candidates, rerank. Over its budget the
-//! rerank stage is dropped and the retrieval order is returned with a degraded reason; any other
-//! stage over budget is a 503.
+//! (concurrently), retrieve candidates, rerank. Every stage may use whatever is left of the
+//! request's one deadline (`gateway.deadline_ms`): a slow stage takes time from the later ones
+//! instead of failing while they have slack. Each Redis stage first takes a permit from the
+//! admission limiter (`admission.rs`), waiting within the deadline; a request that cannot be
+//! served in time is refused at once with 503 and `Retry-After`. Only reranking has a budget of
+//! its own (`gateway.budgets.rerank_ms`): over it, the retrieval order is returned with a
+//! degraded reason instead of an error.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,25 +35,27 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
+/// Runs `fut` until the deadline at most; `None` when the deadline came first.
 async fn timed<T>(
-    budget: Duration,
+    deadline: &Deadline,
     fut: impl std::future::Future<Output = ApiResult<T>>,
 ) -> (Duration, Option<ApiResult<T>>) {
+    let remaining = deadline.remaining();
     // No time left: do not start the stage (a zero-length timer may not fire before a fast
-    // future completes, which would make a zero budget mean "unbounded").
-    if budget.is_zero() {
+    // future completes, which would make an expired deadline mean "unbounded").
+    if remaining.is_zero() {
         return (Duration::ZERO, None);
     }
     let started = std::time::Instant::now();
-    let out = tokio::time::timeout(budget, fut).await.ok();
+    let out = tokio::time::timeout(remaining, fut).await.ok();
     (started.elapsed(), out)
 }
 
-fn over_budget(state: &AppState, stage: &'static str, budget: Duration) -> ApiError {
+fn past_deadline(state: &AppState, stage: &'static str) -> ApiError {
     state.metrics.stage_timeout(stage);
     ApiError::unavailable(format!(
-        "stage `{stage}` exceeded its {} ms budget",
-        budget.as_millis()
+        "the {} ms deadline passed during stage `{stage}`",
+        state.gateway().deadline_ms
     ))
 }
 
@@ -59,17 +65,21 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let mut timings = Timings::default();
 
     // Stage 1: user features and the query embedding are independent: run them together.
-    let features_budget = deadline.stage_budget(cfg.budgets.features_ms);
-    let embed_budget = deadline.stage_budget(cfg.budgets.embed_ms);
     let features_fut = async {
         match &plan.user_id {
-            Some(uid) => Some(timed(features_budget, read_user(state, uid)).await),
+            Some(uid) => Some(
+                timed(
+                    &deadline,
+                    state.admitted(&deadline, "features", read_user(state, uid)),
+                )
+                .await,
+            ),
             None => None,
         }
     };
     let embed_fut = async {
         match &plan.query.text {
-            Some(t) => Some(timed(embed_budget, embed_text(state, t.clone())).await),
+            Some(t) => Some(timed(&deadline, embed_text(state, t.clone())).await),
             None => None,
         }
     };
@@ -78,26 +88,25 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         None => UserFeatures::default(),
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "features", elapsed);
-            out.ok_or_else(|| over_budget(state, "features", features_budget))??
+            out.ok_or_else(|| past_deadline(state, "features"))??
         }
     };
     let text_vector = match embedded {
         None => None,
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "embed", elapsed);
-            Some(out.ok_or_else(|| over_budget(state, "embed", embed_budget))??)
+            Some(out.ok_or_else(|| past_deadline(state, "embed"))??)
         }
     };
 
     // Stage 2: candidates.
-    let retrieve_budget = deadline.stage_budget(cfg.budgets.retrieve_ms);
     let (elapsed, out) = timed(
-        retrieve_budget,
-        crate::retrieve::candidates(state, &plan, &user, text_vector),
+        &deadline,
+        crate::retrieve::candidates(state, &plan, &user, text_vector, &deadline),
     )
     .await;
     timings.record(&state.metrics, "retrieve", elapsed);
-    let candidates = out.ok_or_else(|| over_budget(state, "retrieve", retrieve_budget))??;
+    let candidates = out.ok_or_else(|| past_deadline(state, "retrieve"))??;
 
     // Stage 3: rerank, or the retrieval order when there is no time left for it.
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);

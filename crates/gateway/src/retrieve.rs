@@ -8,6 +8,7 @@ use redrec_reranker::features::PURCHASE_EVENT;
 use redrec_retriever::{RetrievalRequest, Source, history::history_items};
 
 use crate::{
+    budget::Deadline,
     error::{ApiError, ApiResult, ErrorCode},
     plan::{Plan, candidate_count},
     state::AppState,
@@ -50,6 +51,7 @@ pub async fn candidates(
     plan: &Plan,
     user: &UserFeatures,
     text_vector: Option<Vec<f32>>,
+    deadline: &Deadline,
 ) -> ApiResult<Vec<Candidate>> {
     let profile = state.reranker.profiles().get(&plan.profile).ok();
     let keep_purchases = !profile.is_some_and(|p| p.exclude_purchased());
@@ -107,10 +109,14 @@ pub async fn candidates(
         .map(|p| p.mmr_lambda().is_some())
         .unwrap_or(false);
     let retrieval = state
-        .retriever
-        .retrieve(&req)
-        .await
-        .map_err(|e| retriever_error(state, plan, e))?;
+        .admitted(deadline, "retrieve", async {
+            state
+                .retriever
+                .retrieve(&req)
+                .await
+                .map_err(|e| retriever_error(state, plan, e))
+        })
+        .await?;
     if retrieval.partial {
         tracing::warn!("redis returned partial search results (query timeout)");
     }

@@ -15,6 +15,8 @@ use redrec_store::{Redis, Route};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    admission::{Limiter, Refused},
+    budget::Deadline,
     config::GatewayConfig,
     error::ApiError,
     metrics::{Metrics, PoolGauges},
@@ -72,6 +74,8 @@ pub struct Inner {
     pub user_state: redrec_userstate::UserStateStore,
     pub reranker: redrec_reranker::Reranker,
     pub retriever: redrec_retriever::Retriever,
+    /// Admission control of the Redis queries of read requests.
+    pub admission: Limiter,
     /// Department -> categories, cached by `GET /v1/facets`.
     pub facets: tokio::sync::Mutex<Option<(std::time::Instant, services::index::Facets)>>,
 }
@@ -126,6 +130,11 @@ impl AppState {
                 message,
             }
         })?;
+        settings
+            .gateway
+            .admission
+            .validate()
+            .map_err(|(field, message)| StartError::Config { field, message })?;
         let redis = connect_redis(&settings.redis)?;
         let ns = settings.index.namespace();
         let user_state = redrec_userstate::UserStateStore::new(
@@ -148,6 +157,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 retriever,
+                admission: Limiter::new(&settings.gateway.admission),
                 facets: tokio::sync::Mutex::new(None),
                 ns,
                 schema,
@@ -245,6 +255,37 @@ impl AppState {
             .call(what, f(con))
             .await
             .map_err(|e| self.store_error(e))
+    }
+
+    /// Runs one Redis stage (`stage` names it in errors and metrics) under an admission permit
+    /// taken within `deadline`. A request that cannot get one in time is refused with 503 and
+    /// `Retry-After` (at once when the expected wait already exceeds the deadline).
+    pub async fn admitted<T>(
+        &self,
+        deadline: &Deadline,
+        stage: &'static str,
+        fut: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .admission
+            .acquire(deadline.end())
+            .await
+            .map_err(|refused| {
+                self.metrics.admission_refused(stage, refused);
+                let deadline_ms = self.settings.gateway.deadline_ms;
+                ApiError::Unavailable {
+                    reason: match refused {
+                        Refused::Overloaded => format!(
+                            "overloaded: stage `{stage}` cannot start within the {deadline_ms} ms deadline"
+                        ),
+                        Refused::Deadline => format!(
+                            "overloaded: stage `{stage}` waited for Redis until the {deadline_ms} ms deadline"
+                        ),
+                    },
+                    retry_after_secs: 1,
+                }
+            })?;
+        fut.await
     }
 
     /// The one mapping of store failures to `ApiError`s, recording the Redis error metric.
