@@ -25,6 +25,12 @@ pub struct GatewayConfig {
     pub budgets: StageBudgets,
     /// How many Redis queries this gateway keeps in flight, and how requests wait for a slot.
     pub admission: crate::admission::AdmissionConfig,
+    /// Serving caches: sizes and maximum ages.
+    pub cache: crate::cache::CacheConfig,
+    /// Concurrent query texts embedded as one batch: at most this many (1 = no batching).
+    pub embed_batch_max: usize,
+    /// How long the batch worker waits for more texts after the first, in microseconds.
+    pub embed_batch_wait_us: u64,
     /// Largest `k` a request may ask for.
     pub max_k: usize,
     /// Optional fixed-window rate limiting in the same Redis.
@@ -51,6 +57,9 @@ impl Default for GatewayConfig {
             deadline_ms: 200,
             budgets: StageBudgets::default(),
             admission: crate::admission::AdmissionConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
+            embed_batch_max: 16,
+            embed_batch_wait_us: 0,
             max_k: 200,
             rate_limit: RateLimitConfig::default(),
             shutdown_grace_secs: 10,

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod auth;
 pub mod budget;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -113,6 +113,8 @@ fn spawn_popularity_fold(state: &AppState) {
             };
             match state.user_state.fold_popularity(&mut *con, 32).await {
                 Ok(r) if r.folded > 0 => {
+                    // popular lists are ordered by the field just written
+                    state.caches.popularity_changed();
                     tracing::info!(folded = r.folded, dropped = r.dropped, "popularity folded")
                 }
                 Ok(_) => {}

@@ -238,6 +238,47 @@ pub fn render_admission(out: &mut String, a: &crate::admission::AdmissionStats) 
     );
 }
 
+/// Appends hit, miss, eviction counters, entries and hit ratio of each serving cache.
+pub fn render_caches(out: &mut String, caches: &[(&str, redrec_core::lru::CacheStats)]) {
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&redrec_core::lru::CacheStats) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (cache, s) in caches {
+                let _ = writeln!(out, "{name}{{cache=\"{cache}\"}} {}", value(s));
+            }
+        };
+    family(
+        "redrec_cache_hits_total",
+        "counter",
+        "Cache lookups answered from the cache.",
+        &|s| s.hits.to_string(),
+    );
+    family(
+        "redrec_cache_misses_total",
+        "counter",
+        "Cache lookups that went to Redis or the embedder.",
+        &|s| s.misses.to_string(),
+    );
+    family(
+        "redrec_cache_evictions_total",
+        "counter",
+        "Entries dropped to stay within the cache's bound.",
+        &|s| s.evictions.to_string(),
+    );
+    family("redrec_cache_entries", "gauge", "Entries held now.", &|s| {
+        s.entries.to_string()
+    });
+    family(
+        "redrec_cache_hit_ratio",
+        "gauge",
+        "Hits over lookups since start.",
+        &|s| format!("{:.4}", s.hit_rate()),
+    );
+}
+
 fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {
     let mut parts: Vec<String> = labels
         .iter()

@@ -17,7 +17,7 @@ use crate::{
     error::{ApiError, ApiResult},
     plan::Plan,
     services::{
-        embed::embed_text,
+        embed::embed_query,
         users::{now_ms, read_user},
     },
     state::AppState,
@@ -79,7 +79,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     };
     let embed_fut = async {
         match &plan.query.text {
-            Some(t) => Some(timed(&deadline, embed_text(state, t.clone())).await),
+            Some(t) => Some(timed(&deadline, embed_query(state, t.clone())).await),
             None => None,
         }
     };

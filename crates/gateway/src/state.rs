@@ -76,6 +76,11 @@ pub struct Inner {
     pub retriever: redrec_retriever::Retriever,
     /// Admission control of the Redis queries of read requests.
     pub admission: Limiter,
+    /// Popular lists, item vectors, query-text embeddings.
+    pub caches: crate::cache::Caches,
+    /// Micro-batching in front of the embedder (`None` without an embedder or with
+    /// `gateway.embed_batch_max = 1`).
+    pub batcher: Option<Arc<redrec_embedder::MicroBatcher>>,
     /// Department -> categories, cached by `GET /v1/facets`.
     pub facets: tokio::sync::Mutex<Option<(std::time::Instant, services::index::Facets)>>,
 }
@@ -154,10 +159,32 @@ impl AppState {
                 }
             })?;
         let retriever = build_retriever(&settings, &redis, &schema, None)?;
+        let batcher = match (&embedder, settings.gateway.embed_batch_max) {
+            (_, 0) => {
+                return Err(StartError::Config {
+                    field: "gateway.embed_batch_max",
+                    message: "must be at least 1 (1 = no batching)".into(),
+                });
+            }
+            (Some(e), n) if n > 1 => Some(Arc::new(
+                redrec_embedder::MicroBatcher::new(
+                    e.clone(),
+                    n,
+                    Duration::from_micros(settings.gateway.embed_batch_wait_us),
+                )
+                .map_err(|e| StartError::Config {
+                    field: "gateway.embed_batch_max",
+                    message: e.to_string(),
+                })?,
+            )),
+            _ => None,
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 retriever,
                 admission: Limiter::new(&settings.gateway.admission),
+                caches: crate::cache::Caches::new(&settings.gateway.cache),
+                batcher,
                 facets: tokio::sync::Mutex::new(None),
                 ns,
                 schema,

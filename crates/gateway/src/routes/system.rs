@@ -150,6 +150,7 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
 pub async fn get_metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.pool_gauges());
     crate::metrics::render_admission(&mut body, &state.admission.stats());
+    crate::metrics::render_caches(&mut body, &state.caches.stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -26,6 +26,7 @@ pub async fn replace_item(
         })
         .await?;
     state.retriever.catalog_changed();
+    state.caches.item_changed(id);
     Ok(created)
 }
 
@@ -46,5 +47,6 @@ pub async fn delete_item(state: &AppState, id: &str) -> ApiResult<bool> {
         })
         .await?;
     state.retriever.catalog_changed();
+    state.caches.item_changed(id);
     Ok(existed)
 }

@@ -1,6 +1,7 @@
 //! Handler tests: `app(state).oneshot(request)` against the real Redis, one TestSpace each.
 
 mod admission;
+mod cache;
 mod fixture;
 mod history;
 mod ops;

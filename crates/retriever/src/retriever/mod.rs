@@ -1,7 +1,8 @@
 //! The retriever: turns a [`RetrievalRequest`] (candidate sources, one filter, k, ids to exclude)
 //! into candidates with as few round trips as possible:
 //!
-//! 1. only when a source needs stored vectors (more-like-this, examples): one `HMGET` pipeline;
+//! 1. only when a source needs stored vectors (more-like-this, examples) the caller did not pass
+//!    in `stored_vectors`: one `HMGET` pipeline;
 //! 2. one pipeline with every source's `FT.SEARCH` (and, for text, BM25 + KNN, or `FT.HYBRID`);
 //! 3. a second search pipeline only when exclusions left fewer than k and more may exist;
 //! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
@@ -239,13 +240,20 @@ impl Retriever {
             )));
         }
         let filter = req.filter.render(&self.schema)?;
-        let needed = self.validate_sources(&req.sources)?;
+        let mut needed = self.validate_sources(&req.sources)?;
         let mut round_trips = 0;
         let mut stored = BTreeMap::new();
+        for (id, v) in &req.stored_vectors {
+            if needed.contains(id) {
+                self.validate_vector(v)?;
+                stored.insert(id.clone(), v.clone());
+            }
+        }
+        needed.retain(|id| !stored.contains_key(id));
         if !needed.is_empty() {
             let vectors = self.item_vectors(&needed).await?;
             round_trips += 1;
-            stored = needed.into_iter().zip(vectors).collect();
+            stored.extend(needed.into_iter().zip(vectors));
         }
         let mut exclude = req.exclude.clone();
         let plans = self.plan(&req.sources, &stored, &mut exclude)?;
