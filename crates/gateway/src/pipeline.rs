@@ -84,13 +84,14 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         }
     };
     let (features, embedded) = tokio::join!(features_fut, embed_fut);
-    let user = match features {
+    // shared with the blocking rerank task without copying the seen set and vectors
+    let user = Arc::new(match features {
         None => UserFeatures::default(),
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "features", elapsed);
             out.ok_or_else(|| past_deadline(state, "features"))??
         }
-    };
+    });
     let text_vector = match embedded {
         None => None,
         Some((elapsed, out)) => {
@@ -110,15 +111,9 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
 
     // Stage 3: rerank, or the retrieval order when there is no time left for it.
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);
-    let (items, degraded_reason) = rerank(
-        state,
-        &plan,
-        &user,
-        candidates.clone(),
-        rerank_budget,
-        &mut timings,
-    )
-    .await?;
+    let candidate_count = candidates.len();
+    let (items, degraded_reason) =
+        rerank(state, &plan, &user, candidates, rerank_budget, &mut timings).await?;
     if let Some(reason) = &degraded_reason {
         tracing::info!(reason = %reason, "degraded response");
     }
@@ -128,7 +123,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         profile: plan.profile,
         cold_start: !user.known,
         degraded_reason,
-        candidates: candidates.len(),
+        candidates: candidate_count,
         timings,
     })
 }
@@ -136,7 +131,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
 async fn rerank(
     state: &AppState,
     plan: &Plan,
-    user: &UserFeatures,
+    user: &Arc<UserFeatures>,
     candidates: Vec<Candidate>,
     budget: Duration,
     timings: &mut Timings,
