@@ -17,6 +17,8 @@ async fn a_tiny_limit_queues_within_the_deadline_and_refuses_past_it() {
     let mut s = settings(&space, DIMS);
     s.gateway.admission.max_in_flight = 1;
     s.gateway.deadline_ms = 2_000;
+    // every request reaches Redis (no popular list served from memory)
+    s.gateway.cache.popular_entries = 0;
     fixture::load(&space, &s.index, &fixture::catalog(3, DIMS)).await;
     let state = AppState::new(s, None).expect("state");
     let router = app(state.clone());
