@@ -34,12 +34,7 @@ pub fn settings(space: &TestSpace, dims: usize) -> Settings {
         gateway: GatewayConfig {
             api_keys: vec![KEY.to_owned()],
             deadline_ms: 20_000,
-            budgets: StageBudgets {
-                embed_ms: 10_000,
-                features_ms: 10_000,
-                retrieve_ms: 10_000,
-                rerank_ms: 10_000,
-            },
+            budgets: StageBudgets { rerank_ms: 10_000 },
             ..GatewayConfig::default()
         },
         ..Settings::default()

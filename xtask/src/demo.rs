@@ -25,19 +25,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How long the gateway may take from spawn to a ready `/readyz`.
 const READY_LIMIT: Duration = Duration::from_secs(120);
 
-/// Settings of the demo gateway (each overridable by setting the variable): looser budgets for a
-/// small shared machine, and the per-query hybrid policy, which cuts broad-filter retrieval on the
-/// 384-dim catalog from 31-44 ms to 4-7 ms (docs/RETRIEVAL.md).
-pub(crate) const DEMO_BUDGETS: &[(&str, &str)] = &[
-    ("REDREC_RETRIEVER__HYBRID_POLICY", "auto"),
-    ("REDREC_REDIS__COMMAND_TIMEOUT_MS", "1000"),
-    ("REDREC_GATEWAY__DEADLINE_MS", "1500"),
-    ("REDREC_GATEWAY__BUDGETS__FEATURES_MS", "300"),
-    ("REDREC_GATEWAY__BUDGETS__EMBED_MS", "500"),
-    ("REDREC_GATEWAY__BUDGETS__RETRIEVE_MS", "1000"),
-    ("REDREC_GATEWAY__BUDGETS__RERANK_MS", "200"),
-];
-
 pub fn demo(port: u16, listen: &str) -> Result<()> {
     let listen_addr: SocketAddr = listen
         .parse()
@@ -66,15 +53,8 @@ pub fn demo(port: u16, listen: &str) -> Result<()> {
         .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
         .env("REDREC_GATEWAY__LISTEN", listen)
         .env("REDREC_GATEWAY__API_KEYS", format!("[\"{key}\"]"));
-    // Filtered KNN over the full catalog with broad filters (e.g. price <= 5, ~60% of the
-    // items) takes 50-150 ms per source on a small, busy machine with the embedded RediSearch
-    // 2.10 (no worker threads): the demo gets looser budgets than the 200 ms production default
-    // unless they are set explicitly.
-    for (var, value) in DEMO_BUDGETS {
-        if std::env::var_os(var).is_none() {
-            cmd.env(var, value);
-        }
-    }
+    // The demo serves with the production defaults (200 ms deadline, `hybrid_policy = "auto"`,
+    // admission control; docs/SERVING.md); any `REDREC_*` variable set by the caller still applies.
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;

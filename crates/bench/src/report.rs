@@ -120,6 +120,15 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// CPU time `process` spent per completed request (answered or failed) in this phase, in
+    /// microseconds.
+    pub fn cpu_us_per_request(&self, process: &str) -> Option<f64> {
+        let c = self.cpu.iter().find(|c| c.process == process)?;
+        let completed = (self.run.ok + self.run.errors) as f64 / self.run.elapsed_secs;
+        (completed > 0.0 && completed.is_finite())
+            .then(|| c.percent_of_core / 100.0 * 1e6 / completed)
+    }
+
     pub fn label(&self) -> String {
         let mut s = match (self.mode.as_str(), self.concurrency, self.load) {
             ("closed", Some(c), _) => format!("closed c={c}"),
@@ -301,6 +310,15 @@ impl Report {
             no_gw,
             None,
         );
+        let half = self.open(Side::Gateway, 0.5, false);
+        check(
+            "gateway CPU per request at 50% of raw max, µs".into(),
+            half.and_then(|p| p.cpu_us_per_request("gateway")),
+            Cmp::AtMost,
+            300.0,
+            no_gw,
+            None,
+        );
         let filtered: Vec<&LadderRung> = self.ladder.iter().filter(|r| r.label != "none").collect();
         let min_recall = filtered.iter().map(|r| r.mean_recall).reduce(f64::min);
         check(
@@ -462,6 +480,31 @@ impl Report {
                 r.latency.p999_ms,
                 r.latency.max_ms,
                 cpu_cell(&ph.cpu)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nCPU per completed request, answered or failed (µs of CPU time; from the CPU column):\n"
+        );
+        let _ = writeln!(md, "| side | phase | gateway | redis | load generator |");
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        for ph in &self.phases {
+            let cell = |p: &str| {
+                ph.cpu_us_per_request(p)
+                    .map_or("-".into(), |us| format!("{us:.0}"))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                ph.side.name(),
+                ph.label(),
+                if ph.side == Side::Gateway {
+                    cell("gateway")
+                } else {
+                    "-".into()
+                },
+                cell("redis"),
+                cell("bench")
             );
         }
         let errors: Vec<String> = self
@@ -794,10 +837,13 @@ mod tests {
             } else {
                 vec![]
             },
-            cpu: vec![CpuUse {
-                process: "redis".into(),
-                percent_of_core: 93.4,
-            }],
+            cpu: std::iter::once("redis")
+                .chain((side == Side::Gateway).then_some("gateway"))
+                .map(|p| CpuUse {
+                    process: p.into(),
+                    percent_of_core: 93.4,
+                })
+                .collect(),
         }
     }
 
@@ -908,7 +954,15 @@ mod tests {
         assert!((t.measured.unwrap() - 1.3).abs() < 1e-9 && t.pass == Some(true));
         let t = target(&r, "gateway p99 at 80% of raw max, ms");
         assert_eq!((t.measured, t.pass), (Some(6.0), Some(true)));
-        assert_eq!(r.targets.len(), 8);
+        let t = target(&r, "gateway CPU per request");
+        // 93.4% of a core, 1000 requests in 10 s: 9340 µs per request
+        assert!(
+            (t.measured.unwrap() - 9340.0).abs() < 1e-3,
+            "{:?}",
+            t.measured
+        );
+        assert_eq!(t.pass, Some(false));
+        assert_eq!(r.targets.len(), 9);
     }
 
     #[test]
@@ -959,6 +1013,8 @@ mod tests {
             "`redrec-ingest seed synthetic` (100000 items x 128 dims, into its own namespace): 40.0 s until 100% indexed, **2500 items/s**.",
             "- a note",
             "| open 50% | retrieve 1.25 / 3.50 |",
+            "| gateway | open 50% | 9340 | 9340 | - |",
+            "| raw | open 50% | - | 9340 | - |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }

@@ -21,6 +21,7 @@ pub mod filter;
 pub mod hybrid;
 pub mod item;
 pub mod keys;
+pub mod lru;
 pub mod query;
 pub mod reply;
 pub mod schema;

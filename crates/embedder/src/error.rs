@@ -46,6 +46,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// The micro-batching worker thread is gone (it panicked or was shut down).
+    #[error("the embedding worker has stopped")]
+    WorkerStopped,
+
     /// The embedding service could not be reached or answered with a transport/HTTP error.
     #[error("embedding service {url}: {detail}")]
     Http {

@@ -9,11 +9,13 @@ mod config;
 mod error;
 mod http;
 mod minilm;
+mod serving;
 
 pub use config::{ApiStyle, DEFAULT_MODEL_SUBDIR, EmbedderConfig, EmbedderKind, HttpConfig};
 pub use error::{Error, Result};
 pub use http::HttpEmbedder;
 pub use minilm::{MINILM_MODEL_ID, MODEL_DIR_ENV, MiniLm, default_model_dir};
+pub use serving::{BatchStats, EmbeddingCache, MicroBatcher};
 
 /// A text embedder. Every returned vector has [`Embedder::dims`] components and unit L2 norm.
 pub trait Embedder: Send + Sync {

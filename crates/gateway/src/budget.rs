@@ -28,11 +28,17 @@ impl Deadline {
         self.end.saturating_duration_since(Instant::now())
     }
 
+    /// When the deadline passes.
+    pub fn end(&self) -> Instant {
+        self.end
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 
-    /// The budget of a stage: its own budget, cut to what is left of the deadline.
+    /// The budget of a stage with a budget of its own (reranking): that budget, cut to what is
+    /// left of the deadline.
     pub fn stage_budget(&self, stage_ms: u64) -> Duration {
         Duration::from_millis(stage_ms).min(self.remaining())
     }

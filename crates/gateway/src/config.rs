@@ -18,10 +18,19 @@ pub struct GatewayConfig {
     pub read_keys_required: bool,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
-    /// End-to-end deadline of one request, in milliseconds.
+    /// End-to-end deadline of one request, in milliseconds. Every stage may use what is left of
+    /// it; only reranking has a budget of its own.
     pub deadline_ms: u64,
-    /// Per-stage budgets inside that deadline.
+    /// The rerank budget inside that deadline.
     pub budgets: StageBudgets,
+    /// How many Redis queries this gateway keeps in flight, and how requests wait for a slot.
+    pub admission: crate::admission::AdmissionConfig,
+    /// Serving caches: sizes and maximum ages.
+    pub cache: crate::cache::CacheConfig,
+    /// Concurrent query texts embedded as one batch: at most this many (1 = no batching).
+    pub embed_batch_max: usize,
+    /// How long the batch worker waits for more texts after the first, in microseconds.
+    pub embed_batch_wait_us: u64,
     /// Largest `k` a request may ask for.
     pub max_k: usize,
     /// Optional fixed-window rate limiting in the same Redis.
@@ -47,6 +56,10 @@ impl Default for GatewayConfig {
             body_limit: 256 * 1024,
             deadline_ms: 200,
             budgets: StageBudgets::default(),
+            admission: crate::admission::AdmissionConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
+            embed_batch_max: 16,
+            embed_batch_wait_us: 0,
             max_k: 200,
             rate_limit: RateLimitConfig::default(),
             shutdown_grace_secs: 10,
@@ -57,29 +70,20 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Budgets of the request stages, in milliseconds. Each stage also stops at the end-to-end
-/// deadline, whichever comes first.
+/// Stage budgets, in milliseconds. The stages that read Redis or embed text have none: they may
+/// use whatever is left of the request's deadline, so a stage that waited for Redis takes time from
+/// the later ones instead of failing while they have slack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StageBudgets {
-    /// Embedding the query text.
-    pub embed_ms: u64,
-    /// Reading user features.
-    pub features_ms: u64,
-    /// Candidate retrieval (all sources).
-    pub retrieve_ms: u64,
-    /// Reranking; over budget, the retrieval order is returned with `degraded: true`.
+    /// Reranking; over budget (or with no time left in the deadline), the retrieval order is
+    /// returned with `degraded: true`.
     pub rerank_ms: u64,
 }
 
 impl Default for StageBudgets {
     fn default() -> Self {
-        StageBudgets {
-            embed_ms: 60,
-            features_ms: 30,
-            retrieve_ms: 120,
-            rerank_ms: 40,
-        }
+        StageBudgets { rerank_ms: 40 }
     }
 }
 

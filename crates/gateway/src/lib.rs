@@ -6,8 +6,10 @@
 //! [`app`] builds the router from an [`AppState`]; the binary (`src/main.rs`) loads the
 //! configuration, installs tracing and serves it with graceful shutdown.
 
+pub mod admission;
 pub mod auth;
 pub mod budget;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -60,16 +60,12 @@ async fn main() -> Result<()> {
             }
         }
     });
-    // With retriever.hybrid_policy = "auto", take the selectivity sample before the first query
-    // rather than on it.
-    if state.settings.retriever.hybrid_policy == Some(redrec_retriever::PolicyName::Auto) {
-        match state.retriever.refresh_sample().await {
-            Ok(n) => tracing::info!(items = n, "selectivity sample taken"),
-            Err(e) => {
-                tracing::warn!(error = %e, "selectivity sample failed; the server picks HYBRID_POLICY")
-            }
-        }
-    }
+    // With retriever.hybrid_policy = "auto" (the default), the selectivity sample is taken and
+    // kept fresh here, in the background, never inside a request.
+    tokio::spawn({
+        let state = state.clone();
+        async move { state.retriever.keep_sample_fresh().await }
+    });
     spawn_popularity_fold(&state);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -117,6 +113,8 @@ fn spawn_popularity_fold(state: &AppState) {
             };
             match state.user_state.fold_popularity(&mut *con, 32).await {
                 Ok(r) if r.folded > 0 => {
+                    // popular lists are ordered by the field just written
+                    state.caches.popularity_changed();
                     tracing::info!(folded = r.folded, dropped = r.dropped, "popularity folded")
                 }
                 Ok(_) => {}
@@ -167,7 +165,7 @@ mod tests {
             assert_eq!(s.gateway.listen, "0.0.0.0:9000");
             assert_eq!(s.gateway.deadline_ms, 150);
             assert_eq!(s.gateway.budgets.rerank_ms, 5);
-            assert_eq!(s.gateway.budgets.retrieve_ms, 120);
+            assert_eq!(s.gateway.admission.max_in_flight, 0, "adaptive by default");
             assert_eq!(s.gateway.api_keys, ["k1", "k2"]);
             assert!(s.gateway.rate_limit.enabled);
             Ok(())

@@ -41,6 +41,7 @@ struct Families {
     redis_errors: BTreeMap<Labels, u64>,
     degraded: BTreeMap<Labels, u64>,
     stage_timeouts: BTreeMap<Labels, u64>,
+    admission_refused: BTreeMap<Labels, u64>,
     rate_limited: u64,
 }
 
@@ -123,6 +124,22 @@ impl Metrics {
         });
     }
 
+    /// A Redis stage refused by admission control (the request failed with 503).
+    pub fn admission_refused(&self, stage: &str, why: crate::admission::Refused) {
+        let why = match why {
+            crate::admission::Refused::Overloaded => "overloaded",
+            crate::admission::Refused::Deadline => "deadline",
+        };
+        self.with(|f| {
+            *f.admission_refused
+                .entry(vec![
+                    ("stage", stage.to_owned()),
+                    ("reason", why.to_owned()),
+                ])
+                .or_default() += 1
+        });
+    }
+
     /// The text exposition of every family.
     pub fn render(&self, pool: PoolGauges) -> String {
         let mut out = String::with_capacity(4096);
@@ -160,8 +177,15 @@ impl Metrics {
             counter(
                 &mut out,
                 "redrec_stage_timeouts_total",
-                "Requests failed with 503 because a stage ran out of its budget, by stage.",
+                "Requests failed with 503 because the deadline passed during a stage, by stage.",
                 &f.stage_timeouts,
+            );
+            counter(
+                &mut out,
+                "redrec_admission_refused_total",
+                "Requests refused with 503 by admission control, by stage and reason \
+                 (overloaded: refused at once; deadline: waited until the deadline).",
+                &f.admission_refused,
             );
             let _ = writeln!(
                 out,
@@ -188,6 +212,69 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Appends the admission limiter's gauges and counters.
+pub fn render_admission(out: &mut String, a: &crate::admission::AdmissionStats) {
+    let _ = writeln!(
+        out,
+        "# HELP redrec_admission_limit Redis queries the gateway admits in flight now.\n\
+         # TYPE redrec_admission_limit gauge\nredrec_admission_limit {}\n\
+         # HELP redrec_admission_in_flight Redis queries in flight.\n\
+         # TYPE redrec_admission_in_flight gauge\nredrec_admission_in_flight {}\n\
+         # HELP redrec_admission_waiting Requests waiting for an admission slot.\n\
+         # TYPE redrec_admission_waiting gauge\nredrec_admission_waiting {}\n\
+         # HELP redrec_admission_admitted_total Redis stages admitted (queued: after waiting).\n\
+         # TYPE redrec_admission_admitted_total counter\n\
+         redrec_admission_admitted_total{{waited=\"false\"}} {}\n\
+         redrec_admission_admitted_total{{waited=\"true\"}} {}",
+        a.limit,
+        a.in_flight,
+        a.waiting,
+        a.admitted - a.queued,
+        a.queued
+    );
+}
+
+/// Appends hit, miss, eviction counters, entries and hit ratio of each serving cache.
+pub fn render_caches(out: &mut String, caches: &[(&str, redrec_core::lru::CacheStats)]) {
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&redrec_core::lru::CacheStats) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (cache, s) in caches {
+                let _ = writeln!(out, "{name}{{cache=\"{cache}\"}} {}", value(s));
+            }
+        };
+    family(
+        "redrec_cache_hits_total",
+        "counter",
+        "Cache lookups answered from the cache.",
+        &|s| s.hits.to_string(),
+    );
+    family(
+        "redrec_cache_misses_total",
+        "counter",
+        "Cache lookups that went to Redis or the embedder.",
+        &|s| s.misses.to_string(),
+    );
+    family(
+        "redrec_cache_evictions_total",
+        "counter",
+        "Entries dropped to stay within the cache's bound.",
+        &|s| s.evictions.to_string(),
+    );
+    family("redrec_cache_entries", "gauge", "Entries held now.", &|s| {
+        s.entries.to_string()
+    });
+    family(
+        "redrec_cache_hit_ratio",
+        "gauge",
+        "Hits over lookups since start.",
+        &|s| format!("{:.4}", s.hit_rate()),
+    );
 }
 
 fn label_text(labels: &Labels, extra: Option<(&str, &str)>) -> String {

@@ -1,7 +1,11 @@
 //! The request pipeline behind every read route: read user features and embed the query text
-//! (concurrently, each within its budget), retrieve candidates, rerank. Over its budget the
-//! rerank stage is dropped and the retrieval order is returned with a degraded reason; any other
-//! stage over budget is a 503.
+//! (concurrently), retrieve candidates, rerank. Every stage may use whatever is left of the
+//! request's one deadline (`gateway.deadline_ms`): a slow stage takes time from the later ones
+//! instead of failing while they have slack. Each Redis stage first takes a permit from the
+//! admission limiter (`admission.rs`), waiting within the deadline; a request that cannot be
+//! served in time is refused at once with 503 and `Retry-After`. Only reranking has a budget of
+//! its own (`gateway.budgets.rerank_ms`): over it, the retrieval order is returned with a
+//! degraded reason instead of an error.
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,7 +17,7 @@ use crate::{
     error::{ApiError, ApiResult},
     plan::Plan,
     services::{
-        embed::embed_text,
+        embed::embed_query,
         users::{now_ms, read_user},
     },
     state::AppState,
@@ -31,18 +35,32 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
+/// Runs `fut` until the deadline at most; `None` when the deadline came first.
 async fn timed<T>(
-    budget: Duration,
+    deadline: &Deadline,
     fut: impl std::future::Future<Output = ApiResult<T>>,
 ) -> (Duration, Option<ApiResult<T>>) {
+    let remaining = deadline.remaining();
     // No time left: do not start the stage (a zero-length timer may not fire before a fast
-    // future completes, which would make a zero budget mean "unbounded").
-    if budget.is_zero() {
+    // future completes, which would make an expired deadline mean "unbounded").
+    if remaining.is_zero() {
         return (Duration::ZERO, None);
     }
     let started = std::time::Instant::now();
-    let out = tokio::time::timeout(budget, fut).await.ok();
+    let out = tokio::time::timeout(remaining, fut).await.ok();
     (started.elapsed(), out)
+}
+
+fn past_deadline(state: &AppState, stage: &'static str) -> ApiError {
+    ApiError::Unavailable {
+        reason: format!(
+            "the {} ms deadline passed during stage `{stage}`",
+            state.gateway().deadline_ms
+        ),
+        retry_after_secs: 1,
+        // counted by the metrics middleware
+        metric: Some(crate::error::ErrorMetric::StageTimeout(stage)),
+    }
 }
 
 pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
@@ -51,58 +69,55 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let mut timings = Timings::default();
 
     // Stage 1: user features and the query embedding are independent: run them together.
-    let features_budget = deadline.stage_budget(cfg.budgets.features_ms);
-    let embed_budget = deadline.stage_budget(cfg.budgets.embed_ms);
     let features_fut = async {
         match &plan.user_id {
-            Some(uid) => Some(timed(features_budget, read_user(state, uid)).await),
+            Some(uid) => Some(
+                timed(
+                    &deadline,
+                    state.admitted(&deadline, "features", read_user(state, uid)),
+                )
+                .await,
+            ),
             None => None,
         }
     };
     let embed_fut = async {
         match &plan.query.text {
-            Some(t) => Some(timed(embed_budget, embed_text(state, t.clone())).await),
+            Some(t) => Some(timed(&deadline, embed_query(state, t.clone())).await),
             None => None,
         }
     };
     let (features, embedded) = tokio::join!(features_fut, embed_fut);
-    let user = match features {
+    // shared with the blocking rerank task without copying the seen set and vectors
+    let user = Arc::new(match features {
         None => UserFeatures::default(),
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "features", elapsed);
-            out.ok_or_else(|| ApiError::stage_over_budget("features", features_budget))??
+            out.ok_or_else(|| past_deadline(state, "features"))??
         }
-    };
+    });
     let text_vector = match embedded {
         None => None,
         Some((elapsed, out)) => {
             timings.record(&state.metrics, "embed", elapsed);
-            Some(out.ok_or_else(|| ApiError::stage_over_budget("embed", embed_budget))??)
+            Some(out.ok_or_else(|| past_deadline(state, "embed"))??)
         }
     };
 
     // Stage 2: candidates.
-    let retrieve_budget = deadline.stage_budget(cfg.budgets.retrieve_ms);
     let (elapsed, out) = timed(
-        retrieve_budget,
-        crate::retrieve::candidates(state, &plan, &user, text_vector),
+        &deadline,
+        crate::retrieve::candidates(state, &plan, &user, text_vector, &deadline),
     )
     .await;
     timings.record(&state.metrics, "retrieve", elapsed);
-    let candidates =
-        out.ok_or_else(|| ApiError::stage_over_budget("retrieve", retrieve_budget))??;
+    let candidates = out.ok_or_else(|| past_deadline(state, "retrieve"))??;
 
     // Stage 3: rerank, or the retrieval order when there is no time left for it.
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);
-    let (items, degraded_reason) = rerank(
-        state,
-        &plan,
-        &user,
-        candidates.clone(),
-        rerank_budget,
-        &mut timings,
-    )
-    .await?;
+    let candidate_count = candidates.len();
+    let (items, degraded_reason) =
+        rerank(state, &plan, &user, candidates, rerank_budget, &mut timings).await?;
     if let Some(reason) = &degraded_reason {
         tracing::info!(reason = %reason, "degraded response");
     }
@@ -112,7 +127,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         profile: plan.profile,
         cold_start: !user.known,
         degraded_reason,
-        candidates: candidates.len(),
+        candidates: candidate_count,
         timings,
     })
 }
@@ -120,7 +135,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
 async fn rerank(
     state: &AppState,
     plan: &Plan,
-    user: &UserFeatures,
+    user: &Arc<UserFeatures>,
     candidates: Vec<Candidate>,
     budget: Duration,
     timings: &mut Timings,

@@ -8,6 +8,7 @@ use redrec_reranker::features::PURCHASE_EVENT;
 use redrec_retriever::{RetrievalRequest, Source, history::history_items};
 
 use crate::{
+    budget::Deadline,
     error::{ApiError, ApiResult, ErrorCode, RedisFailure},
     plan::{Plan, candidate_count},
     state::AppState,
@@ -50,6 +51,7 @@ pub async fn candidates(
     plan: &Plan,
     user: &UserFeatures,
     text_vector: Option<Vec<f32>>,
+    deadline: &Deadline,
 ) -> ApiResult<Vec<Candidate>> {
     let profile = state.reranker.profiles().get(&plan.profile).ok();
     let keep_purchases = !profile.is_some_and(|p| p.exclude_purchased());
@@ -106,13 +108,56 @@ pub async fn candidates(
         .get(&plan.profile)
         .map(|p| p.mmr_lambda().is_some())
         .unwrap_or(false);
+    // Vectors of the items the query names, from the cache where possible; the rest are read
+    // here (not by the retriever) so they can be cached.
+    let named: Vec<String> = plan
+        .query
+        .item_id
+        .iter()
+        .chain(&plan.query.positive)
+        .chain(&plan.query.negative)
+        .cloned()
+        .collect();
+    if !named.is_empty() {
+        let (found, missing) = state.caches.item_vectors(&named);
+        req.stored_vectors = found;
+        if !missing.is_empty() {
+            let read = state
+                .admitted(deadline, "item_vectors", async {
+                    state
+                        .retriever
+                        .item_vectors(&missing)
+                        .await
+                        .map_err(|e| retriever_error(plan, e))
+                })
+                .await?;
+            for (id, v) in missing.into_iter().zip(read) {
+                state.caches.store_item_vector(id.clone(), v.clone());
+                req.stored_vectors.insert(id, v);
+            }
+        }
+    }
+    // Popularity-only lists (cold start) are the same for everyone with this filter and profile.
+    let popular_key = (req.exclude.is_empty() && req.sources.iter().all(|s| *s == Source::Popular))
+        .then(|| format!("{:?}|{}|{}", req.filter, req.k, req.with_vectors));
+    if let Some(hit) = popular_key.as_deref().and_then(|k| state.caches.popular(k)) {
+        return Ok(hit.as_ref().clone());
+    }
     let retrieval = state
-        .retriever
-        .retrieve(&req)
-        .await
-        .map_err(|e| retriever_error(plan, e))?;
+        .admitted(deadline, "retrieve", async {
+            state
+                .retriever
+                .retrieve(&req)
+                .await
+                .map_err(|e| retriever_error(plan, e))
+        })
+        .await?;
     if retrieval.partial {
         tracing::warn!("redis returned partial search results (query timeout)");
+    } else if let Some(key) = popular_key {
+        state
+            .caches
+            .store_popular(key, std::sync::Arc::new(retrieval.candidates.clone()));
     }
     Ok(retrieval.candidates)
 }

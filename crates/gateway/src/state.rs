@@ -15,6 +15,8 @@ use redrec_store::{Redis, Route};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    admission::{Limiter, Refused},
+    budget::Deadline,
     config::GatewayConfig,
     error::ApiError,
     metrics::{Metrics, PoolGauges},
@@ -72,6 +74,13 @@ pub struct Inner {
     pub user_state: redrec_userstate::UserStateStore,
     pub reranker: redrec_reranker::Reranker,
     pub retriever: redrec_retriever::Retriever,
+    /// Admission control of the Redis queries of read requests.
+    pub admission: Limiter,
+    /// Popular lists, item vectors, query-text embeddings.
+    pub caches: crate::cache::Caches,
+    /// Micro-batching in front of the embedder (`None` without an embedder or with
+    /// `gateway.embed_batch_max = 1`).
+    pub batcher: Option<Arc<redrec_embedder::MicroBatcher>>,
     /// Department -> categories, cached by `GET /v1/facets`.
     pub facets: tokio::sync::Mutex<Option<(std::time::Instant, services::index::Facets)>>,
 }
@@ -126,6 +135,11 @@ impl AppState {
                 message,
             }
         })?;
+        settings
+            .gateway
+            .admission
+            .validate()
+            .map_err(|(field, message)| StartError::Config { field, message })?;
         let redis = connect_redis(&settings.redis)?;
         let ns = settings.index.namespace();
         let user_state = redrec_userstate::UserStateStore::new(
@@ -145,9 +159,32 @@ impl AppState {
                 }
             })?;
         let retriever = build_retriever(&settings, &redis, &schema, None)?;
+        let batcher = match (&embedder, settings.gateway.embed_batch_max) {
+            (_, 0) => {
+                return Err(StartError::Config {
+                    field: "gateway.embed_batch_max",
+                    message: "must be at least 1 (1 = no batching)".into(),
+                });
+            }
+            (Some(e), n) if n > 1 => Some(Arc::new(
+                redrec_embedder::MicroBatcher::new(
+                    e.clone(),
+                    n,
+                    Duration::from_micros(settings.gateway.embed_batch_wait_us),
+                )
+                .map_err(|e| StartError::Config {
+                    field: "gateway.embed_batch_max",
+                    message: e.to_string(),
+                })?,
+            )),
+            _ => None,
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 retriever,
+                admission: Limiter::new(&settings.gateway.admission),
+                caches: crate::cache::Caches::new(&settings.gateway.cache),
+                batcher,
                 facets: tokio::sync::Mutex::new(None),
                 ns,
                 schema,
@@ -239,6 +276,38 @@ impl AppState {
     {
         let con = self.conn(route).await?;
         self.redis.call(what, f(con)).await.map_err(ApiError::from)
+    }
+
+    /// Runs one Redis stage (`stage` names it in errors and metrics) under an admission permit
+    /// taken within `deadline`. A request that cannot get one in time is refused with 503 and
+    /// `Retry-After` (at once when the expected wait already exceeds the deadline).
+    pub async fn admitted<T>(
+        &self,
+        deadline: &Deadline,
+        stage: &'static str,
+        fut: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .admission
+            .acquire(deadline.end())
+            .await
+            .map_err(|refused| {
+                self.metrics.admission_refused(stage, refused);
+                let deadline_ms = self.settings.gateway.deadline_ms;
+                ApiError::Unavailable {
+                    reason: match refused {
+                        Refused::Overloaded => format!(
+                            "overloaded: stage `{stage}` cannot start within the {deadline_ms} ms deadline"
+                        ),
+                        Refused::Deadline => format!(
+                            "overloaded: stage `{stage}` waited for Redis until the {deadline_ms} ms deadline"
+                        ),
+                    },
+                    retry_after_secs: 1,
+                    metric: None,
+                }
+            })?;
+        fut.await
     }
 
     pub fn pool_gauges(&self) -> PoolGauges {

@@ -25,8 +25,12 @@ pub enum PolicyName {
     /// Walk the graph in batches of `batch_size`, filtering each batch.
     Batches,
     /// Per query: `batches` when a sample of the items says the filter keeps at least
-    /// `auto_batches_above` of them, else the server's own choice (see `selectivity.rs`).
+    /// `auto_batches_above` of them, else the server's own choice (see `selectivity.rs`). The
+    /// sample is taken in the background, never inside a request. The default.
     Auto,
+    /// Send no `HYBRID_POLICY`: the server decides (the same as leaving the key out before
+    /// `auto` became the default).
+    Server,
 }
 
 /// Retriever settings (a plain struct; binaries load it with figment).
@@ -51,7 +55,8 @@ pub struct RetrieverConfig {
     pub fetch: FetchMode,
     /// Hash fields returned with candidates; empty = every non-vector field of the schema.
     pub return_fields: Vec<String>,
-    /// `HYBRID_POLICY` for filtered KNN: `adhoc_bf`, `batches`, `auto`, or none (the server decides).
+    /// `HYBRID_POLICY` for filtered KNN: `auto` (default), `adhoc_bf`, `batches`, or `server`
+    /// (none sent: the server decides).
     pub hybrid_policy: Option<PolicyName>,
     pub batch_size: Option<u32>,
     /// With `hybrid_policy = "auto"`: the estimated share of items a filter must keep for
@@ -59,8 +64,11 @@ pub struct RetrieverConfig {
     pub auto_batches_above: f64,
     /// With `auto`: items sampled (`SCAN` over item keys) to estimate filter selectivity.
     pub sample_size: usize,
-    /// With `auto`: age after which the sample is taken again, on the next filtered query.
+    /// With `auto`: age after which the background sampler takes the sample again.
     pub sample_max_age_secs: u64,
+    /// With `auto`: seconds between the background sampler's checks of the serving index
+    /// (`FT.INFO`: document count and index name); a change takes a new sample.
+    pub sample_check_secs: u64,
 }
 
 impl Default for RetrieverConfig {
@@ -74,12 +82,38 @@ impl Default for RetrieverConfig {
             text_scorer: "BM25".into(),
             fetch: FetchMode::Return,
             return_fields: Vec::new(),
-            hybrid_policy: None,
+            hybrid_policy: Some(PolicyName::Auto),
             batch_size: None,
             auto_batches_above: 0.05,
             sample_size: 1000,
             sample_max_age_secs: 600,
+            sample_check_secs: 30,
         }
+    }
+}
+
+impl RetrieverConfig {
+    /// Rejects settings the background sampler cannot run with, naming the key.
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.sample_check_secs == 0 {
+            return Err(crate::Error::config(
+                "retriever.sample_check_secs",
+                "must be at least 1 (seconds between checks of the serving index)",
+            ));
+        }
+        if self.sample_max_age_secs == 0 {
+            return Err(crate::Error::config(
+                "retriever.sample_max_age_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.auto_batches_above) {
+            return Err(crate::Error::config(
+                "retriever.auto_batches_above",
+                format!("is {}, expected a share in 0..=1", self.auto_batches_above),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +130,11 @@ mod tests {
         assert_eq!(c.ef_runtime, 64);
         assert_eq!(c.fetch, FetchMode::Return);
         assert_eq!(
+            c.hybrid_policy,
+            Some(PolicyName::Auto),
+            "auto is the default"
+        );
+        assert_eq!(
             c.fusion,
             Fusion::Rrf {
                 constant: 10.0,
@@ -107,8 +146,30 @@ mod tests {
         let c: RetrieverConfig =
             serde_json::from_str(r#"{"hybrid_policy": "batches", "batch_size": 32}"#).unwrap();
         assert_eq!(c.hybrid_policy, Some(PolicyName::Batches));
+        let c: RetrieverConfig = serde_json::from_str(r#"{"hybrid_policy": "server"}"#).unwrap();
+        assert_eq!(c.hybrid_policy, Some(PolicyName::Server));
         let e =
             serde_json::from_str::<RetrieverConfig>(r#"{"hybrid_policy": "fast"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown variant `fast`"), "{e}");
+    }
+
+    #[test]
+    fn sampler_settings_are_validated_naming_the_key() {
+        for (json, key) in [
+            (r#"{"sample_check_secs": 0}"#, "retriever.sample_check_secs"),
+            (
+                r#"{"sample_max_age_secs": 0}"#,
+                "retriever.sample_max_age_secs",
+            ),
+            (
+                r#"{"auto_batches_above": 1.5}"#,
+                "retriever.auto_batches_above",
+            ),
+        ] {
+            let c: RetrieverConfig = serde_json::from_str(json).unwrap();
+            let e = c.validate().unwrap_err();
+            assert!(e.to_string().contains(key), "{json}: {e}");
+        }
+        RetrieverConfig::default().validate().unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! What a caller asks for ([`RetrievalRequest`] and its [`Source`]s) and what it gets back
 //! ([`Retrieval`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use redrec_core::candidate::Candidate;
 use redrec_core::filter::Filter;
@@ -62,6 +62,9 @@ pub struct RetrievalRequest {
     pub exclude: BTreeSet<String>,
     /// Return each candidate's embedding (for MMR).
     pub with_vectors: bool,
+    /// Stored vectors of items the sources name (more-like-this, examples) that the caller
+    /// already holds (e.g. cached): not read from Redis again.
+    pub stored_vectors: BTreeMap<String, Vec<f32>>,
 }
 
 impl RetrievalRequest {
@@ -72,6 +75,7 @@ impl RetrievalRequest {
             k,
             exclude: BTreeSet::new(),
             with_vectors: false,
+            stored_vectors: BTreeMap::new(),
         }
     }
 }

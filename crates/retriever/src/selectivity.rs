@@ -7,120 +7,170 @@
 //! random sample of the items' TAG and NUMERIC fields and evaluates the filter AST on it: pure
 //! computation, microseconds per query.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use redrec_core::filter::Filter;
 use redrec_core::schema::{FieldKind, IndexSchema};
 
-/// Filterable field values of a random sample of items.
+/// Filterable field values of a random sample of items, stored by column and normalised once
+/// when the sample is taken, so an estimate allocates nothing per row (it runs on every filtered
+/// request).
 #[derive(Debug, Clone, Default)]
 pub struct FieldSample {
-    rows: Vec<BTreeMap<String, String>>,
-    /// Per TAG field: (separator, case sensitive).
-    tags: BTreeMap<String, (char, bool)>,
+    rows: usize,
+    /// Per TAG field: how its values are compared, and each row's normalised values.
+    tags: HashMap<String, TagColumn>,
+    /// Per field that holds numbers: each row's value.
+    numbers: HashMap<String, Vec<Option<f64>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TagColumn {
+    case_sensitive: bool,
+    values: Vec<Vec<Box<str>>>,
+}
+
+fn normalise(s: &str, case_sensitive: bool) -> Box<str> {
+    let s = s.trim();
+    if case_sensitive {
+        s.into()
+    } else {
+        s.to_ascii_lowercase().into()
+    }
 }
 
 impl FieldSample {
     /// A sample of `rows` (field -> stored value) for `schema`.
     pub fn new(schema: &IndexSchema, rows: Vec<BTreeMap<String, String>>) -> FieldSample {
-        let tags = schema
-            .fields
-            .iter()
-            .filter_map(|f| match &f.kind {
-                FieldKind::Tag(t) => {
-                    let sep = t
-                        .separator
-                        .as_deref()
-                        .and_then(|s| s.chars().next())
-                        .unwrap_or(',');
-                    Some((f.name.clone(), (sep, t.case_sensitive)))
-                }
-                _ => None,
+        let mut tags = HashMap::new();
+        for f in &schema.fields {
+            if let FieldKind::Tag(t) = &f.kind {
+                let sep = t
+                    .separator
+                    .as_deref()
+                    .and_then(|s| s.chars().next())
+                    .unwrap_or(',');
+                let values = rows
+                    .iter()
+                    .map(|r| {
+                        r.get(&f.name).map_or_else(Vec::new, |v| {
+                            v.split(sep)
+                                .map(|x| normalise(x, t.case_sensitive))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                tags.insert(
+                    f.name.clone(),
+                    TagColumn {
+                        case_sensitive: t.case_sensitive,
+                        values,
+                    },
+                );
+            }
+        }
+        // Every field that holds numbers in the sample can be range-filtered (a range on a
+        // non-numeric field matches nothing, as in the index).
+        let mut names: Vec<&String> = rows.iter().flat_map(|r| r.keys()).collect();
+        names.sort();
+        names.dedup();
+        let numbers = names
+            .into_iter()
+            .map(|name| {
+                let column = rows
+                    .iter()
+                    .map(|r| r.get(name).and_then(|v| v.trim().parse::<f64>().ok()))
+                    .collect();
+                (name.clone(), column)
             })
             .collect();
-        FieldSample { rows, tags }
+        FieldSample {
+            rows: rows.len(),
+            tags,
+            numbers,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows == 0
     }
 
     /// The share of sampled items the filter keeps, or `None` when the filter holds a part the
     /// sample cannot judge (full-text conditions) or the sample is empty.
     pub fn estimate(&self, filter: &Filter) -> Option<f64> {
-        if self.rows.is_empty() {
+        if self.rows == 0 {
             return None;
         }
-        let mut hits = 0usize;
-        for row in &self.rows {
-            if self.matches(filter, row)? {
-                hits += 1;
-            }
-        }
-        Some(hits as f64 / self.rows.len() as f64)
+        let kept = self.matches(filter)?;
+        Some(kept.iter().filter(|k| **k).count() as f64 / self.rows as f64)
     }
 
-    fn matches(&self, filter: &Filter, row: &BTreeMap<String, String>) -> Option<bool> {
+    /// Which rows the filter keeps.
+    fn matches(&self, filter: &Filter) -> Option<Vec<bool>> {
         Some(match filter {
-            Filter::All => true,
+            Filter::All => vec![true; self.rows],
             Filter::Text(_) => return None,
-            Filter::Tag(t) => {
-                let (sep, case_sensitive) =
-                    self.tags.get(&t.field).copied().unwrap_or((',', false));
-                let norm = |s: &str| {
-                    let s = s.trim();
-                    if case_sensitive {
-                        s.to_owned()
-                    } else {
-                        s.to_ascii_lowercase()
-                    }
-                };
-                let carried = row
-                    .get(&t.field)
-                    .map(|v| v.split(sep).map(norm).collect::<Vec<_>>());
-                let any = carried
-                    .map(|c| t.values.iter().any(|want| c.contains(&norm(want))))
-                    .unwrap_or(false);
-                any != t.negated
-            }
-            Filter::Range(r) => {
-                match row.get(&r.field).and_then(|v| v.trim().parse::<f64>().ok()) {
-                    None => false,
-                    Some(x) => {
-                        let lower = match r.lower {
-                            Bound::Included(b) => x >= b,
-                            Bound::Excluded(b) => x > b,
-                            Bound::Unbounded => true,
-                        };
-                        let upper = match r.upper {
-                            Bound::Included(b) => x <= b,
-                            Bound::Excluded(b) => x < b,
-                            Bound::Unbounded => true,
-                        };
-                        lower && upper
-                    }
+            Filter::Tag(t) => match self.tags.get(&t.field) {
+                // a field the schema does not tag: no row carries a value
+                None => vec![t.negated; self.rows],
+                Some(column) => {
+                    let wanted: Vec<Box<str>> = t
+                        .values
+                        .iter()
+                        .map(|w| normalise(w, column.case_sensitive))
+                        .collect();
+                    column
+                        .values
+                        .iter()
+                        .map(|carried| carried.iter().any(|c| wanted.contains(c)) != t.negated)
+                        .collect()
                 }
-            }
+            },
+            Filter::Range(r) => match self.numbers.get(&r.field) {
+                None => vec![false; self.rows],
+                Some(column) => column
+                    .iter()
+                    .map(|x| {
+                        x.is_some_and(|x| {
+                            let lower = match r.lower {
+                                Bound::Included(b) => x >= b,
+                                Bound::Excluded(b) => x > b,
+                                Bound::Unbounded => true,
+                            };
+                            let upper = match r.upper {
+                                Bound::Included(b) => x <= b,
+                                Bound::Excluded(b) => x < b,
+                                Bound::Unbounded => true,
+                            };
+                            lower && upper
+                        })
+                    })
+                    .collect(),
+            },
             Filter::And(children) => {
-                let mut all = true;
+                let mut all = vec![true; self.rows];
                 for c in children {
-                    all &= self.matches(c, row)?;
+                    for (a, m) in all.iter_mut().zip(self.matches(c)?) {
+                        *a &= m;
+                    }
                 }
                 all
             }
             Filter::Or(children) => {
-                let mut any = false;
+                let mut any = vec![false; self.rows];
                 for c in children {
-                    any |= self.matches(c, row)?;
+                    for (a, m) in any.iter_mut().zip(self.matches(c)?) {
+                        *a |= m;
+                    }
                 }
                 any
             }
-            Filter::Not(child) => !self.matches(child, row)?,
+            Filter::Not(child) => self.matches(child)?.into_iter().map(|m| !m).collect(),
         })
     }
 }

@@ -154,7 +154,9 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub async fn get_metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.pool_gauges());
+    let mut body = state.metrics.render(state.pool_gauges());
+    crate::metrics::render_admission(&mut body, &state.admission.stats());
+    crate::metrics::render_caches(&mut body, &state.caches.stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -20,11 +20,14 @@ pub async fn replace_item(
     id: &str,
     fields: &[(String, Vec<u8>)],
 ) -> ApiResult<bool> {
-    state
+    let created = state
         .call("item upsert", Route::Primary, |mut con| async move {
             catalog::replace_item(&mut con, &state.ns, id, fields).await
         })
-        .await
+        .await?;
+    state.retriever.catalog_changed();
+    state.caches.item_changed(id);
+    Ok(created)
 }
 
 /// Item `id` as stored; `None` when it does not exist.
@@ -38,9 +41,12 @@ pub async fn read_item(state: &AppState, id: &str) -> ApiResult<Option<BTreeMap<
 
 /// Deletes item `id`; returns whether it existed.
 pub async fn delete_item(state: &AppState, id: &str) -> ApiResult<bool> {
-    state
+    let existed = state
         .call("DEL", Route::Primary, |mut con| async move {
             catalog::delete_item(&mut con, &state.ns, id).await
         })
-        .await
+        .await?;
+    state.retriever.catalog_changed();
+    state.caches.item_changed(id);
+    Ok(existed)
 }

@@ -1,6 +1,8 @@
 //! Handler tests: `app(state).oneshot(request)` against the real Redis, one TestSpace each.
 
+mod admission;
 mod bodies;
+mod cache;
 mod fixture;
 mod history;
 mod ops;
@@ -30,12 +32,7 @@ pub fn settings(space: &TestSpace, dims: usize) -> Settings {
             // Generous budgets: the test machine is shared and busy; budget behaviour is
             // tested explicitly with zero budgets.
             deadline_ms: 20_000,
-            budgets: StageBudgets {
-                embed_ms: 10_000,
-                features_ms: 10_000,
-                retrieve_ms: 10_000,
-                rerank_ms: 10_000,
-            },
+            budgets: StageBudgets { rerank_ms: 10_000 },
             ..GatewayConfig::default()
         },
         ..Settings::default()

@@ -1,7 +1,8 @@
 //! The retriever: turns a [`RetrievalRequest`] (candidate sources, one filter, k, ids to exclude)
 //! into candidates with as few round trips as possible:
 //!
-//! 1. only when a source needs stored vectors (more-like-this, examples): one `HMGET` pipeline;
+//! 1. only when a source needs stored vectors (more-like-this, examples) the caller did not pass
+//!    in `stored_vectors`: one `HMGET` pipeline;
 //! 2. one pipeline with every source's `FT.SEARCH` (and, for text, BM25 + KNN, or `FT.HYBRID`);
 //! 3. a second search pipeline only when exclusions left fewer than k and more may exist;
 //! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
@@ -19,7 +20,6 @@ mod sampling;
 mod shaping;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLock;
 
 use deadpool_redis::Pool;
 use redis::Value;
@@ -42,7 +42,8 @@ use redrec_core::reply::{Shape, parse_hmget, parse_search};
 use connection::Conn;
 pub use connection::create_pool;
 use rounds::bad_query;
-use sampling::TakenSample;
+pub use sampling::SampleStatus;
+use sampling::Sampler;
 
 /// Executes retrievals against one index alias.
 pub struct Retriever {
@@ -58,8 +59,8 @@ pub struct Retriever {
     return_fields: Vec<String>,
     config: RetrieverConfig,
     hybrid: Option<HybridSyntax>,
-    /// Field sample for the `auto` policy, with the time it was taken.
-    sample: RwLock<Option<TakenSample>>,
+    /// Field sample for the `auto` policy, kept fresh in the background.
+    sampler: Sampler,
 }
 
 impl Retriever {
@@ -117,6 +118,7 @@ impl Retriever {
         let (metric, dims) = (v.distance_metric, v.dims);
         let hnsw = v.algorithm == VectorAlgorithm::Hnsw;
         config.fusion.validate()?;
+        config.validate()?;
         let return_fields = return_fields(&schema, &config)?;
         let popularity = schema.field(&fields.popularity)?;
         if !matches!(popularity.kind, FieldKind::Numeric(_)) {
@@ -138,7 +140,7 @@ impl Retriever {
             return_fields,
             config,
             hybrid: None,
-            sample: RwLock::new(None),
+            sampler: Sampler::new(),
         })
     }
 
@@ -238,19 +240,26 @@ impl Retriever {
             )));
         }
         let filter = req.filter.render(&self.schema)?;
-        let needed = self.validate_sources(&req.sources)?;
+        let mut needed = self.validate_sources(&req.sources)?;
         let mut round_trips = 0;
         let mut stored = BTreeMap::new();
+        for (id, v) in &req.stored_vectors {
+            if needed.contains(id) {
+                self.validate_vector(v)?;
+                stored.insert(id.clone(), v.clone());
+            }
+        }
+        needed.retain(|id| !stored.contains_key(id));
         if !needed.is_empty() {
             let vectors = self.item_vectors(&needed).await?;
             round_trips += 1;
-            stored = needed.into_iter().zip(vectors).collect();
+            stored.extend(needed.into_iter().zip(vectors));
         }
         let mut exclude = req.exclude.clone();
         let plans = self.plan(&req.sources, &stored, &mut exclude)?;
         // Only KNN sources care about the hybrid policy (and only with a filter).
         let policy = if plans.iter().any(|p| p.searches_vectors()) {
-            self.policy_for(&req.filter).await
+            self.policy_for(&req.filter)
         } else {
             None
         };

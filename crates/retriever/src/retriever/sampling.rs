@@ -1,87 +1,145 @@
 //! The `auto` hybrid policy's I/O: taking the field sample that [`crate::selectivity`] evaluates
-//! filters on (`SCAN` over item keys, then one `HMGET` pipeline), keeping it fresh, and choosing
-//! `HYBRID_POLICY` per request.
+//! filters on (`SCAN` over item keys, then one `HMGET` pipeline), keeping it fresh in the
+//! background, and choosing `HYBRID_POLICY` per request.
+//!
+//! A request never samples: it reads whatever sample is current (none yet: the server picks the
+//! policy). [`Retriever::keep_sample_fresh`] takes the sample at start, again after
+//! `sample_max_age_secs`, after [`Retriever::catalog_changed`] and whenever the serving index's
+//! document count or name changes (checked every `sample_check_secs` with one `FT.INFO`).
+//! Refreshes are single-flight: callers that arrive while one runs wait for it and share its
+//! result instead of sampling again.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use redrec_core::filter::Filter;
 use redrec_core::query::HybridPolicy;
+use redrec_core::reply::{parse_hmget, parse_info};
 use redrec_core::schema::FieldKind;
 
 use super::Retriever;
 use crate::config::PolicyName;
 use crate::error::{Error, Result};
 use crate::selectivity::FieldSample;
-use redrec_core::reply::parse_hmget;
 
 /// SCAN calls one sample may take before it settles for the keys found so far.
 const MAX_SCAN_CALLS: usize = 200;
 /// `COUNT` hint of each SCAN call.
 const SCAN_COUNT: usize = 2000;
+/// After a change notice, wait this long for more changes before sampling (a bulk of item writes
+/// is one change, not a thousand).
+const CHANGE_DEBOUNCE: Duration = Duration::from_secs(1);
 
-/// A field sample and when it was taken.
-pub(super) struct TakenSample {
+/// A field sample and what the catalog looked like when it was taken.
+struct TakenSample {
     at: Instant,
     sample: Arc<FieldSample>,
+    /// `FT.INFO` of the alias at sampling time: (index name, document count).
+    index: Option<(String, u64)>,
+}
+
+/// The sample, its single-flight guard and the change signal.
+pub(super) struct Sampler {
+    current: RwLock<Option<TakenSample>>,
+    /// Held while a sample is taken; a caller that had to wait checks `taken` to see whether the
+    /// sample it waited for is already there.
+    flight: tokio::sync::Mutex<()>,
+    /// Samples taken so far (successful ones).
+    taken: AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl Sampler {
+    pub(super) fn new() -> Sampler {
+        Sampler {
+            current: RwLock::new(None),
+            flight: tokio::sync::Mutex::new(()),
+            taken: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<FieldSample>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.sample.clone())
+    }
+}
+
+/// What the background sampler knows about the current sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleStatus {
+    /// Items in the sample.
+    pub items: usize,
+    /// Seconds since it was taken.
+    pub age_secs: f64,
+    /// Samples taken since start.
+    pub taken: u64,
 }
 
 impl Retriever {
-    /// The `HYBRID_POLICY` for a request with this filter.
-    pub(super) async fn policy_for(&self, filter: &Filter) -> Option<HybridPolicy> {
+    /// The `HYBRID_POLICY` for a request with this filter. No I/O: with `auto` it reads the
+    /// current sample only.
+    pub(super) fn policy_for(&self, filter: &Filter) -> Option<HybridPolicy> {
         let batches = HybridPolicy::Batches {
             batch_size: self.config.batch_size,
         };
         match self.config.hybrid_policy? {
             PolicyName::AdhocBf => Some(HybridPolicy::AdhocBf),
             PolicyName::Batches => Some(batches),
+            PolicyName::Server => None,
             PolicyName::Auto => {
                 if *filter == Filter::All {
                     return None;
                 }
-                let sample = self.current_sample().await?;
-                let share = sample.estimate(filter)?;
+                let share = self.sampler.current()?.estimate(filter)?;
                 (share >= self.config.auto_batches_above).then_some(batches)
             }
         }
     }
 
-    fn fresh_sample(&self) -> Option<Arc<FieldSample>> {
-        let max_age = Duration::from_secs(self.config.sample_max_age_secs);
-        self.sample
-            .read()
-            .expect("sample lock")
-            .as_ref()
-            .filter(|t| t.at.elapsed() < max_age)
-            .map(|t| t.sample.clone())
+    /// Whether this retriever chooses the policy from a sample (`hybrid_policy = "auto"`).
+    pub fn samples_selectivity(&self) -> bool {
+        self.config.hybrid_policy == Some(PolicyName::Auto)
     }
 
-    /// The field sample, taken again when missing or too old. A failed sample only means the
-    /// server chooses the policy for now.
-    async fn current_sample(&self) -> Option<Arc<FieldSample>> {
-        if let Some(s) = self.fresh_sample() {
-            return Some(s);
-        }
-        match self.refresh_sample().await {
-            Ok(_) => self
-                .sample
-                .read()
-                .expect("sample lock")
-                .as_ref()
-                .map(|t| t.sample.clone()),
-            Err(e) => {
-                tracing::warn!(error = %e, "selectivity sample failed; the server picks HYBRID_POLICY");
-                None
-            }
-        }
+    /// The current sample, if one was taken.
+    pub fn sample_status(&self) -> Option<SampleStatus> {
+        let guard = self
+            .sampler
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(|t| SampleStatus {
+            items: t.sample.len(),
+            age_secs: t.at.elapsed().as_secs_f64(),
+            taken: self.sampler.taken.load(Ordering::Acquire),
+        })
+    }
+
+    /// Tells the background sampler that items were written or deleted (the gateway's item
+    /// routes call it); it samples again shortly after, off the request path.
+    pub fn catalog_changed(&self) {
+        self.sampler.changed.notify_one();
     }
 
     /// Takes a new sample of the items' TAG and NUMERIC fields (`SCAN` over this namespace's item
-    /// keys) for the `auto` policy; returns how many items it holds.
+    /// keys) for the `auto` policy; returns how many items it holds. Single-flight: a caller
+    /// arriving while a sample is being taken waits for that one and returns its size.
     pub async fn refresh_sample(&self) -> Result<usize> {
+        let seen = self.sampler.taken.load(Ordering::Acquire);
+        let _flight = self.sampler.flight.lock().await;
+        if self.sampler.taken.load(Ordering::Acquire) != seen {
+            // another caller took it while this one waited
+            return Ok(self.sampler.current().map_or(0, |s| s.len()));
+        }
+        let index = self.index_identity().await.ok();
         let fields: Vec<String> = self
             .schema
             .fields
@@ -111,11 +169,84 @@ impl Retriever {
         }
         let n = rows.len();
         let sample = Arc::new(FieldSample::new(&self.schema, rows));
-        *self.sample.write().expect("sample lock") = Some(TakenSample {
+        *self
+            .sampler
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(TakenSample {
             at: Instant::now(),
             sample,
+            index,
         });
+        self.sampler.taken.fetch_add(1, Ordering::AcqRel);
         Ok(n)
+    }
+
+    /// Keeps the `auto` policy's sample fresh until the future is dropped (the gateway runs it as
+    /// a background task). Returns at once for other policies. Failures are logged and retried
+    /// at the next check; meanwhile the last sample (or the server's choice) serves.
+    pub async fn keep_sample_fresh(&self) {
+        if !self.samples_selectivity() {
+            return;
+        }
+        let check = Duration::from_secs(self.config.sample_check_secs.max(1));
+        let max_age = Duration::from_secs(self.config.sample_max_age_secs.max(1));
+        let mut changed = true;
+        loop {
+            let due = changed || self.sample_due(max_age).await;
+            if due {
+                match self.refresh_sample().await {
+                    Ok(n) => tracing::info!(items = n, "selectivity sample taken"),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "selectivity sample failed; the last one (or the server) picks HYBRID_POLICY"
+                    ),
+                }
+            }
+            changed = tokio::select! {
+                () = tokio::time::sleep(check) => false,
+                () = self.sampler.changed.notified() => {
+                    tokio::time::sleep(CHANGE_DEBOUNCE).await;
+                    true
+                }
+            };
+        }
+    }
+
+    /// Whether the sample is missing, older than `max_age`, or was taken over another index or
+    /// document count than the alias serves now.
+    async fn sample_due(&self, max_age: Duration) -> bool {
+        let (at, index) = {
+            let guard = self
+                .sampler
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                None => return true,
+                Some(t) => (t.at, t.index.clone()),
+            }
+        };
+        if at.elapsed() >= max_age {
+            return true;
+        }
+        match self.index_identity().await {
+            Ok(now) => index.as_ref() != Some(&now),
+            // the index is unreachable: sampling would fail too
+            Err(_) => false,
+        }
+    }
+
+    /// The index the alias serves and its document count (`FT.INFO`).
+    async fn index_identity(&self) -> Result<(String, u64)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FT.INFO").arg(&self.alias);
+        let reply = self.run(&pipe).await?;
+        let info = reply
+            .first()
+            .ok_or_else(|| Error::protocol("empty FT.INFO reply"))
+            .and_then(|v| parse_info(v).map_err(Error::from))?;
+        Ok((info.name, info.num_docs))
     }
 
     /// Item keys of this namespace, at least `sample_size` of them when that many exist.

@@ -4,5 +4,6 @@
 mod filters;
 mod fusion;
 mod recall;
+mod sampling;
 mod sources;
 mod support;

@@ -1,0 +1,159 @@
+//! The `auto` policy's background selectivity sample: never taken inside a request, taken by the
+//! background sampler at start and after catalog changes, single-flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redrec_core::filter::Filter;
+use redrec_core::query::HybridPolicy;
+use redrec_retriever::{PolicyName, RetrievalRequest, Retriever, RetrieverConfig, Source};
+use redrec_testkit::TestSpace;
+
+use crate::support::{self, Item, Rng};
+
+const DIMS: usize = 8;
+
+/// `n` items from `from`: department HOME for even ids, FOOD for odd ones.
+fn items(from: usize, n: usize) -> Vec<Item> {
+    let mut rng = Rng::new(from as u64 + 1);
+    (from..from + n)
+        .map(|i| Item {
+            id: format!("s{i}"),
+            vector: support::random_unit(&mut rng, DIMS),
+            fields: support::fields(&[
+                ("category", format!("CAT{}", i % 5)),
+                (
+                    "department",
+                    if i % 2 == 0 { "HOME" } else { "FOOD" }.into(),
+                ),
+                ("price", (i % 10).to_string()),
+                ("popularity", i.to_string()),
+                ("in_stock", "1".into()),
+            ]),
+        })
+        .collect()
+}
+
+fn broad_request() -> RetrievalRequest {
+    let mut req = RetrievalRequest::new(vec![Source::Vector(vec![1.0; DIMS])], 5);
+    req.filter = Filter::tag_any("department", ["HOME"]);
+    req
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn auto_is_the_default_and_requests_never_sample() {
+    let space = TestSpace::new("sample_none");
+    let schema = support::schema(&space.ns, DIMS);
+    support::create_index(&space, &schema).await;
+    support::load(&space, &items(0, 100), 100).await;
+    let r = support::retriever(&space, &schema, RetrieverConfig::default());
+    assert!(r.samples_selectivity(), "auto is the default policy");
+    // No sample yet: the request is answered with the server's choice and takes none itself.
+    let got = r.retrieve(&broad_request()).await.unwrap();
+    assert_eq!(got.policy, None);
+    assert_eq!(got.candidates.len(), 5);
+    assert_eq!(r.sample_status(), None, "a request took a sample");
+    // Once the sample exists, the broad filter (half the catalog) gets BATCHES.
+    assert_eq!(r.refresh_sample().await.unwrap(), 100);
+    let got = r.retrieve(&broad_request()).await.unwrap();
+    assert!(
+        matches!(got.policy, Some(HybridPolicy::Batches { .. })),
+        "{:?}",
+        got.policy
+    );
+    // `server` sends no policy at all and never samples.
+    let server = support::retriever(
+        &space,
+        &schema,
+        RetrieverConfig {
+            hybrid_policy: Some(PolicyName::Server),
+            ..RetrieverConfig::default()
+        },
+    );
+    assert!(!server.samples_selectivity());
+    assert_eq!(
+        server.retrieve(&broad_request()).await.unwrap().policy,
+        None
+    );
+    tokio::time::timeout(Duration::from_millis(100), server.keep_sample_fresh())
+        .await
+        .expect("the sampler returns at once for other policies");
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_take_one_sample() {
+    let space = TestSpace::new("sample_flight");
+    let schema = support::schema(&space.ns, DIMS);
+    support::create_index(&space, &schema).await;
+    support::load(&space, &items(0, 200), 100).await;
+    let r = support::retriever(&space, &schema, RetrieverConfig::default());
+    let (a, b, c, d) = tokio::join!(
+        r.refresh_sample(),
+        r.refresh_sample(),
+        r.refresh_sample(),
+        r.refresh_sample()
+    );
+    for n in [a, b, c, d] {
+        assert_eq!(n.unwrap(), 200, "every caller sees the one sample");
+    }
+    assert_eq!(r.sample_status().unwrap().taken, 1, "single-flight");
+    // a later call takes a new one
+    r.refresh_sample().await.unwrap();
+    assert_eq!(r.sample_status().unwrap().taken, 2);
+}
+
+#[tokio::test]
+async fn the_background_sampler_follows_catalog_changes() {
+    let space = TestSpace::new("sample_bg");
+    let schema = support::schema(&space.ns, DIMS);
+    support::create_index(&space, &schema).await;
+    support::load(&space, &items(0, 100), 100).await;
+    let r = Arc::new(support::retriever(
+        &space,
+        &schema,
+        RetrieverConfig {
+            sample_check_secs: 1,
+            ..RetrieverConfig::default()
+        },
+    ));
+    let task = tokio::spawn({
+        let r: Arc<Retriever> = r.clone();
+        async move { r.keep_sample_fresh().await }
+    });
+    // at start
+    wait_for("the first sample", Duration::from_secs(10), || {
+        r.sample_status().is_some_and(|s| s.items == 100)
+    })
+    .await;
+    let first = r.sample_status().unwrap().taken;
+    // items written by another process: the index's document count changes
+    support::load(&space, &items(100, 50), 50).await;
+    wait_for("a sample after the load", Duration::from_secs(15), || {
+        r.sample_status().is_some_and(|s| s.items == 150)
+    })
+    .await;
+    let after_load = r.sample_status().unwrap().taken;
+    assert!(after_load > first);
+    // nothing changed: no new sample within a few checks
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        r.sample_status().unwrap().taken,
+        after_load,
+        "resampled without a change"
+    );
+    // an explicit notice (the gateway's item routes) resamples even when the count is the same
+    r.catalog_changed();
+    wait_for("a sample after the notice", Duration::from_secs(10), || {
+        r.sample_status().is_some_and(|s| s.taken > after_load)
+    })
+    .await;
+    task.abort();
+}
