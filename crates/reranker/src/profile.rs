@@ -64,6 +64,30 @@ pub struct RankProfile {
     /// eligible: a staple bought every week is not "seen" the way a viewed-and-skipped item is.
     /// Unset: inherited, else false.
     pub exclude_purchased: Option<bool>,
+    /// Retrieve the user's own purchases (the `history` source) for recommendations. Never with
+    /// `exclude_purchased`. Unset: inherited, else true.
+    pub history_source: Option<bool>,
+    /// Retrieve around the user's collaborative vectors (the `cf_session` / `cf_long_term`
+    /// sources, when the index has a `cf_vector` field). Unset: inherited, else true.
+    pub collaborative_sources: Option<bool>,
+    /// Slots for items the user never bought, given where they are likely to beat the next
+    /// repeat purchase. Unset values are inherited; no `slots`: no explore rule.
+    pub explore: ExploreConfig,
+}
+
+/// The explore rule: never-bought candidates from the collaborative sources take up to `slots`
+/// places of the list, each one where the repeat purchase it displaces is weak, i.e. its
+/// decayed purchase count (as of the user's latest event, see
+/// [`redrec_core::user::PurchaseFrequency::count`]) is below `below_count`. The item is lifted
+/// just above the displaced one by an `explore` adjustment (its explanation says so), so pins
+/// and diversity still apply after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExploreConfig {
+    /// At most this many explore items per list (0 turns the rule off).
+    pub slots: Option<usize>,
+    /// A repeat purchase with a decayed count below this yields its place.
+    pub below_count: Option<f64>,
 }
 
 /// Items to keep out of a profile's lists: any of `values` in the TAG field `field`.
@@ -142,6 +166,25 @@ impl CompiledProfile {
     /// Whether seen-exclusion also removes the user's purchases (see [`RankProfile::exclude_purchased`]).
     pub fn exclude_purchased(&self) -> bool {
         self.config.exclude_purchased.unwrap_or(false)
+    }
+
+    /// Whether recommendations retrieve the user's purchase history.
+    pub fn history_source(&self) -> bool {
+        !self.exclude_purchased() && self.config.history_source.unwrap_or(true)
+    }
+
+    /// Whether recommendations retrieve around the user's collaborative vectors.
+    pub fn collaborative_sources(&self) -> bool {
+        self.config.collaborative_sources.unwrap_or(true)
+    }
+
+    /// `(slots, below_count)` of the explore rule when it is on.
+    pub fn explore(&self) -> Option<(usize, f64)> {
+        let e = &self.config.explore;
+        match (e.slots, e.below_count) {
+            (Some(n), Some(c)) if n > 0 => Some((n, c)),
+            _ => None,
+        }
     }
 }
 
@@ -310,6 +353,12 @@ fn inherit(base: RankProfile, child: RankProfile) -> RankProfile {
         exclude: child.exclude.or(base.exclude),
         exclude_zero_price: child.exclude_zero_price.or(base.exclude_zero_price),
         exclude_purchased: child.exclude_purchased.or(base.exclude_purchased),
+        history_source: child.history_source.or(base.history_source),
+        collaborative_sources: child.collaborative_sources.or(base.collaborative_sources),
+        explore: ExploreConfig {
+            slots: child.explore.slots.or(base.explore.slots),
+            below_count: child.explore.below_count.or(base.explore.below_count),
+        },
         diversity: DiversityConfig {
             mmr_lambda: child.diversity.mmr_lambda.or(base.diversity.mmr_lambda),
             max_per_category: child
@@ -436,6 +485,22 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
                 "expected a list of non-empty values",
             ));
         }
+    }
+    if let Some(n) = profile.explore.slots
+        && n > MAX_PIN_POSITION
+    {
+        return Err(Error::config(
+            key("explore.slots"),
+            format!("expected at most {MAX_PIN_POSITION} slots, got {n}"),
+        ));
+    }
+    if let Some(c) = profile.explore.below_count
+        && !(c.is_finite() && c >= 0.0)
+    {
+        return Err(Error::config(
+            key("explore.below_count"),
+            format!("expected a finite count >= 0, got {c}"),
+        ));
     }
     if profile.diversity.max_per_category == Some(0) {
         return Err(Error::config(

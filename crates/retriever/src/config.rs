@@ -61,6 +61,10 @@ pub struct RetrieverConfig {
     pub sample_size: usize,
     /// With `auto`: age after which the sample is taken again, on the next filtered query.
     pub sample_max_age_secs: u64,
+    /// Age after which the serving index's collaborative vector field is looked up again
+    /// (`FT.INFO`, on the next request with a collaborative source), so a field added by
+    /// `redrec-ingest cf` while serving is used without a restart.
+    pub cf_recheck_secs: u64,
 }
 
 impl Default for RetrieverConfig {
@@ -79,6 +83,7 @@ impl Default for RetrieverConfig {
             auto_batches_above: 0.05,
             sample_size: 1000,
             sample_max_age_secs: 600,
+            cf_recheck_secs: 60,
         }
     }
 }
