@@ -88,6 +88,10 @@ pub struct ExploreConfig {
     pub slots: Option<usize>,
     /// A repeat purchase with a decayed count below this yields its place.
     pub below_count: Option<f64>,
+    /// Explore candidates are ordered by `max(sim_cf_session, sim_cf_long_term) +
+    /// popularity_weight * popularity`: "people like you buy it" plus "many people buy it".
+    /// Unset: inherited, else 0.
+    pub popularity_weight: Option<f64>,
 }
 
 /// Items to keep out of a profile's lists: any of `values` in the TAG field `field`.
@@ -137,6 +141,14 @@ pub struct DiversityConfig {
     pub max_per_category: Option<usize>,
 }
 
+/// The resolved explore rule of a profile (see [`ExploreConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExploreRule {
+    pub slots: usize,
+    pub below_count: f64,
+    pub popularity_weight: f64,
+}
+
 /// A validated profile, with weights resolved to a dense vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledProfile {
@@ -178,11 +190,15 @@ impl CompiledProfile {
         self.config.collaborative_sources.unwrap_or(true)
     }
 
-    /// `(slots, below_count)` of the explore rule when it is on.
-    pub fn explore(&self) -> Option<(usize, f64)> {
+    /// The explore rule when it is on (`slots` > 0 and `below_count` set).
+    pub fn explore(&self) -> Option<ExploreRule> {
         let e = &self.config.explore;
         match (e.slots, e.below_count) {
-            (Some(n), Some(c)) if n > 0 => Some((n, c)),
+            (Some(slots), Some(below_count)) if slots > 0 => Some(ExploreRule {
+                slots,
+                below_count,
+                popularity_weight: e.popularity_weight.unwrap_or(0.0),
+            }),
             _ => None,
         }
     }
@@ -358,6 +374,10 @@ fn inherit(base: RankProfile, child: RankProfile) -> RankProfile {
         explore: ExploreConfig {
             slots: child.explore.slots.or(base.explore.slots),
             below_count: child.explore.below_count.or(base.explore.below_count),
+            popularity_weight: child
+                .explore
+                .popularity_weight
+                .or(base.explore.popularity_weight),
         },
         diversity: DiversityConfig {
             mmr_lambda: child.diversity.mmr_lambda.or(base.diversity.mmr_lambda),
@@ -502,6 +522,14 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
             format!("expected a finite count >= 0, got {c}"),
         ));
     }
+    if let Some(w) = profile.explore.popularity_weight
+        && !(w.is_finite() && w.abs() <= MAX_WEIGHT)
+    {
+        return Err(Error::config(
+            key("explore.popularity_weight"),
+            format!("expected a weight in [-{MAX_WEIGHT:e}, {MAX_WEIGHT:e}], got {w}"),
+        ));
+    }
     if profile.diversity.max_per_category == Some(0) {
         return Err(Error::config(
             key("diversity.max_per_category"),
@@ -592,9 +620,11 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InCart, -0.2),
             (CategoryRecency, 0.2),
             // a bought item outranks anything else (the other weights sum to about 2), and
-            // the user's own items are ordered by their decayed purchase counts
+            // the user's own items are ordered by their decayed purchase counts: at 20, a
+            // difference of 0.1 in relative count outweighs every other feature together, so
+            // the history keeps the decayed-frequency order that was measured (docs/RANKING.md)
             (PurchasedBefore, 2.0),
-            (PurchaseFrequency, 4.0),
+            (PurchaseFrequency, 20.0),
             (Seen, -0.05),
         ]),
         diversity: DiversityConfig {
@@ -604,6 +634,14 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
         exclude: non_merchandise(),
         exclude_zero_price: Some(true),
         exclude_purchased: Some(false),
+        // chosen on the 2017-10-01 split (docs/QUALITY.md): up to 5 never-bought items, each
+        // in the place of a repeat purchase bought less than 1.5 times (decayed), ordered by
+        // collaborative similarity + popularity
+        explore: ExploreConfig {
+            slots: Some(5),
+            below_count: Some(1.5),
+            popularity_weight: Some(1.0),
+        },
         ..RankProfile::default()
     };
     let discovery = RankProfile {

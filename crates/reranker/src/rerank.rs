@@ -20,7 +20,7 @@ use crate::{
     diversity::{Placement, Pool, SelectionRules, select},
     explain::{Adjustment, AdjustmentKind, Explanation, FeatureContribution, MmrNote},
     features::{Feature, FeatureContext, FeatureValues},
-    profile::{CompiledProfile, RankProfiles, RerankerConfig},
+    profile::{CompiledProfile, ExploreRule, RankProfiles, RerankerConfig},
 };
 
 /// The profile used when a request names none.
@@ -188,14 +188,14 @@ impl Reranker {
                 .then_with(|| a.candidate.id.cmp(&b.candidate.id))
         };
         scored.sort_by(by_score);
-        if let Some((slots, below)) = profile.explore() {
+        if let Some(rule) = profile.explore() {
             let counts: HashMap<&str, f64> = req
                 .user
                 .purchases
                 .iter()
                 .map(|p| (p.item_id.as_str(), p.count))
                 .collect();
-            if explore(profile, &mut scored, &counts, req.k, slots, below) {
+            if explore(profile, &mut scored, &counts, req.k, rule) {
                 scored.sort_by(by_score);
             }
         }
@@ -255,23 +255,38 @@ impl Reranker {
     }
 }
 
-/// The sources whose never-bought candidates the explore rule may place.
-const EXPLORE_SOURCES: [SourceKind; 2] = [SourceKind::CfSession, SourceKind::CfLongTerm];
+/// The sources whose never-bought candidates the explore rule may place: the collaborative
+/// ones, and popularity (the offline measurement behind the default: popular items the user
+/// never bought, blended with collaborative similarity, find more explore items than either).
+const EXPLORE_SOURCES: [SourceKind; 3] = [
+    SourceKind::CfSession,
+    SourceKind::CfLongTerm,
+    SourceKind::Popular,
+];
 
 /// The explore rule (see [`crate::ExploreConfig`]) on `scored`, sorted by score: walks the first
 /// `k` places as the list would fill them and, where the next item is a repeat purchase whose
-/// decayed count is below `below`, lifts the best remaining never-bought candidate of an
+/// decayed count is below `below_count`, lifts the best remaining never-bought candidate of an
 /// explore source just above it (at most `slots` times). Returns whether anything moved.
 fn explore(
     profile: &CompiledProfile,
     scored: &mut [Scored<'_>],
     counts: &HashMap<&str, f64>,
     k: usize,
-    slots: usize,
-    below: f64,
+    rule: ExploreRule,
 ) -> bool {
+    let ExploreRule {
+        slots,
+        below_count: below,
+        popularity_weight,
+    } = rule;
     let bought = |s: &Scored<'_>| s.values[Feature::PurchasedBefore.index()] > 0.0;
-    let pool: Vec<usize> = (0..scored.len())
+    let explore_value = |s: &Scored<'_>| {
+        let v = &s.values;
+        v[Feature::SimCfSession.index()].max(v[Feature::SimCfLongTerm.index()])
+            + popularity_weight * v[Feature::Popularity.index()]
+    };
+    let mut pool: Vec<(f64, usize)> = (0..scored.len())
         .filter(|&i| {
             let s = &scored[i];
             !bought(s)
@@ -280,7 +295,11 @@ fn explore(
                     .iter()
                     .any(|h| EXPLORE_SOURCES.contains(&h.source))
         })
+        .map(|i| (explore_value(&scored[i]), i))
         .collect();
+    // best explore value first; ties keep the score order
+    pool.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let pool: Vec<usize> = pool.into_iter().map(|(_, i)| i).collect();
     let mut next_explore = pool.iter().copied().peekable();
     let mut lifted: Vec<(usize, usize)> = Vec::new(); // (explore index, displaced index)
     let mut taken = vec![false; scored.len()];
@@ -299,7 +318,7 @@ fn explore(
                 .get(next.candidate.id.as_str())
                 .is_none_or(|c| *c < below);
         // skip explore candidates already placed on their own merit
-        while next_explore.peek().is_some_and(|&e| taken[e] || e < cursor) {
+        while next_explore.peek().is_some_and(|&e| taken[e]) {
             next_explore.next();
         }
         match next_explore.peek().copied() {

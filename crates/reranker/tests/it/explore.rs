@@ -41,8 +41,11 @@ fn candidates() -> Vec<redrec_core::candidate::Candidate> {
         item("c1").sim(SourceKind::CfLongTerm, 0.9),
         item("c2").sim(SourceKind::CfSession, 0.8),
         item("c3").sim(SourceKind::CfLongTerm, 0.7),
-        // a popular item is not an explore candidate, however similar
-        item("p1").sim(SourceKind::Popular, 0.95),
+        // popular and never bought: an explore candidate, ordered by its popularity only
+        // when the rule weighs popularity
+        item("p1")
+            .sim(SourceKind::Popular, 0.95)
+            .field("popularity", "100"),
     ])
 }
 
@@ -51,6 +54,7 @@ fn profile(slots: Option<usize>, below: Option<f64>) -> RankProfile {
         explore: ExploreConfig {
             slots,
             below_count: below,
+            popularity_weight: None,
         },
         ..weighted(&[
             (Feature::Similarity, 1.0),
@@ -66,6 +70,16 @@ fn explore_items_take_the_places_of_weak_repeats() {
         ("ex", profile(Some(2), Some(1.0))),
         ("ex_low", profile(Some(2), Some(0.3))),
         ("off", profile(None, Some(1.0))),
+        (
+            "ex_pop",
+            RankProfile {
+                explore: ExploreConfig {
+                    popularity_weight: Some(1.0),
+                    ..profile(Some(2), Some(1.0)).explore
+                },
+                ..profile(None, None)
+            },
+        ),
     ]);
     let (c, u) = (candidates(), user());
     // without the rule: every repeat purchase first
@@ -78,6 +92,11 @@ fn explore_items_take_the_places_of_weak_repeats() {
     assert_eq!(ids(&ranked), ["h1", "h2", "c1", "c2", "h3", "h4"]);
     // a short list: the explore item still takes the first weak place
     assert_eq!(ids(&rank(&r, "ex", &c, &u, 3)), ["h1", "h2", "c1"]);
+    // weighing popularity: p1 (popularity 1.0) beats c1 (similarity 0.9)
+    assert_eq!(
+        ids(&rank(&r, "ex_pop", &c, &u, 6)),
+        ["h1", "h2", "p1", "c1", "h3", "h4"]
+    );
     // only h4 is below 0.3
     assert_eq!(
         ids(&rank(&r, "ex_low", &c, &u, 6)),
@@ -123,13 +142,22 @@ fn a_user_without_weak_repeats_or_explore_candidates_is_unchanged() {
         ids(&rank(&r, "ex", &strong, &u, 4)),
         ["h1", "h2", "c1", "c2"]
     );
-    let no_explore: Vec<_> = candidates()
+    let no_cf: Vec<_> = candidates()
         .into_iter()
         .filter(|c| !c.id.starts_with('c'))
         .collect();
+    // the popular item is the only explore candidate left: it takes weak h3's place
     assert_eq!(
-        ids(&rank(&r, "ex", &no_explore, &u, 5)),
-        ["h1", "h2", "h3", "h4", "p1"]
+        ids(&rank(&r, "ex", &no_cf, &u, 5)),
+        ["h1", "h2", "p1", "h3", "h4"]
+    );
+    let no_candidates: Vec<_> = candidates()
+        .into_iter()
+        .filter(|c| c.id.starts_with('h'))
+        .collect();
+    assert_eq!(
+        ids(&rank(&r, "ex", &no_candidates, &u, 5)),
+        ["h1", "h2", "h3", "h4"]
     );
 }
 
@@ -180,11 +208,18 @@ fn profile_switches_and_validation() {
     let e = bad(ExploreConfig {
         slots: Some(2),
         below_count: Some(-1.0),
+        popularity_weight: None,
     });
     assert!(e.contains("profiles.p.explore.below_count"), "{e}");
     let e = bad(ExploreConfig {
         slots: Some(5000),
         below_count: Some(1.0),
+        popularity_weight: None,
     });
     assert!(e.contains("profiles.p.explore.slots"), "{e}");
+    let e = bad(ExploreConfig {
+        popularity_weight: Some(f64::NAN),
+        ..ExploreConfig::default()
+    });
+    assert!(e.contains("profiles.p.explore.popularity_weight"), "{e}");
 }
