@@ -555,7 +555,10 @@ fn weights(pairs: &[(Feature, f64)]) -> BTreeMap<String, f64> {
 /// lines of a receipt, not products to recommend: in Complete Journey 2.0 they are the `FUEL`,
 /// `COUPON` and store-internal departments and the `COUPON/MISC ITEMS` category (which holds
 /// the gasoline line, 1.0% of all transaction lines, under both `FUEL` and `MISCELLANEOUS`);
-/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. Rules on fields a
+/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. `MISCELLANEOUS`
+/// holds the gasoline line and 490 products without a category (88% without a product type
+/// either: lines nobody can recognise in a list); the evaluation classes the whole department as
+/// non-merchandise, and it showed up in explore places before it was listed here. Rules on fields a
 /// catalog lacks are skipped (see [`crate::exclusion`]).
 pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
     (
@@ -565,6 +568,7 @@ pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
             "KIOSK-GAS",
             "COUPON",
             "MISC SALES TRAN",
+            "MISCELLANEOUS",
             "MISC. TRANS.",
             "CNTRL/STORE SUP",
             "CHARITABLE CONT",
