@@ -29,6 +29,11 @@ pub enum SourceKind {
     Popular,
     /// The user's own purchase history within the filter, by time-decayed purchase count.
     History,
+    /// KNN on the collaborative vector field (`cf_vector`) around the user's collaborative
+    /// session vector.
+    CfSession,
+    /// KNN on the collaborative vector field around the user's collaborative long-term vector.
+    CfLongTerm,
 }
 
 impl SourceKind {
@@ -43,6 +48,8 @@ impl SourceKind {
             SourceKind::Examples => "examples",
             SourceKind::Popular => "popular",
             SourceKind::History => "history",
+            SourceKind::CfSession => "cf_session",
+            SourceKind::CfLongTerm => "cf_long_term",
         }
     }
 }

@@ -562,6 +562,10 @@ pub struct ItemFields {
     pub price: String,
     pub popularity: String,
     pub in_stock: String,
+    /// The optional collaborative vector field (`redrec-ingest cf`): read by the event function
+    /// for the user's collaborative vectors and searched by the `cf_*` sources when the index
+    /// has it.
+    pub cf_vector: String,
 }
 
 impl Default for ItemFields {
@@ -575,6 +579,7 @@ impl Default for ItemFields {
             price: "price".into(),
             popularity: "popularity".into(),
             in_stock: "in_stock".into(),
+            cf_vector: "cf_vector".into(),
         }
     }
 }

@@ -33,6 +33,11 @@ pub struct PurchaseFrequency {
     pub item_id: String,
     /// Purchases of this item, each worth `2^(-age / history_half_life)` at the time of reading.
     pub score: f64,
+    /// The same sum with ages taken at the user's latest event instead of the time of reading:
+    /// how strong a staple the item is, which does not fade while the user is away (so "bought
+    /// about weekly" reads the same whenever the user comes back). 0 when unknown.
+    #[serde(default)]
+    pub count: f64,
 }
 
 /// Everything the request path knows about a user. `Default` is the cold-start user.
@@ -45,6 +50,16 @@ pub struct UserFeatures {
     pub session_vector: Option<Vec<f32>>,
     /// Normalised slow EMA of interacted item vectors (kept long-term).
     pub long_term_vector: Option<Vec<f32>>,
+    /// Session vector in the collaborative space (EMA of the items' `cf_vector`); `None` when
+    /// the session touched no item that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cf_session_vector: Option<Vec<f32>>,
+    /// Long-term vector in the collaborative space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cf_long_term_vector: Option<Vec<f32>>,
+    /// Time of the user's latest event (unix ms), `None` for cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_ms: Option<i64>,
     /// Category affinity, time-decayed to the moment of reading.
     pub category_affinity: BTreeMap<String, f64>,
     /// Brand affinity, time-decayed to the moment of reading.

@@ -56,9 +56,14 @@ pub async fn candidates(
     let profile = state.reranker.profiles().get(&plan.profile).ok();
     let keep_purchases = !profile.is_some_and(|p| p.exclude_purchased());
     let mut sources = sources(plan, user, text_vector);
+    // Around the user's collaborative vectors ("people who buy these also buy"); the retriever
+    // skips them when the serving index has no collaborative field.
+    if plan.personalise && profile.is_none_or(|p| p.collaborative_sources()) {
+        sources.extend(Source::cf_from_user(user));
+    }
     // The user's own purchases within the filter, plus popularity to fill behind them (text
     // KNN around the user's vectors finds "more of this category", rarely the next purchase).
-    let history = if plan.personalise && keep_purchases {
+    let history = if plan.personalise && profile.is_none_or(|p| p.history_source()) {
         history_items(user)
     } else {
         Vec::new()

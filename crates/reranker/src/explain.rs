@@ -49,6 +49,9 @@ pub enum AdjustmentKind {
     Pin,
     /// MMR and/or the category cap placed the item (amount 0).
     Diversity,
+    /// The explore rule lifted a never-bought item just above a weak repeat purchase
+    /// (amount > 0: the lift).
+    Explore,
 }
 
 /// A line of the explanation that is not a feature.

@@ -44,6 +44,10 @@ pub enum Feature {
     SimExamples,
     /// Score from the `popular` source (normalised popularity).
     SimPopular,
+    /// Similarity from the `cf_session` source (collaborative space).
+    SimCfSession,
+    /// Similarity from the `cf_long_term` source (collaborative space).
+    SimCfLongTerm,
     /// Fraction of the sources present in this candidate set that found this item.
     SourceAgreement,
     /// `ln(1 + popularity) / ln(1 + max popularity)`.
@@ -75,7 +79,7 @@ pub enum Feature {
 }
 
 /// The per-source similarity features, whose maximum is [`Feature::Similarity`].
-pub const SOURCE_FEATURES: [Feature; 8] = [
+pub const SOURCE_FEATURES: [Feature; 10] = [
     Feature::SimQueryVector,
     Feature::SimQueryText,
     Feature::SimLexical,
@@ -84,6 +88,8 @@ pub const SOURCE_FEATURES: [Feature; 8] = [
     Feature::SimLongTerm,
     Feature::SimExamples,
     Feature::SimPopular,
+    Feature::SimCfSession,
+    Feature::SimCfLongTerm,
 ];
 
 /// Number of features.
@@ -94,7 +100,7 @@ pub type FeatureValues = [f64; FEATURE_COUNT];
 
 impl Feature {
     /// Every feature, in the order of [`FeatureValues`] and of explanations.
-    pub const ALL: [Feature; 21] = [
+    pub const ALL: [Feature; 23] = [
         Feature::Similarity,
         Feature::SimQueryVector,
         Feature::SimQueryText,
@@ -104,6 +110,8 @@ impl Feature {
         Feature::SimLongTerm,
         Feature::SimExamples,
         Feature::SimPopular,
+        Feature::SimCfSession,
+        Feature::SimCfLongTerm,
         Feature::SourceAgreement,
         Feature::Popularity,
         Feature::CategoryAffinity,
@@ -130,6 +138,8 @@ impl Feature {
             Feature::SimLongTerm => "sim_long_term",
             Feature::SimExamples => "sim_examples",
             Feature::SimPopular => "sim_popular",
+            Feature::SimCfSession => "sim_cf_session",
+            Feature::SimCfLongTerm => "sim_cf_long_term",
             Feature::SourceAgreement => "source_agreement",
             Feature::Popularity => "popularity",
             Feature::CategoryAffinity => "category_affinity",
@@ -165,6 +175,8 @@ impl Feature {
             SourceKind::LongTerm => Feature::SimLongTerm,
             SourceKind::Examples => Feature::SimExamples,
             SourceKind::Popular => Feature::SimPopular,
+            SourceKind::CfSession => Feature::SimCfSession,
+            SourceKind::CfLongTerm => Feature::SimCfLongTerm,
             // not a similarity: the history source's score is the purchase frequency itself
             SourceKind::History => Feature::PurchaseFrequency,
         }
@@ -495,10 +507,12 @@ mod tests {
                 PurchaseFrequency {
                     item_id: "a".into(),
                     score: 4.0,
+                    count: 0.0,
                 },
                 PurchaseFrequency {
                     item_id: "b".into(),
                     score: 1.0,
+                    count: 0.0,
                 },
             ],
             seen: ["a".to_owned(), "c".to_owned()].into(),

@@ -39,8 +39,8 @@ pub use exclusion::exclusion_filter;
 pub use explain::{Adjustment, AdjustmentKind, Explanation, FeatureContribution, MmrNote};
 pub use features::{Feature, FreshnessConfig};
 pub use profile::{
-    CompiledProfile, DiversityConfig, ExcludeRule, FieldRule, NON_MERCHANDISE, Pin, RankProfile,
-    RankProfiles, RerankerConfig,
+    CompiledProfile, DiversityConfig, ExcludeRule, ExploreConfig, ExploreRule, FieldRule,
+    NON_MERCHANDISE, Pin, RankProfile, RankProfiles, RerankerConfig,
 };
 pub use rerank::{DEFAULT_PROFILE, RankedItem, RerankRequest, Reranker, retrieval_order};
 

@@ -64,6 +64,34 @@ pub struct RankProfile {
     /// eligible: a staple bought every week is not "seen" the way a viewed-and-skipped item is.
     /// Unset: inherited, else false.
     pub exclude_purchased: Option<bool>,
+    /// Retrieve the user's own purchases (the `history` source) for recommendations. Never with
+    /// `exclude_purchased`. Unset: inherited, else true.
+    pub history_source: Option<bool>,
+    /// Retrieve around the user's collaborative vectors (the `cf_session` / `cf_long_term`
+    /// sources, when the index has a `cf_vector` field). Unset: inherited, else true.
+    pub collaborative_sources: Option<bool>,
+    /// Slots for items the user never bought, given where they are likely to beat the next
+    /// repeat purchase. Unset values are inherited; no `slots`: no explore rule.
+    pub explore: ExploreConfig,
+}
+
+/// The explore rule: never-bought candidates from the collaborative sources take up to `slots`
+/// places of the list, each one where the repeat purchase it displaces is weak, i.e. its
+/// decayed purchase count (as of the user's latest event, see
+/// [`redrec_core::user::PurchaseFrequency::count`]) is below `below_count`. The item is lifted
+/// just above the displaced one by an `explore` adjustment (its explanation says so), so pins
+/// and diversity still apply after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExploreConfig {
+    /// At most this many explore items per list (0 turns the rule off).
+    pub slots: Option<usize>,
+    /// A repeat purchase with a decayed count below this yields its place.
+    pub below_count: Option<f64>,
+    /// Explore candidates are ordered by `max(sim_cf_session, sim_cf_long_term) +
+    /// popularity_weight * popularity`: "people like you buy it" plus "many people buy it".
+    /// Unset: inherited, else 0.
+    pub popularity_weight: Option<f64>,
 }
 
 /// Items to keep out of a profile's lists: any of `values` in the TAG field `field`.
@@ -113,6 +141,14 @@ pub struct DiversityConfig {
     pub max_per_category: Option<usize>,
 }
 
+/// The resolved explore rule of a profile (see [`ExploreConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExploreRule {
+    pub slots: usize,
+    pub below_count: f64,
+    pub popularity_weight: f64,
+}
+
 /// A validated profile, with weights resolved to a dense vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledProfile {
@@ -142,6 +178,29 @@ impl CompiledProfile {
     /// Whether seen-exclusion also removes the user's purchases (see [`RankProfile::exclude_purchased`]).
     pub fn exclude_purchased(&self) -> bool {
         self.config.exclude_purchased.unwrap_or(false)
+    }
+
+    /// Whether recommendations retrieve the user's purchase history.
+    pub fn history_source(&self) -> bool {
+        !self.exclude_purchased() && self.config.history_source.unwrap_or(true)
+    }
+
+    /// Whether recommendations retrieve around the user's collaborative vectors.
+    pub fn collaborative_sources(&self) -> bool {
+        self.config.collaborative_sources.unwrap_or(true)
+    }
+
+    /// The explore rule when it is on (`slots` > 0 and `below_count` set).
+    pub fn explore(&self) -> Option<ExploreRule> {
+        let e = &self.config.explore;
+        match (e.slots, e.below_count) {
+            (Some(slots), Some(below_count)) if slots > 0 => Some(ExploreRule {
+                slots,
+                below_count,
+                popularity_weight: e.popularity_weight.unwrap_or(0.0),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -310,6 +369,16 @@ fn inherit(base: RankProfile, child: RankProfile) -> RankProfile {
         exclude: child.exclude.or(base.exclude),
         exclude_zero_price: child.exclude_zero_price.or(base.exclude_zero_price),
         exclude_purchased: child.exclude_purchased.or(base.exclude_purchased),
+        history_source: child.history_source.or(base.history_source),
+        collaborative_sources: child.collaborative_sources.or(base.collaborative_sources),
+        explore: ExploreConfig {
+            slots: child.explore.slots.or(base.explore.slots),
+            below_count: child.explore.below_count.or(base.explore.below_count),
+            popularity_weight: child
+                .explore
+                .popularity_weight
+                .or(base.explore.popularity_weight),
+        },
         diversity: DiversityConfig {
             mmr_lambda: child.diversity.mmr_lambda.or(base.diversity.mmr_lambda),
             max_per_category: child
@@ -437,6 +506,30 @@ fn compile(name: &str, profile: RankProfile) -> Result<CompiledProfile> {
             ));
         }
     }
+    if let Some(n) = profile.explore.slots
+        && n > MAX_PIN_POSITION
+    {
+        return Err(Error::config(
+            key("explore.slots"),
+            format!("expected at most {MAX_PIN_POSITION} slots, got {n}"),
+        ));
+    }
+    if let Some(c) = profile.explore.below_count
+        && !(c.is_finite() && c >= 0.0)
+    {
+        return Err(Error::config(
+            key("explore.below_count"),
+            format!("expected a finite count >= 0, got {c}"),
+        ));
+    }
+    if let Some(w) = profile.explore.popularity_weight
+        && !(w.is_finite() && w.abs() <= MAX_WEIGHT)
+    {
+        return Err(Error::config(
+            key("explore.popularity_weight"),
+            format!("expected a weight in [-{MAX_WEIGHT:e}, {MAX_WEIGHT:e}], got {w}"),
+        ));
+    }
     if profile.diversity.max_per_category == Some(0) {
         return Err(Error::config(
             key("diversity.max_per_category"),
@@ -462,7 +555,10 @@ fn weights(pairs: &[(Feature, f64)]) -> BTreeMap<String, f64> {
 /// lines of a receipt, not products to recommend: in Complete Journey 2.0 they are the `FUEL`,
 /// `COUPON` and store-internal departments and the `COUPON/MISC ITEMS` category (which holds
 /// the gasoline line, 1.0% of all transaction lines, under both `FUEL` and `MISCELLANEOUS`);
-/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. Rules on fields a
+/// `KIOSK-GAS` and `MISC SALES TRAN` are their names in Complete Journey 1.0. `MISCELLANEOUS`
+/// holds the gasoline line and 490 products without a category (88% without a product type
+/// either: lines nobody can recognise in a list); the evaluation classes the whole department as
+/// non-merchandise, and it showed up in explore places before it was listed here. Rules on fields a
 /// catalog lacks are skipped (see [`crate::exclusion`]).
 pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
     (
@@ -472,6 +568,7 @@ pub const NON_MERCHANDISE: &[(&str, &[&str])] = &[
             "KIOSK-GAS",
             "COUPON",
             "MISC SALES TRAN",
+            "MISCELLANEOUS",
             "MISC. TRANS.",
             "CNTRL/STORE SUP",
             "CHARITABLE CONT",
@@ -527,9 +624,11 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
             (InCart, -0.2),
             (CategoryRecency, 0.2),
             // a bought item outranks anything else (the other weights sum to about 2), and
-            // the user's own items are ordered by their decayed purchase counts
+            // the user's own items are ordered by their decayed purchase counts: at 20, a
+            // difference of 0.1 in relative count outweighs every other feature together, so
+            // the history keeps the decayed-frequency order that was measured (docs/RANKING.md)
             (PurchasedBefore, 2.0),
-            (PurchaseFrequency, 4.0),
+            (PurchaseFrequency, 20.0),
             (Seen, -0.05),
         ]),
         diversity: DiversityConfig {
@@ -539,6 +638,14 @@ pub fn builtin_profiles() -> BTreeMap<String, RankProfile> {
         exclude: non_merchandise(),
         exclude_zero_price: Some(true),
         exclude_purchased: Some(false),
+        // chosen on the 2017-10-01 split (docs/QUALITY.md): up to 5 never-bought items, each
+        // in the place of a repeat purchase bought less than 1.5 times (decayed), ordered by
+        // collaborative similarity + popularity
+        explore: ExploreConfig {
+            slots: Some(5),
+            below_count: Some(1.5),
+            popularity_weight: Some(1.0),
+        },
         ..RankProfile::default()
     };
     let discovery = RankProfile {

@@ -6,10 +6,10 @@
 //! boost/bury -> sort by (score desc, id asc) -> place pins, then fill the remaining slots by MMR
 //! and category caps (see `diversity.rs` and docs/RANKING.md).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use redrec_core::{
-    candidate::{Candidate, SourceHit},
+    candidate::{Candidate, SourceHit, SourceKind},
     schema::ItemFields,
     user::UserFeatures,
 };
@@ -20,7 +20,7 @@ use crate::{
     diversity::{Placement, Pool, SelectionRules, select},
     explain::{Adjustment, AdjustmentKind, Explanation, FeatureContribution, MmrNote},
     features::{Feature, FeatureContext, FeatureValues},
-    profile::{CompiledProfile, RankProfiles, RerankerConfig},
+    profile::{CompiledProfile, ExploreRule, RankProfiles, RerankerConfig},
 };
 
 /// The profile used when a request names none.
@@ -182,11 +182,23 @@ impl Reranker {
             })
             .filter(|s| !(profile.drop_out_of_stock() && s.values[Feature::InStock.index()] < 0.0))
             .collect();
-        scored.sort_by(|a, b| {
+        let by_score = |a: &Scored<'_>, b: &Scored<'_>| {
             b.score
                 .total_cmp(&a.score)
                 .then_with(|| a.candidate.id.cmp(&b.candidate.id))
-        });
+        };
+        scored.sort_by(by_score);
+        if let Some(rule) = profile.explore() {
+            let counts: HashMap<&str, f64> = req
+                .user
+                .purchases
+                .iter()
+                .map(|p| (p.item_id.as_str(), p.count))
+                .collect();
+            if explore(profile, &mut scored, &counts, req.k, rule) {
+                scored.sort_by(by_score);
+            }
+        }
 
         let pool = Pool {
             ids: scored.iter().map(|s| s.candidate.id.as_str()).collect(),
@@ -243,6 +255,116 @@ impl Reranker {
     }
 }
 
+/// The sources whose never-bought candidates the explore rule may place: the collaborative
+/// ones, and popularity (the offline measurement behind the default: popular items the user
+/// never bought, blended with collaborative similarity, find more explore items than either).
+const EXPLORE_SOURCES: [SourceKind; 3] = [
+    SourceKind::CfSession,
+    SourceKind::CfLongTerm,
+    SourceKind::Popular,
+];
+
+/// The explore rule (see [`crate::ExploreConfig`]) on `scored`, sorted by score: walks the first
+/// `k` places as the list would fill them and, where the next item is a repeat purchase whose
+/// decayed count is below `below_count`, lifts the best remaining never-bought candidate of an
+/// explore source just above it (at most `slots` times). Returns whether anything moved.
+fn explore(
+    profile: &CompiledProfile,
+    scored: &mut [Scored<'_>],
+    counts: &HashMap<&str, f64>,
+    k: usize,
+    rule: ExploreRule,
+) -> bool {
+    let ExploreRule {
+        slots,
+        below_count: below,
+        popularity_weight,
+    } = rule;
+    let bought = |s: &Scored<'_>| s.values[Feature::PurchasedBefore.index()] > 0.0;
+    let explore_value = |s: &Scored<'_>| {
+        let v = &s.values;
+        v[Feature::SimCfSession.index()].max(v[Feature::SimCfLongTerm.index()])
+            + popularity_weight * v[Feature::Popularity.index()]
+    };
+    let mut pool: Vec<(f64, usize)> = (0..scored.len())
+        .filter(|&i| {
+            let s = &scored[i];
+            !bought(s)
+                && s.candidate
+                    .sources
+                    .iter()
+                    .any(|h| EXPLORE_SOURCES.contains(&h.source))
+        })
+        .map(|i| (explore_value(&scored[i]), i))
+        .collect();
+    // best explore value first; ties keep the score order
+    pool.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let pool: Vec<usize> = pool.into_iter().map(|(_, i)| i).collect();
+    let mut next_explore = pool.iter().copied().peekable();
+    let mut lifted: Vec<(usize, usize)> = Vec::new(); // (explore index, displaced index)
+    let mut taken = vec![false; scored.len()];
+    let mut cursor = 0;
+    let mut placed = 0;
+    while placed < k {
+        while cursor < scored.len() && taken[cursor] {
+            cursor += 1;
+        }
+        if cursor == scored.len() {
+            break;
+        }
+        let next = &scored[cursor];
+        let weak = bought(next)
+            && counts
+                .get(next.candidate.id.as_str())
+                .is_none_or(|c| *c < below);
+        // skip explore candidates already placed on their own merit
+        while next_explore.peek().is_some_and(|&e| taken[e]) {
+            next_explore.next();
+        }
+        match next_explore.peek().copied() {
+            Some(e) if weak && lifted.len() < slots => {
+                taken[e] = true;
+                lifted.push((e, cursor));
+                next_explore.next();
+            }
+            _ => {
+                taken[cursor] = true;
+            }
+        }
+        placed += 1;
+    }
+    let n = lifted.len();
+    for (j, &(e, displaced)) in lifted.iter().enumerate() {
+        // earlier winners sit higher: distinct small offsets keep their order
+        let target = scored[displaced].score + 1e-6 * (n - j) as f64;
+        let count = counts
+            .get(scored[displaced].candidate.id.as_str())
+            .copied()
+            .unwrap_or(0.0);
+        let reason = format!(
+            "explore: never bought, placed above `{}` (decayed purchase count {count:.3} < {below})",
+            scored[displaced].candidate.id
+        );
+        let s = &mut scored[e];
+        s.adjustments.push(Adjustment {
+            kind: AdjustmentKind::Explore,
+            reason,
+            amount: target - s.score,
+        });
+        s.score =
+            feature_sum(profile, &s.values) + s.adjustments.iter().map(|a| a.amount).sum::<f64>();
+    }
+    n > 0
+}
+
+fn feature_sum(profile: &CompiledProfile, values: &FeatureValues) -> f64 {
+    values
+        .iter()
+        .zip(profile.weights.iter())
+        .map(|(v, w)| contribution(*v, *w))
+        .sum()
+}
+
 /// `value * weight`, with the sign of a zero product dropped (`-0.0` reads badly in JSON).
 fn contribution(value: f64, weight: f64) -> f64 {
     value * weight + 0.0
@@ -255,11 +377,7 @@ fn score(
     candidate: &Candidate,
     values: &FeatureValues,
 ) -> (f64, Vec<Adjustment>) {
-    let features: f64 = values
-        .iter()
-        .zip(profile.weights.iter())
-        .map(|(v, w)| contribution(*v, *w))
-        .sum();
+    let features = feature_sum(profile, values);
     let mut adjustments = Vec::new();
     for (kind, rules, sign) in [
         (AdjustmentKind::Boost, &profile.config.boost, 1.0),

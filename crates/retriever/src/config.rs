@@ -69,6 +69,10 @@ pub struct RetrieverConfig {
     /// With `auto`: seconds between the background sampler's checks of the serving index
     /// (`FT.INFO`: document count and index name); a change takes a new sample.
     pub sample_check_secs: u64,
+    /// Age after which the serving index's collaborative vector field is looked up again
+    /// (`FT.INFO`, on the next request with a collaborative source), so a field added by
+    /// `redrec-ingest cf` while serving is used without a restart.
+    pub cf_recheck_secs: u64,
 }
 
 impl Default for RetrieverConfig {
@@ -88,6 +92,7 @@ impl Default for RetrieverConfig {
             sample_size: 1000,
             sample_max_age_secs: 600,
             sample_check_secs: 30,
+            cf_recheck_secs: 60,
         }
     }
 }

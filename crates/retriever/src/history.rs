@@ -87,14 +87,17 @@ mod tests {
                 PurchaseFrequency {
                     item_id: "b".into(),
                     score: 1.0,
+                    count: 0.0,
                 },
                 PurchaseFrequency {
                     item_id: "a".into(),
                     score: 4.0,
+                    count: 0.0,
                 },
                 PurchaseFrequency {
                     item_id: "z".into(),
                     score: f64::NAN,
+                    count: 0.0,
                 },
             ],
             ..UserFeatures::default()

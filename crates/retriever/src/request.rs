@@ -35,6 +35,13 @@ pub enum Source {
     /// The user's purchase history: `(item id, score)` pairs (see
     /// [`crate::history::history_items`]); the items that pass the filter, by score.
     History(Vec<(String, f32)>),
+    /// KNN on the index's collaborative vector field (`cf_vector`) around the user's
+    /// collaborative session vector. Skipped (no query, no error) when the serving index has no
+    /// such field or the vector's dimension is not the field's: the capability is detected from
+    /// `FT.INFO`, see [`crate::Retriever::cf_field`].
+    CfSession(Vec<f32>),
+    /// The same around the user's collaborative long-term vector.
+    CfLongTerm(Vec<f32>),
 }
 
 impl Source {
@@ -48,6 +55,24 @@ impl Source {
             out.push(Source::LongTerm(v.clone()));
         }
         out
+    }
+
+    /// The collaborative-space sources a user's features provide (empty when the user touched
+    /// no item with a collaborative vector).
+    pub fn cf_from_user(user: &UserFeatures) -> Vec<Source> {
+        let mut out = Vec::new();
+        if let Some(v) = &user.cf_session_vector {
+            out.push(Source::CfSession(v.clone()));
+        }
+        if let Some(v) = &user.cf_long_term_vector {
+            out.push(Source::CfLongTerm(v.clone()));
+        }
+        out
+    }
+
+    /// Whether this source searches the collaborative vector field.
+    pub fn is_collaborative(&self) -> bool {
+        matches!(self, Source::CfSession(_) | Source::CfLongTerm(_))
     }
 }
 

@@ -88,6 +88,11 @@ pub struct UserStateConfig {
     /// How long `aof` / `replica` acknowledgement waits before the batch is reported as applied
     /// but not confirmed durable.
     pub ack_timeout_ms: u64,
+    /// EMA rate of the session vector in the collaborative space (the items' `cf_vector`,
+    /// [`redrec_core::schema::ItemFields::cf_vector`]) per unit of event weight.
+    pub cf_session_alpha: f64,
+    /// The same for the long-term collaborative vector.
+    pub cf_long_term_alpha: f64,
 }
 
 impl Default for UserStateConfig {
@@ -109,6 +114,8 @@ impl Default for UserStateConfig {
             history_read: 100,
             ack: AckMode::Memory,
             ack_timeout_ms: 1_000,
+            cf_session_alpha: 0.3,
+            cf_long_term_alpha: 0.05,
         }
     }
 }
@@ -145,6 +152,8 @@ impl UserStateConfig {
         for (field, value) in [
             ("session_alpha", self.session_alpha),
             ("long_term_alpha", self.long_term_alpha),
+            ("cf_session_alpha", self.cf_session_alpha),
+            ("cf_long_term_alpha", self.cf_long_term_alpha),
         ] {
             check(
                 value > 0.0 && value <= 1.0,

@@ -235,10 +235,9 @@ impl UserStateStore {
             ms(c.idempotency_ttl_ms),
             ms(c.history_half_life_ms),
             c.history_cap.to_string().into_bytes(),
-            // reserved, keeps the header at 20 slots
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
+            self.fields.cf_vector.clone().into_bytes(),
+            f(c.cf_session_alpha),
+            f(c.cf_long_term_alpha),
         ];
         for e in events {
             let u = e.user_id;
@@ -379,6 +378,16 @@ impl UserStateStore {
                 out.long_term_vector = Some(
                     vector::decode(raw).map_err(|e| corrupt(&user_key, format!("lt_vec: {e}")))?,
                 );
+            } else if field == "cf_lt_vec" {
+                out.cf_long_term_vector = Some(
+                    vector::decode(raw)
+                        .map_err(|e| corrupt(&user_key, format!("cf_lt_vec: {e}")))?,
+                );
+            } else if field == "updated_ms" {
+                out.last_event_ms =
+                    Some(text().parse().map_err(|_| {
+                        corrupt(&user_key, format!("field `{field}` = {:?}", text()))
+                    })?);
             } else if field.starts_with("pb_") {
                 let v: f64 = text()
                     .parse()
@@ -411,6 +420,11 @@ impl UserStateStore {
             out.session_vector =
                 Some(vector::decode(blob).map_err(|e| corrupt(&session_key, format!("vec: {e}")))?);
         }
+        if session_live && let Some(blob) = session.get("cf_vec") {
+            out.cf_session_vector = Some(
+                vector::decode(blob).map_err(|e| corrupt(&session_key, format!("cf_vec: {e}")))?,
+            );
+        }
 
         let recent_key = self.ns.user_recent(user_id);
         out.recent = recent
@@ -429,14 +443,17 @@ impl UserStateStore {
                 .and_then(|r| r.parse().ok())
                 .ok_or_else(|| corrupt(&user_key, format!("field `buys_ref_ms` = {raw:?}")))?;
             // forward decay: the stored score is relative to the reference time
-            let factor =
-                ((reference - now_ms as f64) / self.config.history_half_life_ms as f64).exp2();
+            let half_life = self.config.history_half_life_ms as f64;
+            let factor = ((reference - now_ms as f64) / half_life).exp2();
+            let last = out.last_event_ms.map_or(now_ms as f64, |t| t as f64);
+            let count_factor = ((reference - last) / half_life).exp2();
             out.purchases = buys
                 .into_iter()
                 .filter(|(_, s)| s.is_finite())
                 .map(|(item_id, s)| PurchaseFrequency {
                     item_id,
                     score: s * factor,
+                    count: s * count_factor,
                 })
                 .collect();
         }

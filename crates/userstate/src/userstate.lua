@@ -195,6 +195,10 @@ local function apply_events(keys, args)
   local idem_ttl = tonumber(args[15])
   local history_half_life = tonumber(args[16])
   local history_cap = tonumber(args[17])
+  -- collaborative space: the item field holding `cf_vector` ('' = off) and its two EMA rates
+  local f_cf = args[18]
+  local cf_session_alpha = tonumber(args[19])
+  local cf_long_alpha = tonumber(args[20])
   local pop_key = keys[1]
 
   -- Phase 1: read every item; an unknown item rejects the whole batch before any write.
@@ -205,10 +209,20 @@ local function apply_events(keys, args)
     if redis.call('EXISTS', item_key) == 0 then
       return { 'unknown_item', j }
     end
-    local h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
+    local h
+    if f_cf ~= '' then
+      h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+    else
+      h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
+    end
     local vec = unpack_vec(h[1])
     if vec ~= nil and not normalize(vec) then
       vec = nil
+    end
+    -- most items have no collaborative vector (too few buyers): nil leaves the cf vectors alone
+    local cf = unpack_vec(h[5])
+    if cf ~= nil and not normalize(cf) then
+      cf = nil
     end
     local cat = h[2]
     if not cat or cat == '' then
@@ -223,7 +237,7 @@ local function apply_events(keys, args)
     if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
       price = nil
     end
-    items[j] = { vec = vec, cat = cat, brand = brand, price = price }
+    items[j] = { vec = vec, cf = cf, cat = cat, brand = brand, price = price }
   end
 
   -- Phase 2: apply.
@@ -255,6 +269,8 @@ local function apply_events(keys, args)
       -- vectors
       update_vector(session, 'vec', item.vec, session_alpha, w)
       update_vector(user, 'lt_vec', item.vec, long_alpha, w)
+      update_vector(session, 'cf_vec', item.cf, cf_session_alpha, w)
+      update_vector(user, 'cf_lt_vec', item.cf, cf_long_alpha, w)
       -- affinities
       if item.cat then
         bump_affinity(user, 'cat:' .. item.cat, w, now, half_life)

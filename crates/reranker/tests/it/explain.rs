@@ -214,7 +214,7 @@ fn worked_example_default_profile() {
           in_cart            value= 0.0000 weight=-0.20 -> +0.0000
           category_recency   value= 0.0000 weight= 0.20 -> +0.0000
           purchased_before   value= 0.0000 weight= 2.00 -> +0.0000
-          purchase_frequency value= 0.0000 weight= 4.00 -> +0.0000
+          purchase_frequency value= 0.0000 weight=20.00 -> +0.0000
           seen               value= 0.0000 weight=-0.05 -> +0.0000
           Diversity: mmr lambda 0.8: relevance rank 1 placed at position 1 (max similarity to earlier results 0.000) -> +0.0000
           mmr: lambda=0.8 normalized_relevance=1.0000 max_similarity=0.0000 mmr_value=0.8000
@@ -232,7 +232,7 @@ fn worked_example_default_profile() {
           in_cart            value= 0.0000 weight=-0.20 -> +0.0000
           category_recency   value= 1.0000 weight= 0.20 -> +0.2000
           purchased_before   value= 0.0000 weight= 2.00 -> +0.0000
-          purchase_frequency value= 0.0000 weight= 4.00 -> +0.0000
+          purchase_frequency value= 0.0000 weight=20.00 -> +0.0000
           seen               value= 0.0000 weight=-0.05 -> +0.0000
           Diversity: mmr lambda 0.8: relevance rank 3 placed at position 2 (max similarity to earlier results 0.322) -> +0.0000
           mmr: lambda=0.8 normalized_relevance=0.6702 max_similarity=0.3215 mmr_value=0.4718
@@ -249,7 +249,7 @@ fn worked_example_default_profile() {
           in_cart            value= 1.0000 weight=-0.20 -> -0.2000
           category_recency   value= 0.0000 weight= 0.20 -> +0.0000
           purchased_before   value= 0.0000 weight= 2.00 -> +0.0000
-          purchase_frequency value= 0.0000 weight= 4.00 -> +0.0000
+          purchase_frequency value= 0.0000 weight=20.00 -> +0.0000
           seen               value= 0.0000 weight=-0.05 -> +0.0000
           Diversity: mmr lambda 0.8: relevance rank 2 placed at position 3 (max similarity to earlier results 1.000) -> +0.0000
           mmr: lambda=0.8 normalized_relevance=0.7017 max_similarity=0.9997 mmr_value=0.3614

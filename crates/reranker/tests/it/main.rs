@@ -3,6 +3,7 @@
 mod config;
 mod diversity;
 mod explain;
+mod explore;
 mod features;
 mod profiles;
 mod props;

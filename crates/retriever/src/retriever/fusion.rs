@@ -33,7 +33,7 @@ impl Retriever {
             .into_iter()
             .map(|mut h| {
                 let id = self.id_of(&h.key);
-                let similarity = self.take_similarity(&mut h);
+                let similarity = Self::take_similarity(&mut h, self.metric);
                 fields.entry(id.clone()).or_insert(h.fields);
                 RankedHit {
                     id,

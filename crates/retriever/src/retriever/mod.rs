@@ -20,6 +20,7 @@ mod sampling;
 mod shaping;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
 
 use deadpool_redis::Pool;
 use redis::Value;
@@ -39,6 +40,8 @@ use crate::merge::merge;
 use crate::request::{Retrieval, RetrievalRequest};
 use redrec_core::reply::{Shape, parse_hmget, parse_search};
 
+pub use capabilities::CfField;
+use capabilities::CfLookup;
 use connection::Conn;
 pub use connection::create_pool;
 use rounds::bad_query;
@@ -61,6 +64,8 @@ pub struct Retriever {
     hybrid: Option<HybridSyntax>,
     /// Field sample for the `auto` policy, kept fresh in the background.
     sampler: Sampler,
+    /// The collaborative vector field as last looked up (`FT.INFO`), with the time of the lookup.
+    cf: RwLock<Option<CfLookup>>,
 }
 
 impl Retriever {
@@ -141,6 +146,7 @@ impl Retriever {
             config,
             hybrid: None,
             sampler: Sampler::new(),
+            cf: RwLock::new(None),
         })
     }
 
@@ -190,13 +196,26 @@ impl Retriever {
         k: usize,
         policy: Option<HybridPolicy>,
     ) -> KnnQuery {
+        self.knn_on(&self.fields.vector, self.hnsw, filter, vector, k, policy)
+    }
+
+    /// A KNN query on any vector field of the index (the text-space field or `cf_vector`).
+    fn knn_on(
+        &self,
+        field: &str,
+        hnsw: bool,
+        filter: &str,
+        vector: Vec<f32>,
+        k: usize,
+        policy: Option<HybridPolicy>,
+    ) -> KnnQuery {
         KnnQuery {
             index: self.alias.clone(),
             filter: filter.to_owned(),
-            vector_field: self.fields.vector.clone(),
+            vector_field: field.to_owned(),
             vector,
             k,
-            ef_runtime: self.hnsw.then(|| self.config.ef_runtime.max(k as u32)),
+            ef_runtime: hnsw.then(|| self.config.ef_runtime.max(k as u32)),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
             hybrid_policy: policy,
@@ -240,6 +259,11 @@ impl Retriever {
             )));
         }
         let filter = req.filter.render(&self.schema)?;
+        let cf = if req.sources.iter().any(|s| s.is_collaborative()) {
+            self.cf_field().await
+        } else {
+            None
+        };
         let mut needed = self.validate_sources(&req.sources)?;
         let mut round_trips = 0;
         let mut stored = BTreeMap::new();
@@ -256,7 +280,7 @@ impl Retriever {
             stored.extend(needed.into_iter().zip(vectors));
         }
         let mut exclude = req.exclude.clone();
-        let plans = self.plan(&req.sources, &stored, &mut exclude)?;
+        let plans = self.plan(&req.sources, &stored, cf.as_ref(), &mut exclude)?;
         // Only KNN sources care about the hybrid policy (and only with a filter).
         let policy = if plans.iter().any(|p| p.searches_vectors()) {
             self.policy_for(&req.filter)
@@ -323,7 +347,7 @@ impl Retriever {
                 with_content: true,
             },
         )?;
-        let list = self.vector_list(SourceKind::QueryVector, page);
+        let list = self.vector_list(SourceKind::QueryVector, page, self.metric);
         Ok(merge(&[list], &BTreeSet::new(), limit).candidates)
     }
 }

@@ -12,9 +12,11 @@ use redrec_core::keys::validate_id;
 use redrec_core::query::{
     HybridPolicy, InKeysQuery, SearchArgs, SortedQuery, TextQuery, lexical_expression,
 };
+use redrec_core::schema::DistanceMetric;
 use redrec_core::vector;
 
 use super::Retriever;
+use super::capabilities::CfField;
 use super::fusion::with_window;
 use crate::config::FetchMode;
 use crate::error::{Error, Result};
@@ -31,12 +33,17 @@ pub(super) struct Plan {
 impl Plan {
     /// KNN and text plans search the vector field, so only they care about `HYBRID_POLICY`.
     pub(super) fn searches_vectors(&self) -> bool {
-        matches!(self.kind, PlanKind::Knn(_) | PlanKind::Text(..))
+        matches!(
+            self.kind,
+            PlanKind::Knn(_) | PlanKind::Text(..) | PlanKind::CfKnn(..)
+        )
     }
 }
 
 enum PlanKind {
     Knn(Vec<f32>),
+    /// KNN on the collaborative vector field.
+    CfKnn(Vec<f32>, CfField),
     Popular,
     /// BM25 + KNN (client fusion) or FT.HYBRID.
     Text(String, Vec<f32>),
@@ -65,7 +72,8 @@ pub(super) struct Searched {
 
 /// Where a planned query's replies sit in the pipeline, for reading them back.
 enum Slot {
-    Knn(SourceKind, usize),
+    /// A KNN reply and the metric its distances are in.
+    Knn(SourceKind, usize, DistanceMetric),
     Popular(usize),
     ClientText {
         text: usize,
@@ -111,6 +119,14 @@ impl Retriever {
                 Source::Vector(v) | Source::Session(v) | Source::LongTerm(v) => {
                     self.validate_vector(v)?
                 }
+                // checked against the collaborative field's dimension when planned
+                Source::CfSession(v) | Source::CfLongTerm(v) => {
+                    if v.iter().any(|x| !x.is_finite()) {
+                        return Err(bad_query(
+                            "collaborative user vector has a non-finite value",
+                        ));
+                    }
+                }
                 Source::Text { text, vector } => {
                     self.validate_vector(vector)?;
                     lexical_expression(Some(&self.fields.text), text)?;
@@ -151,16 +167,40 @@ impl Retriever {
     }
 
     /// One query per source (popularity when there is none); ids the plans search around are
-    /// added to `exclude`.
+    /// added to `exclude`. Collaborative sources are planned only when the index has the field
+    /// (`cf`) and the vector has its dimension.
     pub(super) fn plan(
         &self,
         sources: &[Source],
         stored: &BTreeMap<String, Vec<f32>>,
+        cf: Option<&CfField>,
         exclude: &mut BTreeSet<String>,
     ) -> Result<Vec<Plan>> {
         let mut plans = Vec::new();
         for s in sources {
             let (kind, source) = match s {
+                Source::CfSession(v) | Source::CfLongTerm(v) => {
+                    let kind = if matches!(s, Source::CfSession(_)) {
+                        SourceKind::CfSession
+                    } else {
+                        SourceKind::CfLongTerm
+                    };
+                    match cf {
+                        Some(field) if field.dims == v.len() => {
+                            (PlanKind::CfKnn(v.clone(), field.clone()), kind)
+                        }
+                        Some(field) => {
+                            tracing::debug!(
+                                source = kind.as_str(),
+                                dims = v.len(),
+                                field_dims = field.dims,
+                                "collaborative vector of another dimension; source skipped"
+                            );
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
                 Source::Vector(v) => (PlanKind::Knn(v.clone()), SourceKind::QueryVector),
                 Source::Session(v) => (PlanKind::Knn(v.clone()), SourceKind::Session),
                 Source::LongTerm(v) => (PlanKind::Knn(v.clone()), SourceKind::LongTerm),
@@ -306,7 +346,11 @@ impl Retriever {
             let slot = match &plan.kind {
                 PlanKind::Knn(v) => {
                     let q = self.knn(filter, v.clone(), fetch, policy);
-                    Slot::Knn(plan.source, p.add(q.args()?))
+                    Slot::Knn(plan.source, p.add(q.args()?), self.metric)
+                }
+                PlanKind::CfKnn(v, field) => {
+                    let q = self.knn_on(&field.name, field.hnsw, filter, v.clone(), fetch, policy);
+                    Slot::Knn(plan.source, p.add(q.args()?), field.metric)
                 }
                 PlanKind::Popular => {
                     let q = SortedQuery {
@@ -411,10 +455,10 @@ impl Retriever {
             Ok(page)
         };
         let (list, full) = match *slot {
-            Slot::Knn(source, i) => {
+            Slot::Knn(source, i, metric) => {
                 let page = page_of(i, WITH_FIELDS)?;
                 let full = page.hits.len() >= fetch;
-                (self.vector_list(source, page), full)
+                (self.vector_list(source, page, metric), full)
             }
             Slot::Popular(i) => {
                 let page = page_of(i, WITH_FIELDS)?;

@@ -3,6 +3,7 @@
 
 use redrec_core::candidate::{SourceHit, SourceKind};
 use redrec_core::query::DISTANCE_ALIAS;
+use redrec_core::schema::DistanceMetric;
 
 use super::Retriever;
 use crate::merge::{ListEntry, RankedList};
@@ -13,19 +14,24 @@ impl Retriever {
         self.ns.item_id(key).unwrap_or(key).to_owned()
     }
 
-    /// The similarity of a KNN hit, taking its distance field out of the hit's fields (an
-    /// unreadable distance ranks as far as possible).
-    pub(super) fn take_similarity(&self, hit: &mut Hit) -> f32 {
+    /// The similarity of a KNN hit, taking its distance (in `metric`) out of the hit's fields
+    /// (an unreadable distance ranks as far as possible).
+    pub(super) fn take_similarity(hit: &mut Hit, metric: DistanceMetric) -> f32 {
         let distance = hit
             .fields
             .remove(DISTANCE_ALIAS)
             .and_then(|d| d.parse::<f32>().ok())
             .unwrap_or(f32::MAX);
-        self.metric.similarity(distance)
+        metric.similarity(distance)
     }
 
-    pub(super) fn vector_list(&self, source: SourceKind, page: Page) -> RankedList {
-        self.ranked_list(page, source, |h| self.take_similarity(h))
+    pub(super) fn vector_list(
+        &self,
+        source: SourceKind,
+        page: Page,
+        metric: DistanceMetric,
+    ) -> RankedList {
+        self.ranked_list(page, source, |h| Self::take_similarity(h, metric))
     }
 
     /// A page as a list of one-hit entries, best first, each hit's similarity read by `similarity`.
