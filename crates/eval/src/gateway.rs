@@ -1,5 +1,5 @@
-//! The system under test, over HTTP: the training baskets go in as `POST /v1/events` purchase
-//! batches (each user's events in time order), then every evaluated user is asked
+//! The system under test, over HTTP: with `--import http`, the training baskets go in as
+//! `POST /v1/events` purchase batches (each user's events in time order); every evaluated user is asked
 //! `POST /v1/recommendations {user_id, k[, profile]}` concurrently.
 //!
 //! The evaluation owns its namespace: before importing, it deletes the namespace's user state,
@@ -16,8 +16,9 @@ use futures::{StreamExt, stream};
 use redis::aio::MultiplexedConnection;
 use redrec_bench::http::{HttpClient, parse_response};
 use redrec_core::keys::Namespace;
-use serde::Serialize;
 use serde_json::json;
+
+use crate::import::{ImportStats, ImportVia};
 
 /// Deletes `{ns}:user:*`, `{ns}:evt:*` and `{ns}:pop`; returns how many keys went.
 pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Result<u64> {
@@ -60,15 +61,6 @@ pub struct UserEvents {
     pub events: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ImportStats {
-    pub users: usize,
-    pub events: usize,
-    pub batches: usize,
-    pub secs: f64,
-    pub events_per_sec: f64,
-}
-
 /// Sends every user's events as purchase batches of at most `batch` events, `workers` batches
 /// in flight; one user's events always travel through the same worker, in order.
 pub async fn import(
@@ -107,6 +99,7 @@ pub async fn import(
     }))
     .await;
     let mut stats = ImportStats {
+        via: ImportVia::Http,
         users: n_users,
         ..Default::default()
     };
