@@ -16,6 +16,7 @@ use futures::{StreamExt, stream};
 use redis::aio::MultiplexedConnection;
 use redrec_bench::http::{HttpClient, parse_response};
 use redrec_core::keys::Namespace;
+use redrec_ingest::keyscan::KeyScan;
 use serde_json::json;
 
 use crate::import::{ImportStats, ImportVia};
@@ -27,24 +28,15 @@ pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Res
         format!("{}:user:*", ns.name()),
         format!("{}:evt:*", ns.name()),
     ] {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(5000)
-                .query_async(con)
-                .await
-                .context("scanning user keys")?;
+        let mut scan = KeyScan::new(pattern, 5000);
+        while let Some(keys) = scan
+            .next_batch(con)
+            .await
+            .context("scanning user keys")?
+        {
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(con).await?;
                 deleted += n;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
             }
         }
     }

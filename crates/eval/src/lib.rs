@@ -92,20 +92,6 @@ pub struct EvalConfig {
     pub out: PathBuf,
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC).
-pub fn civil_date(secs: i64) -> String {
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// Maps item ids to dense indexes: the dataset's items first, then ids only the gateway listed.
 struct ItemIndex {
     ids: HashMap<String, u32>,
@@ -240,6 +226,17 @@ async fn load(
     })
 }
 
+async fn publish_cf(
+    con: &mut redis::aio::MultiplexedConnection,
+    ns: &Namespace,
+    data: &data::Dataset,
+    split: &split::Split,
+    config: &EvalConfig,
+) -> Result<(cf::CfStats, Option<redrec_ingest::cf::AlsModel>)> {
+    let interactions = config.interactions.display().to_string();
+    cf::publish(con, ns, data, split, &interactions, &config.cf_params, config.cf).await
+}
+
 /// Trains and publishes the collaborative vectors for this split (as a gateway run would, see
 /// [`cf`]) and records what it did in `cf.json` of the report directory; `cargo xtask eval`
 /// runs this before it starts the gateways, so they see the field from their first request.
@@ -258,16 +255,7 @@ pub async fn prepare_cf(config: &EvalConfig) -> Result<cf::CfStats> {
     if config.cf == cf::CfMode::Off {
         bail!("--cf-only with --cf off has nothing to do");
     }
-    let (stats, _) = cf::publish(
-        &mut con,
-        &ns,
-        &data,
-        &split,
-        &config.interactions.display().to_string(),
-        &config.cf_params,
-        config.cf,
-    )
-    .await?;
+    let (stats, _) = publish_cf(&mut con, &ns, &data, &split, config).await?;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
     let path = config.out.join("cf.json");
@@ -328,16 +316,7 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         && let Some(con) = con.as_mut()
     {
         let t = Instant::now();
-        let (stats, model) = cf::publish(
-            con,
-            &ns,
-            &data,
-            &split,
-            &config.interactions.display().to_string(),
-            &config.cf_params,
-            config.cf,
-        )
-        .await?;
+        let (stats, model) = publish_cf(con, &ns, &data, &split, config).await?;
         // Trained by the preparation step of this run (`--cf-only`, before the gateways
         // started): report what it did.
         let prepared: Option<cf::CfStats> = std::fs::read(config.out.join("cf.json"))

@@ -95,7 +95,7 @@ fn markdown(report: &Report) -> String {
     let split = match report.split {
         SplitKind::Cutoff { at } => format!(
             "train before {} (UTC), predict each user's first basket after it",
-            crate::civil_date(at)
+            redrec_ingest::events::time::civil_date(at)
         ),
         SplitKind::LastBasket => "each user's last basket held out".into(),
     };

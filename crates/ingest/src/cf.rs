@@ -13,14 +13,15 @@
 //! - [`Solver::Exact`]: the exact solution per row by Cholesky in f64, `nnz·f² + f³` per row:
 //!   the reference, about 30 times slower on Complete Journey.
 //!
-//! Rows are split over `threads` scoped threads. Initial factors come from a SplitMix64 stream
-//! of `seed`, and each row's new factors depend only on its own inputs, never on the thread
+//! Rows are split over `threads` scoped threads. Initial factors come from the SplitMix64 stream
+//! of `seed` ([`redrec_core::synthetic::Rng`]), and each row's new factors depend only on its own inputs, never on the thread
 //! layout, so a run is deterministic for its inputs and parameters.
 //!
 //! Items bought by fewer than `min_users` users are left out (no vector): their factors would be
 //! noise. Which vectors an item gets is the caller's business (see docs/QUALITY.md).
 
 use ndarray::{Array2, ArrayView1, Axis};
+use redrec_core::synthetic::Rng;
 
 /// Per user: (item index, count) pairs sorted by item.
 pub type UserRows = Vec<Vec<(u32, f32)>>;
@@ -209,20 +210,9 @@ impl AlsModel {
 }
 
 fn random_factors(rows: usize, f: usize, seed: u64) -> Array2<f32> {
-    let mut s = seed;
+    let mut rng = Rng::new(seed);
     let scale = 0.1 / (f as f32).sqrt();
-    Array2::from_shape_fn((rows, f), |_| {
-        let u = (splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64;
-        (u as f32 - 0.5) * 2.0 * scale
-    })
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    Array2::from_shape_fn((rows, f), |_| (rng.unit() as f32 - 0.5) * 2.0 * scale)
 }
 
 /// Solves `a x = b` for a symmetric positive definite `a` (n × n, row-major) in place of `b`.
@@ -575,8 +565,8 @@ mod tests {
     /// as well (recall@15 of the unbought group items within 0.02).
     #[test]
     fn conjugate_gradient_reaches_the_exact_objective() {
-        let mut rng = 7u64;
-        let mut next = |n: u64| splitmix(&mut rng) % n;
+        let mut rng = Rng::new(7);
+        let mut next = |n: usize| rng.below(n);
         let (groups, per_group) = (4u32, 15u32);
         let mut by_user = Vec::new();
         for u in 0..120u32 {
@@ -588,7 +578,7 @@ mod tests {
                 }
             }
             for _ in 0..2 {
-                row.push(((next(u64::from(groups * per_group))) as u32, 1.0));
+                row.push((next((groups * per_group) as usize) as u32, 1.0));
             }
             row.sort_by_key(|(i, _)| *i);
             row.dedup_by_key(|(i, _)| *i);

@@ -39,6 +39,7 @@ use serde::Serialize;
 use crate::{
     Error, Result,
     index::{self, schema_key},
+    keyscan::KeyScan,
     progress::{Progress, ProgressMode},
     refresh::write_vectors,
 };
@@ -202,33 +203,22 @@ async fn clear_others(
     keep: &HashSet<String>,
     batch_size: usize,
 ) -> Result<u64> {
-    let pattern = format!("{}*", ns.item(""));
-    let mut cursor: u64 = 0;
+    let mut scan = KeyScan::new(format!("{}*", ns.item_prefix()), batch_size.max(100));
     let mut cleared = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(batch_size.max(100))
-            .query_async(con)
-            .await?;
+    while let Some(keys) = scan.next_batch(con).await? {
         let stale: Vec<&String> = keys.iter().filter(|k| !keep.contains(*k)).collect();
-        if !stale.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &stale {
-                match storage {
-                    StorageType::Hash => pipe.cmd("HDEL").arg(key).arg(CF_FIELD),
-                    StorageType::Json => pipe.cmd("JSON.DEL").arg(key).arg(format!("$.{CF_FIELD}")),
-                };
-            }
-            let done: Vec<i64> = pipe.query_async(con).await?;
-            cleared += done.iter().filter(|d| **d > 0).count() as u64;
+        if stale.is_empty() {
+            continue;
         }
-        cursor = next;
-        if cursor == 0 {
-            return Ok(cleared);
+        let mut pipe = redis::pipe();
+        for key in &stale {
+            match storage {
+                StorageType::Hash => pipe.cmd("HDEL").arg(key).arg(CF_FIELD),
+                StorageType::Json => pipe.cmd("JSON.DEL").arg(key).arg(format!("$.{CF_FIELD}")),
+            };
         }
+        let done: Vec<i64> = pipe.query_async(con).await?;
+        cleared += done.iter().filter(|d| **d > 0).count() as u64;
     }
+    Ok(cleared)
 }
