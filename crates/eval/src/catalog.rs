@@ -99,11 +99,7 @@ impl Catalog {
     ) -> Result<Catalog> {
         let mut scan = KeyScan::new(format!("{}*", ns.item_prefix()), 2000);
         let mut items = HashMap::new();
-        while let Some(keys) = scan
-            .next_batch(con)
-            .await
-            .context("scanning item keys")?
-        {
+        while let Some(keys) = scan.next_batch(con).await.context("scanning item keys")? {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("HMGET")

@@ -29,11 +29,7 @@ pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Res
         format!("{}:evt:*", ns.name()),
     ] {
         let mut scan = KeyScan::new(pattern, 5000);
-        while let Some(keys) = scan
-            .next_batch(con)
-            .await
-            .context("scanning user keys")?
-        {
+        while let Some(keys) = scan.next_batch(con).await.context("scanning user keys")? {
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(con).await?;
                 deleted += n;

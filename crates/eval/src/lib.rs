@@ -234,7 +234,16 @@ async fn publish_cf(
     config: &EvalConfig,
 ) -> Result<(cf::CfStats, Option<redrec_ingest::cf::AlsModel>)> {
     let interactions = config.interactions.display().to_string();
-    cf::publish(con, ns, data, split, &interactions, &config.cf_params, config.cf).await
+    cf::publish(
+        con,
+        ns,
+        data,
+        split,
+        &interactions,
+        &config.cf_params,
+        config.cf,
+    )
+    .await
 }
 
 /// Trains and publishes the collaborative vectors for this split (as a gateway run would, see
