@@ -208,23 +208,29 @@ fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) 
         // No model: the gateway serves vector and personalised queries without an embedder.
         out.join("no-model")
     };
-    let log_path = out.join("gateway.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
     let listen = format!("127.0.0.1:{}", args.gateway_port);
     if TcpStream::connect(&listen).is_ok() {
         bail!("port {listen} is already in use; choose another with --gateway-port");
     }
-    let mut child = Command::new(bin_dir.join("redrec-gateway"))
-        .current_dir(workspace_root())
-        .env_remove("REDREC_CONFIG")
-        .env("REDREC_REDIS__URL", redis_url)
+    let mut cmd = Command::new(bin_dir.join("redrec-gateway"));
+    cmd.env("REDREC_REDIS__URL", redis_url)
         .env("REDREC_INDEX__NAMESPACE", "bench")
         .env("REDREC_INDEX__VECTOR__DIMS", args.dim.to_string())
-        .env("REDREC_GATEWAY__LISTEN", &listen)
         .env("REDREC_GATEWAY__API_KEYS", format!("[\"{BENCH_API_KEY}\"]"))
-        .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
-        // Request logging at info costs CPU per request; the bench measures serving, not logging.
+        .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir);
+    spawn_gateway(cmd, &listen, &out.join("gateway.log"))
+}
+
+/// Starts a configured `redrec-gateway` command on `listen` (from the workspace root, without
+/// `REDREC_CONFIG`, logging at warn into `log_path`: request logging costs CPU per request) and
+/// waits until `GET /healthz` answers 200, at most 60 s. Shared by `bench` and `eval`.
+pub(crate) fn spawn_gateway(mut cmd: Command, listen: &str, log_path: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut child = cmd
+        .current_dir(workspace_root())
+        .env_remove("REDREC_CONFIG")
+        .env("REDREC_GATEWAY__LISTEN", listen)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -235,15 +241,16 @@ fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) 
         if let Some(status) = child.try_wait()? {
             bail!(
                 "redrec-gateway exited with {status} before it was healthy; log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
+                std::fs::read_to_string(log_path).unwrap_or_default()
             );
         }
-        if healthy(&listen) {
+        if healthy(listen) {
             eprintln!("xtask: gateway up on http://{listen} (pid {})", child.id());
             return Ok(child);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             bail!(
                 "redrec-gateway did not answer /healthz within 60 s; see {}",
                 log_path.display()
@@ -253,7 +260,7 @@ fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) 
     }
 }
 
-/// Whether `GET /healthz` answers 200 (also used by `cargo xtask eval`).
+/// Whether `GET /healthz` answers 200.
 pub(crate) fn healthy(addr: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return false;

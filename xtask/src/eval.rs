@@ -1,10 +1,13 @@
 //! `cargo xtask eval`: next-basket quality of what the gateway serves, next to baselines
 //! (docs/QUALITY.md). Builds `redrec-eval`, `redrec-ingest` and `redrec-gateway` in release
 //! mode, starts the embedded Redis, loads the catalog into the eval's own namespace (`eval`,
-//! never the demo's; skipped when already there), starts a gateway over that namespace on an
-//! ephemeral port, and runs `redrec-eval`, which imports the training events through the gateway,
-//! asks it for every evaluated household and writes `target/eval/report.{md,json}` and
-//! `quality.png`. xtask only orchestrates processes.
+//! never the demo's; skipped when already there), has `redrec-eval --cf-only` train and publish
+//! the collaborative vectors on the training part of the split (skipped when already trained on
+//! exactly that), starts two gateways over the namespace on ephemeral ports (the served one, and
+//! the text-only pipeline: history source off by config), and runs `redrec-eval`, which imports
+//! the training events through the interaction import, asks both gateways for every evaluated
+//! household and writes `target/eval/report.{md,json}` and `quality.png`. The wall time of each
+//! phase goes to `target/eval/phases.json`. xtask only orchestrates processes.
 //!
 //! Default data: Complete Journey (`cargo xtask fetch complete-journey`). Any other catalog +
 //! interactions: `--catalog items.jsonl --interactions events.csv -- --user-col ...`.
@@ -12,11 +15,11 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Child, Command},
+    time::Instant,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use crate::{Asset, cargo, fetch, redis, run_step, workspace_root};
 
@@ -49,48 +52,130 @@ pub struct EvalArgs {
     /// Run only the offline baselines (no gateway)
     #[arg(long)]
     no_gateway: bool,
+    /// How the training events reach the gateway's user state: `events` (the interaction
+    /// import, event time = basket time) or `http` (POST /v1/events, the gateway's clock)
+    #[arg(long, default_value = "events", value_parser = ["events", "http"])]
+    import: String,
+    /// Collaborative vectors: `auto` trains and publishes `cf_vector` on the split's training
+    /// part unless it already holds exactly that, `retrain` always, `off` leaves the field alone
+    #[arg(long, default_value = "auto", value_parser = ["auto", "retrain", "off"])]
+    cf: String,
+    /// Do not start the text-only pipeline gateway (no `text-only pipeline` arm)
+    #[arg(long)]
+    no_text_only: bool,
     /// Further arguments for redrec-eval (`cargo run -p redrec-eval -- --help`)
     #[arg(last = true)]
     extra: Vec<String>,
 }
 
+/// Gateway settings of the text-only pipeline, on top of the served gateway's: the default
+/// profile extended with `exclude_purchased`, which is what switches the `history` candidate
+/// source off on this version (purchases then also count as seen).
+const TEXT_ONLY_ENV: &[(&str, &str)] = &[
+    ("REDREC_RERANKER__PROFILES__DEFAULT__EXTENDS", "default"),
+    (
+        "REDREC_RERANKER__PROFILES__DEFAULT__EXCLUDE_PURCHASED",
+        "true",
+    ),
+];
+
+/// Wall time per phase, printed at the end and written to `phases.json`.
+struct Phases {
+    out: PathBuf,
+    phases: Vec<(String, f64)>,
+    started: Instant,
+}
+
+impl Phases {
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let r = f();
+        self.phases
+            .push((name.to_owned(), t.elapsed().as_secs_f64()));
+        r
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.phases
+            .push(("total".to_owned(), self.started.elapsed().as_secs_f64()));
+        eprintln!("xtask: eval wall time by phase:");
+        let mut json = String::from("{");
+        for (i, (name, secs)) in self.phases.iter().enumerate() {
+            eprintln!("  {name:<48} {secs:>7.1} s");
+            json.push_str(&format!(
+                "{}\"{}\": {secs:.1}",
+                if i == 0 { "" } else { ", " },
+                name.replace('"', "'")
+            ));
+        }
+        json.push_str("}\n");
+        std::fs::write(self.out.join("phases.json"), json)?;
+        Ok(())
+    }
+}
+
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let started = Instant::now();
     let root = workspace_root();
     let out = root.join("target").join("eval");
     std::fs::create_dir_all(&out)?;
-    run_step(
-        "cargo build --release (eval, ingest, gateway)",
-        cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "redrec-eval",
-            "-p",
-            "redrec-ingest",
-            "-p",
-            "redrec-gateway",
-        ]),
-    )?;
+    let mut phases = Phases {
+        out: out.clone(),
+        phases: Vec::new(),
+        started: Instant::now(),
+    };
+    phases.run("cargo build --release", || {
+        run_step(
+            "cargo build --release (eval, ingest, gateway)",
+            cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "redrec-eval",
+                "-p",
+                "redrec-ingest",
+                "-p",
+                "redrec-gateway",
+            ]),
+        )
+    })?;
     let bin = root.join("target").join("release");
-    redis::up(&redis::UpOptions {
-        port: args.port,
-        persist: true,
-        data_dir: None,
+    phases.run("redis up", || {
+        redis::up(&redis::UpOptions {
+            port: args.port,
+            persist: true,
+            data_dir: None,
+        })
     })?;
     let url = redis::Target::from_env(args.port).url();
     let model = fetch(Asset::Model)?;
 
-    let mut eval = Command::new(bin.join("redrec-eval"));
-    eval.current_dir(&root)
-        .env("REDREC_REDIS__URL", &url)
-        .args(["--namespace", &args.namespace])
-        .arg("--out")
-        .arg(&out);
+    // The arguments both redrec-eval runs share: data, columns, split, namespace.
+    let mut common: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |a: &str| common.push(a.into());
+    push("--namespace");
+    push(&args.namespace);
+    push("--redis-url");
+    push(&url);
+    push("--cf");
+    push(&args.cf);
+    if args.quick {
+        push("--quick");
+    }
+    if args.last_basket {
+        push("--last-basket");
+    } else {
+        push("--cutoff");
+        push(&args.cutoff);
+    }
+    common.push("--out".into());
+    common.push(out.clone().into());
     match (&args.catalog, &args.interactions) {
         (Some(catalog), Some(interactions)) => {
-            load_catalog(&bin, &url, &model, &args.namespace, catalog)?;
-            eval.arg("--interactions").arg(interactions);
+            phases.run("catalog load (once per namespace)", || {
+                load_catalog(&bin, &url, &model, &args.namespace, catalog)
+            })?;
+            common.push("--interactions".into());
+            common.push(interactions.into());
         }
         (None, interactions) => {
             let data = fetch(Asset::CompleteJourney)?;
@@ -99,54 +184,111 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 .env("REDREC_REDIS__URL", &url)
                 .env("REDREC_EMBEDDER__MODEL_DIR", &model)
                 .args(["--namespace", &args.namespace, "--progress", "lines"])
-                .args(["seed", "complete-journey", "--data-dir"])
+                // the evaluation imports the histories of its own split itself
+                .args(["seed", "complete-journey", "--no-history", "--data-dir"])
                 .arg(&data);
-            run_step(
-                "redrec-ingest seed complete-journey (once per namespace)",
-                &mut seed,
-            )?;
+            phases.run("catalog seed (once per namespace)", || {
+                run_step(
+                    "redrec-ingest seed complete-journey --no-history (once per namespace)",
+                    &mut seed,
+                )
+            })?;
             match interactions {
                 Some(i) => {
-                    eval.arg("--interactions").arg(i);
+                    common.push("--interactions".into());
+                    common.push(i.into());
                 }
                 None => {
-                    eval.arg("--interactions")
-                        .arg(data.join("transactions.parquet"))
-                        .args(["--user-col", "household_id", "--item-col", "product_id"])
-                        .args(["--time-col", "transaction_timestamp"])
-                        .args(["--basket-col", "basket_id", "--quantity-col", "quantity"]);
+                    common.push("--interactions".into());
+                    common.push(data.join("transactions.parquet").into());
+                    for a in [
+                        "--user-col",
+                        "household_id",
+                        "--item-col",
+                        "product_id",
+                        "--time-col",
+                        "transaction_timestamp",
+                        "--basket-col",
+                        "basket_id",
+                        "--quantity-col",
+                        "quantity",
+                    ] {
+                        common.push(a.into());
+                    }
                 }
             }
         }
         (Some(_), None) => unreachable!("clap requires --interactions with --catalog"),
     }
-    if args.quick {
-        eval.arg("--quick");
-    }
-    if args.last_basket {
-        eval.arg("--last-basket");
-    } else {
-        eval.args(["--cutoff", &args.cutoff]);
-    }
-    let mut gateway = None;
+    common.extend(args.extra.iter().map(Into::into));
+    let redrec_eval = || {
+        let mut c = Command::new(bin.join("redrec-eval"));
+        // the same configuration as the gateways: defaults and REDREC_* variables
+        c.current_dir(&root)
+            .env_remove("REDREC_CONFIG")
+            .args(&common);
+        c
+    };
+
+    let mut gateways: Vec<Child> = Vec::new();
+    let mut eval = redrec_eval();
     if !args.no_gateway {
-        let (child, base) = start_gateway(&bin, &url, &model, &args.namespace, &out)?;
-        gateway = Some(child);
-        eval.args(["--gateway-url", &base, "--api-key", EVAL_API_KEY]);
+        if args.cf != "off" {
+            phases.run("cf_vector: read + split + ALS train + publish", || {
+                run_step("redrec-eval --cf-only", redrec_eval().arg("--cf-only"))
+            })?;
+        }
+        let served = phases.run("gateway start", || {
+            start_gateway(
+                &bin,
+                &url,
+                &model,
+                &args.namespace,
+                &out.join("gateway.log"),
+                &[],
+            )
+        })?;
+        eval.args(["--gateway-url", &served.1, "--api-key", EVAL_API_KEY])
+            .args(["--import", &args.import]);
+        gateways.push(served.0);
+        if !args.no_text_only {
+            let text_only = phases.run("text-only gateway start", || {
+                start_gateway(
+                    &bin,
+                    &url,
+                    &model,
+                    &args.namespace,
+                    &out.join("gateway-text-only.log"),
+                    TEXT_ONLY_ENV,
+                )
+            });
+            match text_only {
+                Ok((child, base)) => {
+                    gateways.push(child);
+                    eval.args(["--text-only-url", &base]);
+                }
+                Err(e) => {
+                    stop(&mut gateways);
+                    return Err(e);
+                }
+            }
+        }
     }
-    eval.args(&args.extra);
-    let result = run_step("redrec-eval", &mut eval);
-    if let Some(mut gw) = gateway {
+    let result = phases.run(
+        "redrec-eval (read, split, baselines, reset, import, requests, report)",
+        || run_step("redrec-eval", &mut eval),
+    );
+    stop(&mut gateways);
+    result?;
+    eprintln!("xtask: report in {}", out.join("report.md").display());
+    phases.finish()
+}
+
+fn stop(gateways: &mut Vec<Child>) {
+    for mut gw in gateways.drain(..) {
         let _ = gw.kill();
         let _ = gw.wait();
     }
-    result?;
-    eprintln!(
-        "xtask: eval took {:.0} s; report in {}",
-        started.elapsed().as_secs_f64(),
-        out.join("report.md").display()
-    );
-    Ok(())
 }
 
 /// Loads a catalog file into the namespace (strict validation, so a bad row stops the load).
@@ -167,24 +309,20 @@ fn ephemeral_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts a gateway over the eval namespace; returns it and its base URL.
+/// Starts a gateway over the eval namespace with extra settings `env`; returns it and its base
+/// URL.
 fn start_gateway(
     bin: &Path,
     redis_url: &str,
     model: &Path,
     ns: &str,
-    out: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
 ) -> Result<(Child, String)> {
     let listen = format!("127.0.0.1:{}", ephemeral_port()?);
-    let log_path = out.join("gateway.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = Command::new(bin.join("redrec-gateway"));
-    cmd.current_dir(workspace_root())
-        .env_remove("REDREC_CONFIG")
-        .env("REDREC_REDIS__URL", redis_url)
+    cmd.env("REDREC_REDIS__URL", redis_url)
         .env("REDREC_INDEX__NAMESPACE", ns)
-        .env("REDREC_GATEWAY__LISTEN", &listen)
         .env("REDREC_GATEWAY__API_KEYS", format!("[\"{EVAL_API_KEY}\"]"))
         .env("REDREC_EMBEDDER__MODEL_DIR", model)
         // The catalog's popularity stays as seeded, so every run sees the same catalog.
@@ -198,33 +336,7 @@ fn start_gateway(
     if std::env::var_os("REDREC_REDIS__COMMAND_TIMEOUT_MS").is_none() {
         cmd.env("REDREC_REDIS__COMMAND_TIMEOUT_MS", "1000");
     }
-    let mut child = cmd
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("cannot start redrec-gateway")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "redrec-gateway exited with {status} before it was healthy; log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        if crate::bench::healthy(&listen) {
-            eprintln!(
-                "xtask: eval gateway on http://{listen} (pid {})",
-                child.id()
-            );
-            return Ok((child, format!("http://{listen}")));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!(
-                "redrec-gateway did not answer /healthz within 60 s; see {}",
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    cmd.envs(env.iter().copied());
+    let child = crate::bench::spawn_gateway(cmd, &listen, log)?;
+    Ok((child, format!("http://{listen}")))
 }

@@ -64,10 +64,16 @@ mod tests {
         // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP
         ("bench", &["redrec-core", "redrec-store"], &["axum"]),
         // the quality evaluation of `cargo xtask eval`: reads interaction files with ingest's
-        // sources, talks to the gateway over HTTP with bench's client
+        // sources, imports training events with ingest's interaction import (into userstate's
+        // event function), talks to the gateway over HTTP with bench's client
         (
             "eval",
-            &["redrec-core", "redrec-ingest", "redrec-bench"],
+            &[
+                "redrec-core",
+                "redrec-ingest",
+                "redrec-userstate",
+                "redrec-bench",
+            ],
             &["axum"],
         ),
     ];

@@ -138,21 +138,8 @@ impl<'a> Context<'a> {
     }
 
     /// Implicit ALS trained on the training baskets: items by `user · item` factors.
-    pub fn als_lists(&self, p: &redrec_ingest::cf::AlsParams, n_items: usize) -> Vec<Vec<u32>> {
-        let by_user: Vec<Vec<(u32, f32)>> = self
-            .split
-            .train
-            .iter()
-            .map(|bs| {
-                let mut row: Vec<(u32, f32)> = user_counts(bs)
-                    .into_iter()
-                    .map(|(i, c)| (i, c as f32))
-                    .collect();
-                row.sort_by_key(|(i, _)| *i);
-                row
-            })
-            .collect();
-        let model = redrec_ingest::cf::train(&by_user, n_items, p);
+    /// ALS (user x item factors of a model trained on this split's training rows).
+    pub fn als_lists(&self, model: &redrec_ingest::cf::AlsModel) -> Vec<Vec<u32>> {
         self.split
             .cases
             .iter()

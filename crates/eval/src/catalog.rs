@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use redis::aio::MultiplexedConnection;
 use redrec_core::keys::Namespace;
+use redrec_ingest::keyscan::KeyScan;
 use serde::Serialize;
 
 /// What the evaluation knows about the catalog.
@@ -96,19 +97,9 @@ impl Catalog {
         ns: &Namespace,
         rule: &NonMerchRule,
     ) -> Result<Catalog> {
-        let pattern = format!("{}*", ns.item_prefix());
-        let mut cursor: u64 = 0;
+        let mut scan = KeyScan::new(format!("{}*", ns.item_prefix()), 2000);
         let mut items = HashMap::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(2000)
-                .query_async(con)
-                .await
-                .context("scanning item keys")?;
+        while let Some(keys) = scan.next_batch(con).await.context("scanning item keys")? {
             let mut pipe = redis::pipe();
             for k in &keys {
                 pipe.cmd("HMGET")
@@ -130,10 +121,6 @@ impl Catalog {
                         rule.is_non_merch(dept.as_deref(), cat.as_deref(), price.as_deref()),
                     );
                 }
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
             }
         }
         Ok(Catalog { items })

@@ -2,16 +2,20 @@
 //!
 //! Format (docs/QUALITY.md): one row per purchased line, in JSONL, CSV or Parquet, with columns
 //! for the user, the item, the time and, optionally, the basket and the quantity. Column names
-//! are options (`--user-col` ...). Time is a number (Unix seconds, milliseconds or microseconds,
-//! told apart by magnitude unless `--time-unit` says) or an ISO-8601 date / date-time string
-//! (UTC). Rows of one user with the same basket id form one basket; without a basket column, rows
+//! are options (`--user-col` ...). Time follows the interaction import's rules
+//! ([`redrec_ingest::events::time`]): a number (Unix seconds, milliseconds, microseconds or
+//! nanoseconds, told apart by magnitude unless `--time-unit` says) or an ISO-8601 date /
+//! date-time string (UTC without an offset). Rows of one user with the same basket id form one basket; without a basket column, rows
 //! with the same timestamp do. Rows with a quantity `<= 0` (returns, voids) are skipped and
 //! counted. A row without a user, item or time is an error naming the file, row and column.
 
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, Result, bail};
-use redrec_ingest::source::{Format, SourceItem, SourceRow, SourceSpec, Value};
+use redrec_ingest::{
+    events::time,
+    source::{Format, SourceItem, SourceRow, SourceSpec, Value},
+};
 use serde::Serialize;
 
 /// Which columns hold what.
@@ -36,15 +40,7 @@ impl Default for Columns {
     }
 }
 
-/// The unit of numeric timestamps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TimeUnit {
-    /// Told apart by magnitude: above 1e14 microseconds, above 1e11 milliseconds, else seconds.
-    Auto,
-    Seconds,
-    Millis,
-    Micros,
-}
+pub use redrec_ingest::events::time::TimeUnit;
 
 /// One basket: when it happened and which items it held (sorted, without duplicates).
 #[derive(Debug, Clone, PartialEq)]
@@ -227,94 +223,17 @@ fn number(row: &SourceRow, col: &str) -> Result<f64> {
     }
 }
 
+/// Unix seconds of a row's time (the interaction import's rules: numbers by `unit` or
+/// magnitude, ISO-8601 dates and date-times, UTC without an offset).
 fn time(row: &SourceRow, col: &str, unit: TimeUnit) -> Result<i64> {
-    match get(row, col)? {
-        Value::Num(n) => numeric_time(*n, unit),
-        Value::Str(s) => match s.trim().parse::<f64>() {
-            Ok(n) => numeric_time(n, unit),
-            Err(_) => parse_datetime(s.trim()),
-        },
-        v => bail!("expected a timestamp, got {}", v.kind()),
-    }
+    let ms = time::to_unix_ms_in(get(row, col)?, unit).map_err(anyhow::Error::msg)?;
+    Ok(ms.div_euclid(1000))
 }
 
-/// Seconds since the Unix epoch from a number in `unit`.
-pub fn numeric_time(n: f64, unit: TimeUnit) -> Result<i64> {
-    if !n.is_finite() {
-        bail!("timestamp is not finite");
-    }
-    let unit = match unit {
-        TimeUnit::Auto if n.abs() > 1e14 => TimeUnit::Micros,
-        TimeUnit::Auto if n.abs() > 1e11 => TimeUnit::Millis,
-        TimeUnit::Auto => TimeUnit::Seconds,
-        u => u,
-    };
-    Ok(match unit {
-        TimeUnit::Micros => (n / 1e6).floor() as i64,
-        TimeUnit::Millis => (n / 1e3).floor() as i64,
-        _ => n.floor() as i64,
-    })
-}
-
-/// Seconds since the Unix epoch of `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.frac][Z|+HH:MM]` or the
-/// same with a space instead of `T`.
+/// Unix seconds of a date or date-time (`--cutoff`), by the interaction import's rules.
 pub fn parse_datetime(s: &str) -> Result<i64> {
-    let bad = || format!("expected an ISO-8601 date or date-time, got `{s}`");
-    let (date, rest) = s.split_at(s.len().min(10));
-    let mut parts = date.splitn(3, '-');
-    let mut field = |max: i64| -> Result<i64> {
-        let v: i64 = parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .with_context(bad)?;
-        if v < 0 || v > max {
-            bail!(bad());
-        }
-        Ok(v)
-    };
-    let (y, m, d) = (field(9999)?, field(12)?, field(31)?);
-    if m == 0 || d == 0 {
-        bail!(bad());
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    let rest = rest.trim_start_matches(['T', ' ']);
-    if !rest.is_empty() {
-        let (clock, offset) = match rest.find(['Z', '+', '-']) {
-            Some(p) => rest.split_at(p),
-            None => (rest, ""),
-        };
-        let clock = clock.split('.').next().unwrap_or("");
-        let hms: Vec<i64> = clock
-            .split(':')
-            .map(|p| p.parse().ok())
-            .collect::<Option<_>>()
-            .with_context(bad)?;
-        if hms.len() < 2 || hms.len() > 3 || hms[0] > 23 || hms[1] > 59 {
-            bail!(bad());
-        }
-        secs += hms[0] * 3600 + hms[1] * 60 + hms.get(2).copied().unwrap_or(0);
-        if let Some(off) = offset.strip_prefix(['+', '-']) {
-            let sign = if offset.starts_with('-') { -1 } else { 1 };
-            let (h, mi) = off.split_once(':').unwrap_or((off, "0"));
-            let h: i64 = h.parse().ok().with_context(bad)?;
-            let mi: i64 = mi.parse().ok().with_context(bad)?;
-            secs -= sign * (h * 3600 + mi * 60);
-        } else if !offset.is_empty() && offset != "Z" {
-            bail!(bad());
-        }
-    }
-    Ok(secs)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let ms = time::parse_timestamp_ms(s).map_err(anyhow::Error::msg)?;
+    Ok(ms.div_euclid(1000))
 }
 
 #[cfg(test)]
@@ -322,37 +241,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_dates_and_times() {
-        assert_eq!(parse_datetime("1970-01-01").unwrap(), 0);
+    fn cutoffs_are_read_in_seconds() {
         assert_eq!(parse_datetime("2017-12-01").unwrap(), 1_512_086_400);
         assert_eq!(
             parse_datetime("2017-12-01T01:02:03Z").unwrap(),
             1_512_086_400 + 3723
         );
-        assert_eq!(
-            parse_datetime("2017-12-01 01:02:03.250").unwrap(),
-            1_512_086_400 + 3723
-        );
-        assert_eq!(
-            parse_datetime("2017-12-01T01:00:00+01:00").unwrap(),
-            1_512_086_400
-        );
-        for bad in [
-            "2017-13-01",
-            "yesterday",
-            "2017-12-01T25:00",
-            "2017-12-01Tx",
-        ] {
-            assert!(parse_datetime(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn numeric_units() {
-        assert_eq!(numeric_time(1.5e9, TimeUnit::Auto).unwrap(), 1_500_000_000);
-        assert_eq!(numeric_time(1.5e12, TimeUnit::Auto).unwrap(), 1_500_000_000);
-        assert_eq!(numeric_time(1.5e15, TimeUnit::Auto).unwrap(), 1_500_000_000);
-        assert_eq!(numeric_time(1500.0, TimeUnit::Millis).unwrap(), 1);
+        assert!(parse_datetime("yesterday").is_err());
     }
 
     #[test]

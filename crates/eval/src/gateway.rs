@@ -1,5 +1,5 @@
-//! The system under test, over HTTP: the training baskets go in as `POST /v1/events` purchase
-//! batches (each user's events in time order), then every evaluated user is asked
+//! The system under test, over HTTP: with `--import http`, the training baskets go in as
+//! `POST /v1/events` purchase batches (each user's events in time order); every evaluated user is asked
 //! `POST /v1/recommendations {user_id, k[, profile]}` concurrently.
 //!
 //! The evaluation owns its namespace: before importing, it deletes the namespace's user state,
@@ -16,8 +16,10 @@ use futures::{StreamExt, stream};
 use redis::aio::MultiplexedConnection;
 use redrec_bench::http::{HttpClient, parse_response};
 use redrec_core::keys::Namespace;
-use serde::Serialize;
+use redrec_ingest::keyscan::KeyScan;
 use serde_json::json;
+
+use crate::import::{ImportStats, ImportVia};
 
 /// Deletes `{ns}:user:*`, `{ns}:evt:*` and `{ns}:pop`; returns how many keys went.
 pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Result<u64> {
@@ -26,24 +28,11 @@ pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Res
         format!("{}:user:*", ns.name()),
         format!("{}:evt:*", ns.name()),
     ] {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(5000)
-                .query_async(con)
-                .await
-                .context("scanning user keys")?;
+        let mut scan = KeyScan::new(pattern, 5000);
+        while let Some(keys) = scan.next_batch(con).await.context("scanning user keys")? {
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(con).await?;
                 deleted += n;
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
             }
         }
     }
@@ -58,15 +47,6 @@ pub async fn reset_users(con: &mut MultiplexedConnection, ns: &Namespace) -> Res
 pub struct UserEvents {
     pub user: String,
     pub events: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ImportStats {
-    pub users: usize,
-    pub events: usize,
-    pub batches: usize,
-    pub secs: f64,
-    pub events_per_sec: f64,
 }
 
 /// Sends every user's events as purchase batches of at most `batch` events, `workers` batches
@@ -107,6 +87,7 @@ pub async fn import(
     }))
     .await;
     let mut stats = ImportStats {
+        via: ImportVia::Http,
         users: n_users,
         ..Default::default()
     };

@@ -4,8 +4,10 @@
 //! - [`split`]: cut-off or last-basket split, eligible users, repeat / explore parts.
 //! - [`baselines`]: G-Pop, P-Pop, time-decayed personal frequency, TIFU-KNN.
 //! - [`catalog`]: item ids and the non-merchandise class, read from the namespace's item hashes.
-//! - [`gateway`]: training events in through `POST /v1/events`, lists out of
-//!   `POST /v1/recommendations`, concurrently.
+//! - [`import`]: the evaluated users' training baskets into the gateway's user state through
+//!   the interaction import (each event at its basket's time).
+//! - [`gateway`]: lists out of `POST /v1/recommendations`, concurrently (and, with
+//!   `--import http`, training events in through `POST /v1/events`).
 //! - [`metrics`]: Recall / NDCG / PHR at k, repeat vs explore, coverage, bootstrap intervals.
 //! - [`report`]: report.md, report.json and the bar chart.
 //!
@@ -15,8 +17,10 @@
 
 pub mod baselines;
 pub mod catalog;
+pub mod cf;
 pub mod data;
 pub mod gateway;
+pub mod import;
 pub mod metrics;
 pub mod report;
 pub mod split;
@@ -50,7 +54,13 @@ pub struct GatewayTarget {
     /// items costs).
     pub ablate_exclude_seen: bool,
     pub concurrency: usize,
+    /// How the training events reach the user state.
+    pub import: import::ImportVia,
+    /// Settings of the events import (item field names, the gateway's user-state config).
+    pub events: import::EventsTarget,
+    /// Events per batch (`FCALL` or `POST /v1/events`).
     pub import_batch: usize,
+    /// Batches in flight.
     pub import_workers: usize,
 }
 
@@ -69,6 +79,10 @@ pub struct EvalConfig {
     pub tifu: TifuParams,
     /// Implicit ALS as an offline method (the collaborative vectors' algorithm), when set.
     pub als: Option<redrec_ingest::cf::AlsParams>,
+    /// Whether a gateway run trains and publishes `cf_vector` from the training baskets.
+    pub cf: cf::CfMode,
+    /// The ALS parameters of `cf_vector`.
+    pub cf_params: redrec_ingest::cf::AlsParams,
     pub half_life_days: f64,
     pub non_merch: NonMerchRule,
     /// Redis of the gateway's namespace (the catalog is read from it; user state is reset).
@@ -76,20 +90,6 @@ pub struct EvalConfig {
     pub namespace: String,
     pub gateway: Option<GatewayTarget>,
     pub out: PathBuf,
-}
-
-/// `YYYY-MM-DD` of a Unix time (UTC).
-pub fn civil_date(secs: i64) -> String {
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Maps item ids to dense indexes: the dataset's items first, then ids only the gateway listed.
@@ -119,15 +119,21 @@ type RawArm = (
     Option<gateway::Served>,
 );
 
-/// Runs the whole evaluation and writes the report into `config.out`.
-pub async fn run(config: &EvalConfig) -> Result<Report> {
-    if config.k == 0 {
-        bail!("k must be at least 1");
-    }
-    let total = Instant::now();
-    let mut timings = Vec::new();
-    let mut notes = Vec::new();
+/// What every run starts from: the interactions, the catalog and the split.
+struct Loaded {
+    data: data::Dataset,
+    read: data::ReadStats,
+    ns: Namespace,
+    con: Option<redis::aio::MultiplexedConnection>,
+    catalog: Catalog,
+    split: split::Split,
+}
 
+async fn load(
+    config: &EvalConfig,
+    timings: &mut Vec<(String, f64)>,
+    notes: &mut Vec<String>,
+) -> Result<Loaded> {
     let t = Instant::now();
     let (data, read) = data::read_interactions(
         &config.interactions,
@@ -209,6 +215,81 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         split.stats.repeat_share * 100.0
     );
 
+    Ok(Loaded {
+        data,
+        read,
+        ns,
+        con,
+        catalog,
+        split,
+    })
+}
+
+async fn publish_cf(
+    con: &mut redis::aio::MultiplexedConnection,
+    ns: &Namespace,
+    data: &data::Dataset,
+    split: &split::Split,
+    config: &EvalConfig,
+) -> Result<(cf::CfStats, Option<redrec_ingest::cf::AlsModel>)> {
+    let interactions = config.interactions.display().to_string();
+    cf::publish(
+        con,
+        ns,
+        data,
+        split,
+        &interactions,
+        &config.cf_params,
+        config.cf,
+    )
+    .await
+}
+
+/// Trains and publishes the collaborative vectors for this split (as a gateway run would, see
+/// [`cf`]) and records what it did in `cf.json` of the report directory; `cargo xtask eval`
+/// runs this before it starts the gateways, so they see the field from their first request.
+pub async fn prepare_cf(config: &EvalConfig) -> Result<cf::CfStats> {
+    let (mut timings, mut notes) = (Vec::new(), Vec::new());
+    let Loaded {
+        data,
+        ns,
+        con,
+        split,
+        ..
+    } = load(config, &mut timings, &mut notes).await?;
+    let Some(mut con) = con else {
+        bail!("publishing cf_vector needs --redis-url");
+    };
+    if config.cf == cf::CfMode::Off {
+        bail!("--cf-only with --cf off has nothing to do");
+    }
+    let (stats, _) = publish_cf(&mut con, &ns, &data, &split, config).await?;
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("creating {}", config.out.display()))?;
+    let path = config.out.join("cf.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&stats)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(stats)
+}
+
+/// Runs the whole evaluation and writes the report into `config.out`.
+pub async fn run(config: &EvalConfig) -> Result<Report> {
+    if config.k == 0 {
+        bail!("k must be at least 1");
+    }
+    let total = Instant::now();
+    let mut timings = Vec::new();
+    let mut notes = Vec::new();
+
+    let Loaded {
+        data,
+        read,
+        ns,
+        mut con,
+        catalog,
+        split,
+    } = load(config, &mut timings, &mut notes).await?;
+
     let mut index = ItemIndex {
         ids: data
             .items
@@ -235,16 +316,64 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
     );
     baseline("TIFU-KNN", ctx.tifu_lists(&config.tifu));
     timings.push(("baselines".to_owned(), t.elapsed().as_secs_f64()));
+    // The collaborative vectors the served arms use, from the training baskets only.
+    let mut cf_stats = None;
+    let mut cf_model = None;
+    if config.gateway.is_some()
+        && config.cf != cf::CfMode::Off
+        && let Some(con) = con.as_mut()
+    {
+        let t = Instant::now();
+        let (stats, model) = publish_cf(con, &ns, &data, &split, config).await?;
+        // Trained by the preparation step of this run (`--cf-only`, before the gateways
+        // started): report what it did.
+        let prepared: Option<cf::CfStats> = std::fs::read(config.out.join("cf.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let stats = match prepared {
+            Some(p) if !stats.trained && p.trained_on == stats.trained_on => cf::CfStats {
+                prepared: true,
+                ..p
+            },
+            _ => stats,
+        };
+        if stats.trained {
+            eprintln!(
+                "eval: cf_vector trained in {:.1} s ({} items), published in {:.1} s",
+                stats.train_secs, stats.items_with_vector, stats.publish_secs
+            );
+        } else {
+            eprintln!("eval: cf_vector already trained on this split: kept");
+        }
+        timings.push((
+            "cf_vector: ALS train + publish".to_owned(),
+            t.elapsed().as_secs_f64(),
+        ));
+        cf_stats = Some(stats);
+        cf_model = model.map(|m| (config.cf_params, m));
+    }
     if let Some(als) = &config.als {
         let t = Instant::now();
+        let model = match cf_model {
+            Some((p, m)) if p == *als => m,
+            _ => {
+                let (rows, n, p) = (cf::training_rows(&split), data.items.len(), *als);
+                tokio::task::spawn_blocking(move || redrec_ingest::cf::train(&rows, n, &p))
+                    .await
+                    .context("ALS worker")?
+            }
+        };
         raw_arms.push((
             format!("ALS {}-d (user x item)", als.factors),
             "baseline".into(),
-            ctx.als_lists(als, data.items.len()),
+            ctx.als_lists(&model),
             0,
             None,
         ));
-        timings.push(("ALS train + score".to_owned(), t.elapsed().as_secs_f64()));
+        timings.push((
+            "ALS arm (train unless shared) + score".to_owned(),
+            t.elapsed().as_secs_f64(),
+        ));
     }
 
     let mut import = None;
@@ -260,49 +389,83 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         let t = Instant::now();
         let deleted = gateway::reset_users(con, &ns).await?;
         eprintln!("eval: reset user state ({deleted} keys)");
-        let users: Vec<gateway::UserEvents> = split
-            .cases
-            .iter()
-            .map(|c| {
-                let u = c.user as usize;
-                let user = data.users[u].clone();
-                let events = split.train[u]
+        let stats = match gw.import {
+            import::ImportVia::Events => {
+                let t = Instant::now();
+                let file = config.out.join("train-events.jsonl");
+                std::fs::create_dir_all(&config.out)
+                    .with_context(|| format!("creating {}", config.out.display()))?;
+                let lines = import::write_training_events(&file, &data, &split)?;
+                let written = t.elapsed().as_secs_f64();
+                eprintln!(
+                    "eval: importing {lines} purchase events of {} users through the interaction import ({})",
+                    split.cases.len(),
+                    file.display()
+                );
+                let mut stats = import::import_events(
+                    con,
+                    &ns,
+                    &gw.events,
+                    &file,
+                    gw.import_batch,
+                    gw.import_workers,
+                )
+                .await?;
+                stats.prepare_secs += written;
+                stats
+            }
+            import::ImportVia::Http => {
+                let users: Vec<gateway::UserEvents> = split
+                    .cases
                     .iter()
-                    .enumerate()
-                    .flat_map(|(b, basket)| {
-                        let user = &user;
-                        let names = &data.items;
-                        basket.items.iter().map(move |&i| {
-                            let item = &names[i as usize];
-                            (format!("eval-{user}-{b}-{item}"), item.clone())
-                        })
+                    .map(|c| {
+                        let u = c.user as usize;
+                        let user = data.users[u].clone();
+                        let events = split.train[u]
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(b, basket)| {
+                                let user = &user;
+                                let names = &data.items;
+                                basket.items.iter().map(move |&i| {
+                                    let item = &names[i as usize];
+                                    (import::event_id(user, b, item), item.clone())
+                                })
+                            })
+                            .collect();
+                        gateway::UserEvents { user, events }
                     })
                     .collect();
-                gateway::UserEvents { user, events }
-            })
-            .collect();
-        let n_events: usize = users.iter().map(|u| u.events.len()).sum();
-        eprintln!(
-            "eval: importing {n_events} purchase events of {} users through POST /v1/events",
-            users.len()
-        );
-        let stats = gateway::import(client.clone(), users, gw.import_batch, gw.import_workers)
-            .await
-            .context("importing the training events")?;
+                let n_events: usize = users.iter().map(|u| u.events.len()).sum();
+                eprintln!(
+                    "eval: importing {n_events} purchase events of {} users through POST /v1/events",
+                    users.len()
+                );
+                notes.push(
+                    "events went through POST /v1/events, which stamps them with the server clock: \
+                     decays inside the gateway see the whole training history as happening now"
+                        .into(),
+                );
+                gateway::import(client.clone(), users, gw.import_batch, gw.import_workers)
+                    .await
+                    .context("importing the training events")?
+            }
+        };
         eprintln!(
             "eval: imported {} events in {:.1} s ({:.0} events/s)",
             stats.events, stats.secs, stats.events_per_sec
         );
         timings.push((
-            "import (POST /v1/events)".to_owned(),
+            format!(
+                "import ({})",
+                match gw.import {
+                    import::ImportVia::Events => "interaction import",
+                    import::ImportVia::Http => "POST /v1/events",
+                }
+            ),
             t.elapsed().as_secs_f64(),
         ));
         import = Some(stats);
-        notes.push(
-            "events go through POST /v1/events, which stamps them with the server clock: decays \
-             inside the gateway see the whole training history as happening now"
-                .into(),
-        );
 
         let user_names: Vec<String> = split
             .cases
@@ -334,7 +497,7 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             let mut c = HttpClient::new(url)?;
             c.api_key = gw.api_key.clone();
             c.timeout = std::time::Duration::from_secs(60);
-            targets.push(("gateway text-only".into(), Arc::new(c), None, None));
+            targets.push(("text-only pipeline".into(), Arc::new(c), None, None));
         }
         for (name, c, profile, exclude_seen) in targets {
             let t = Instant::now();
@@ -409,6 +572,7 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         split_stats: split.stats.clone(),
         catalog: catalog.stats(&config.non_merch),
         import,
+        cf: cf_stats,
         arms,
         timings,
         notes,

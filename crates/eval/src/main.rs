@@ -7,14 +7,19 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use redrec_core::config::IndexConfig;
 use redrec_eval::{
     EvalConfig, GatewayTarget,
     baselines::TifuParams,
     catalog::NonMerchRule,
+    cf::CfMode,
     data::{Columns, TimeUnit, parse_datetime},
+    import::{EventsTarget, ImportVia},
     split::SplitKind,
 };
 use redrec_ingest::source::Format;
+use redrec_userstate::UserStateConfig;
+use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +92,17 @@ struct Cli {
     /// ALS iterations
     #[arg(long, default_value_t = 10)]
     als_iterations: usize,
+    #[command(flatten)]
+    als_solver: redrec_ingest::cf::SolverArgs,
+    /// Gateway runs: train ALS (the --als-* settings) on the training baskets and publish it as
+    /// the namespace's `cf_vector` before the requests; `auto` skips this when `{ns}:meta:cf`
+    /// says the field was trained on exactly this split's training data
+    #[arg(long, value_enum, default_value_t = CfMode::Auto)]
+    cf: CfMode,
+    /// Only train and publish `cf_vector` for this split (needs --redis-url), then exit: run
+    /// before the gateways start, so they serve the field from their first request
+    #[arg(long)]
+    cf_only: bool,
     /// Item field holding the department
     #[arg(long, default_value = "department")]
     department_field: String,
@@ -135,15 +151,30 @@ struct Cli {
     /// Recommendation requests in flight
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Events per POST /v1/events batch (at most the gateway's features.max_batch)
+    /// How the training events reach the gateway's user state: the interaction import (each
+    /// event at its basket's time) or `POST /v1/events` (the gateway's clock)
+    #[arg(long, value_enum, default_value_t = ImportVia::Events)]
+    import: ImportVia,
+    /// Events per batch (FCALL or POST /v1/events; at most the user_state.max_batch)
     #[arg(long, default_value_t = 100)]
     import_batch: usize,
     /// Event batches in flight
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     import_workers: usize,
     /// Report directory
     #[arg(long, default_value = "target/eval")]
     out: PathBuf,
+}
+
+/// The sections of the redrec configuration (`REDREC_CONFIG`, `REDREC_*`) this binary reads: the
+/// gateway's item field names and user-state settings, so imported events weigh and decay as the
+/// gateway's own would.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Settings {
+    index: IndexConfig,
+    #[serde(alias = "features")]
+    user_state: UserStateConfig,
 }
 
 fn main() -> ExitCode {
@@ -157,12 +188,24 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let settings: Settings = redrec_core::config::figment(&Settings::default())
+        .context("configuration")?
+        .extract()
+        .context("configuration")?;
     let split = if cli.last_basket {
         SplitKind::LastBasket
     } else {
         SplitKind::Cutoff {
             at: parse_datetime(&cli.cutoff).context("--cutoff")?,
         }
+    };
+    let als = redrec_ingest::cf::AlsParams {
+        factors: cli.als_factors,
+        iterations: cli.als_iterations,
+        seed: cli.seed,
+        solver: cli.als_solver.solver(),
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ..Default::default()
     };
     let config = EvalConfig {
         interactions: cli.interactions,
@@ -188,12 +231,9 @@ fn run(cli: Cli) -> Result<()> {
             neighbours: cli.tifu_neighbours,
             alpha: cli.tifu_alpha,
         },
-        als: cli.als.then(|| redrec_ingest::cf::AlsParams {
-            factors: cli.als_factors,
-            iterations: cli.als_iterations,
-            seed: cli.seed,
-            ..Default::default()
-        }),
+        als: cli.als.then_some(als),
+        cf: cli.cf,
+        cf_params: als,
         half_life_days: cli.half_life_days,
         non_merch: NonMerchRule::new(
             &cli.department_field,
@@ -214,6 +254,11 @@ fn run(cli: Cli) -> Result<()> {
             text_only_url: cli.text_only_url,
             ablate_exclude_seen: !cli.no_ablation,
             concurrency: cli.concurrency,
+            import: cli.import,
+            events: EventsTarget {
+                fields: settings.index.fields,
+                user_state: settings.user_state,
+            },
             import_batch: cli.import_batch,
             import_workers: cli.import_workers,
         }),
@@ -222,6 +267,27 @@ fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if cli.cf_only {
+        let stats = rt.block_on(redrec_eval::prepare_cf(&config))?;
+        if stats.trained {
+            eprintln!(
+                "eval: cf_vector trained in {:.1} s ({} items), published in {:.1} s ({} written, {} removed{})",
+                stats.train_secs,
+                stats.items_with_vector,
+                stats.publish_secs,
+                stats.written,
+                stats.cleared,
+                if stats.added_field {
+                    ", field added"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            eprintln!("eval: cf_vector already trained on this split: kept");
+        }
+        return Ok(());
+    }
     let report = rt.block_on(redrec_eval::run(&config))?;
     println!("{}", redrec_eval::report::table(&report));
     eprintln!("eval: report in {}", config.out.join("report.md").display());

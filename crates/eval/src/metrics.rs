@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::split::{Case, mix};
+use crate::split::Case;
 
 /// Per-case figures; `None` when the part is empty.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,13 +136,12 @@ pub fn summarise(
     let mut samples: Vec<Vec<f64>> = (0..METRICS)
         .map(|_| Vec::with_capacity(resamples))
         .collect();
-    let mut state = seed;
+    let mut rng = redrec_core::synthetic::Rng::new(seed);
     let mut draw = Vec::with_capacity(n);
     for _ in 0..resamples {
         draw.clear();
         for _ in 0..n {
-            state = mix(state);
-            draw.push((state % n.max(1) as u64) as usize);
+            draw.push(rng.below(n));
         }
         for (m, s) in samples.iter_mut().enumerate() {
             s.push(mean_over(&mut draw.iter().copied(), m).0);

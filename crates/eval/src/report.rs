@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::{
     baselines::TifuParams,
     catalog::CatalogStats,
+    cf::CfStats,
     data::ReadStats,
-    gateway::ImportStats,
+    import::{ImportStats, ImportVia},
     metrics::{Estimate, Summary},
     split::{SplitKind, SplitStats},
 };
@@ -47,6 +48,9 @@ pub struct Report {
     pub catalog: CatalogStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportStats>,
+    /// The collaborative vectors the gateway served (`cf_vector`), when this run managed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cf: Option<CfStats>,
     pub arms: Vec<Arm>,
     /// Phase -> seconds.
     pub timings: Vec<(String, f64)>,
@@ -91,7 +95,7 @@ fn markdown(report: &Report) -> String {
     let split = match report.split {
         SplitKind::Cutoff { at } => format!(
             "train before {} (UTC), predict each user's first basket after it",
-            crate::civil_date(at)
+            redrec_ingest::events::time::civil_date(at)
         ),
         SplitKind::LastBasket => "each user's last basket held out".into(),
     };
@@ -133,10 +137,45 @@ fn markdown(report: &Report) -> String {
         report.catalog.non_merch_categories
     );
     if let Some(i) = &report.import {
+        let via = match i.via {
+            ImportVia::Events => {
+                "the interaction import (`redrec_ingest::events`, event time = basket time)"
+            }
+            ImportVia::Http => "`POST /v1/events` (event time = the gateway's clock)",
+        };
         let _ = writeln!(
             s,
-            "Import through `POST /v1/events`: {} purchase events of {} users in {} batches, {:.1} s ({:.0} events/s).\n",
-            i.events, i.users, i.batches, i.secs, i.events_per_sec
+            "Import through {via}: {} purchase events of {} users in {} batches, prepare {:.1} s, apply {:.1} s ({:.0} events/s).\n",
+            i.events, i.users, i.batches, i.prepare_secs, i.secs, i.events_per_sec
+        );
+    }
+    if let Some(c) = &report.cf {
+        let what = if c.trained {
+            format!(
+                "trained on this split's training baskets{} in {:.1} s ({} items with a vector) and published in {:.1} s ({} written, {} old vectors removed{})",
+                if c.prepared {
+                    " (by the preparation step, before the gateways started)"
+                } else {
+                    ""
+                },
+                c.train_secs,
+                c.items_with_vector,
+                c.publish_secs,
+                c.written,
+                c.cleared,
+                if c.added_field {
+                    ", field added with FT.ALTER"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "already trained on exactly this split's training baskets: kept".to_owned()
+        };
+        let _ = writeln!(
+            s,
+            "Collaborative vectors (`cf_vector`): {what}. Record: `{}`.\n",
+            c.trained_on
         );
     }
     let _ = writeln!(

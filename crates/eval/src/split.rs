@@ -169,12 +169,9 @@ pub fn user_counts(baskets: &[Basket]) -> HashMap<u32, u32> {
     m
 }
 
-/// SplitMix64's finaliser: a well-mixed 64-bit hash of `x`.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+/// A well-mixed 64-bit hash of `x`: the first output of the SplitMix64 stream seeded with it.
+pub fn mix(x: u64) -> u64 {
+    redrec_core::synthetic::Rng::new(x).next_u64()
 }
 
 /// FNV-1a of a string (stable across runs and platforms, unlike `std`'s hasher).

@@ -12,24 +12,33 @@
 //!
 //! Re-train (the field exists with the same dimension): the vectors go through the in-place
 //! refresh path ([`crate::refresh::write_vectors`]: `HSET` on existing keys, re-indexed
-//! synchronously), so serving never stops. Another dimension is a migration, not a re-train, and
-//! is refused. Items without a vector (too few interactions) are left out of the field: a KNN
-//! on `@cf_vector` never returns them, and the retriever's text-space sources still do.
+//! synchronously), so serving never stops; then every other item loses its old vector (a
+//! re-train replaces the field: an item the new training data leaves out must not keep a vector
+//! from other data). Another dimension is a migration, not a re-train, and is refused. Items
+//! without a vector (too few interactions) are left out of the field: a KNN on `@cf_vector`
+//! never returns them, and the retriever's text-space sources still do.
 //!
 //! Why `FT.ALTER` here and not a new index behind the alias: the field is added, not replaced,
 //! so no query changes meaning at the switch; queries name `@cf_vector` only once it exists.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use redis::aio::MultiplexedConnection;
 use redrec_core::{
     keys::Namespace,
-    schema::{DistanceMetric, FieldDef, FieldKind, VectorAlgorithm, VectorAttrs, VectorDataType},
+    schema::{
+        DistanceMetric, FieldDef, FieldKind, StorageType, VectorAlgorithm, VectorAttrs,
+        VectorDataType,
+    },
 };
 use serde::Serialize;
 
 use crate::{
     Error, Result, index,
+    keyscan::KeyScan,
     progress::{Progress, ProgressMode},
     refresh::write_vectors,
 };
@@ -46,6 +55,8 @@ pub struct CfReport {
     pub written: u64,
     /// Ids with no item: nothing written, nothing created.
     pub missing: u64,
+    /// Items whose vector from an earlier training was removed (re-train only).
+    pub cleared: u64,
     pub write_secs: f64,
     /// Time from `FT.ALTER` until 100% indexed (first publication only).
     pub index_secs: f64,
@@ -130,6 +141,7 @@ pub async fn publish(
         .into_iter()
         .map(|(id, v)| (ns.item(&id), v))
         .collect();
+    let keep: HashSet<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
     let progress = Progress::new(ProgressMode::Quiet, CF_FIELD, Some(keyed.len() as u64));
     let started = Instant::now();
     let (written, missing) = write_vectors(
@@ -144,7 +156,10 @@ pub async fn publish(
     .await?;
     let write_secs = started.elapsed().as_secs_f64();
     let mut index_secs = 0.0;
-    if existing.is_none() {
+    let mut cleared = 0;
+    if existing.is_some() {
+        cleared = clear_others(con, ns, schema.index.storage_type, &keep, batch_size).await?;
+    } else {
         let def = field_def(dims);
         redrec_store::index::add_field(con, &live.name, &schema.field_args(&def))
             .await
@@ -164,7 +179,38 @@ pub async fn publish(
         added_field: existing.is_none(),
         written,
         missing,
+        cleared,
         write_secs,
         index_secs,
     })
+}
+
+/// Removes the field from every item of the namespace not in `keep` (keys); returns how many
+/// lost a vector. Deleting a field an item does not have changes nothing (and re-indexes
+/// nothing).
+async fn clear_others(
+    con: &mut MultiplexedConnection,
+    ns: &Namespace,
+    storage: StorageType,
+    keep: &HashSet<String>,
+    batch_size: usize,
+) -> Result<u64> {
+    let mut scan = KeyScan::new(format!("{}*", ns.item_prefix()), batch_size.max(100));
+    let mut cleared = 0;
+    while let Some(keys) = scan.next_batch(con).await? {
+        let stale: Vec<&String> = keys.iter().filter(|k| !keep.contains(*k)).collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for key in &stale {
+            match storage {
+                StorageType::Hash => pipe.cmd("HDEL").arg(key).arg(CF_FIELD),
+                StorageType::Json => pipe.cmd("JSON.DEL").arg(key).arg(format!("$.{CF_FIELD}")),
+            };
+        }
+        let done: Vec<i64> = pipe.query_async(con).await?;
+        cleared += done.iter().filter(|d| **d > 0).count() as u64;
+    }
+    Ok(cleared)
 }

@@ -6,6 +6,7 @@
 //! - [`write`]: batched, pipelined writes with bounded in-flight batches (hash or JSON storage).
 //! - [`load`]: the whole pipeline (strict or skip-invalid), with progress and a final report.
 //! - [`index`]: create-if-missing, the serving alias, `FT.INFO`, schemas as RedisVL YAML.
+//! - [`keyscan`]: `SCAN` over a namespace's keys, batch by batch.
 //! - [`refresh`]: in-place vector refresh while serving.
 //! - [`migrate`]: model / dimension migrations behind the alias, resumable, with rollback.
 //! - [`cf`]: collaborative item vectors from interactions (implicit ALS).
@@ -20,6 +21,7 @@ pub mod dataset;
 pub mod error;
 pub mod events;
 pub mod index;
+pub mod keyscan;
 pub mod load;
 pub mod migrate;
 pub mod progress;

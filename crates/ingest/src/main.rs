@@ -228,6 +228,8 @@ struct CfArgs {
     min_users: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    solver: redrec_ingest::cf::SolverArgs,
 }
 
 #[derive(Subcommand)]
@@ -408,6 +410,7 @@ async fn cmd_cf(ctx: Ctx, args: CfArgs) -> Result<()> {
         min_users: args.min_users,
         seed: args.seed,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        solver: args.solver.solver(),
         ..Default::default()
     };
     let t = std::time::Instant::now();

@@ -69,6 +69,8 @@ fn config(dir: &std::path::Path, file: PathBuf) -> EvalConfig {
             alpha: 0.5,
         },
         als: None,
+        cf: redrec_eval::cf::CfMode::Off,
+        cf_params: Default::default(),
         half_life_days: 30.0,
         non_merch: NonMerchRule::new("department", &[], "category", &[]),
         redis_url: None,

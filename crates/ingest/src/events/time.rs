@@ -1,4 +1,6 @@
-//! Event timestamps as they appear in interaction files, to unix milliseconds.
+//! Timestamps as they appear in interaction files, to unix milliseconds: the one parser of
+//! dates and times of the interaction import and of the evaluation (redrec-eval reads its files
+//! and its `--cutoff` with it).
 //!
 //! Accepted: numbers (unix seconds, milliseconds, microseconds or nanoseconds, told apart by
 //! magnitude: any instant between March 1973 and the year 5138 is read right) and strings: the same numbers, `YYYY-MM-DD`,
@@ -16,11 +18,29 @@ const US_FROM: f64 = 1e14;
 /// From this a number is nanoseconds (1e17 µs is the year 5138; 1e17 ns is March 1973).
 const NS_FROM: f64 = 1e17;
 
-/// Unix milliseconds of a value, or why not.
+/// The unit of numeric timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TimeUnit {
+    /// Told apart by magnitude: from 1e17 nanoseconds, from 1e14 microseconds, from 1e11
+    /// milliseconds, else seconds.
+    #[default]
+    Auto,
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+/// Unix milliseconds of a value, or why not (numbers told apart by magnitude).
 pub fn to_unix_ms(v: &Value) -> Result<i64, String> {
+    to_unix_ms_in(v, TimeUnit::Auto)
+}
+
+/// Unix milliseconds of a value whose numbers are in `unit`, or why not.
+pub fn to_unix_ms_in(v: &Value, unit: TimeUnit) -> Result<i64, String> {
     match v {
-        Value::Num(n) => number_ms(*n),
-        Value::Str(s) => parse_str(s.trim()),
+        Value::Num(n) => number_ms(*n, unit),
+        Value::Str(s) => parse_in(s.trim(), unit),
         other => Err(format!(
             "expected a timestamp (unix seconds / ms / µs, or a date `YYYY-MM-DD[ HH:MM:SS]`), got {}",
             other.kind()
@@ -28,20 +48,43 @@ pub fn to_unix_ms(v: &Value) -> Result<i64, String> {
     }
 }
 
-fn number_ms(n: f64) -> Result<i64, String> {
+/// Unix milliseconds of a date / date-time string (or a number in the text, by magnitude).
+pub fn parse_timestamp_ms(s: &str) -> Result<i64, String> {
+    parse_in(s.trim(), TimeUnit::Auto)
+}
+
+fn number_ms(n: f64, unit: TimeUnit) -> Result<i64, String> {
     if !n.is_finite() || n < 0.0 {
         return Err(format!("timestamp {n} is not a non-negative number"));
     }
-    let ms = if n >= NS_FROM {
-        n / 1e6
-    } else if n >= US_FROM {
-        n / 1000.0
-    } else if n >= MS_FROM {
-        n
-    } else {
-        n * 1000.0
+    let unit = match unit {
+        TimeUnit::Auto if n >= NS_FROM => TimeUnit::Nanos,
+        TimeUnit::Auto if n >= US_FROM => TimeUnit::Micros,
+        TimeUnit::Auto if n >= MS_FROM => TimeUnit::Millis,
+        TimeUnit::Auto => TimeUnit::Seconds,
+        u => u,
+    };
+    let ms = match unit {
+        TimeUnit::Nanos => n / 1e6,
+        TimeUnit::Micros => n / 1000.0,
+        TimeUnit::Millis => n,
+        _ => n * 1000.0,
     };
     Ok(ms.round() as i64)
+}
+
+/// `YYYY-MM-DD` of a unix time in seconds (UTC; Howard Hinnant's `civil_from_days`).
+pub fn civil_date(secs: i64) -> String {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -62,9 +105,9 @@ fn digits(s: &str, what: &str) -> Result<i64, String> {
     s.parse().map_err(|_| format!("bad {what} `{s}`"))
 }
 
-fn parse_str(s: &str) -> Result<i64, String> {
+fn parse_in(s: &str, unit: TimeUnit) -> Result<i64, String> {
     if let Ok(n) = s.parse::<f64>() {
-        return number_ms(n);
+        return number_ms(n, unit);
     }
     let bad = |why: String| format!("timestamp `{s}`: {why}");
     let (date, rest) = match s.find(['T', 't', ' ']) {
@@ -146,6 +189,17 @@ mod tests {
         check(Value::Num(1_500_000_000_123_456_789.0), 1_500_000_000_123);
         check(Value::Str("1500000000".into()), 1_500_000_000_000);
         assert!(to_unix_ms(&Value::Num(-1.0)).is_err());
+        assert_eq!(
+            to_unix_ms_in(&Value::Num(1500.0), TimeUnit::Millis),
+            Ok(1500)
+        );
+        assert_eq!(
+            to_unix_ms_in(&Value::Str("1500".into()), TimeUnit::Micros),
+            Ok(2)
+        );
+        assert_eq!(civil_date(1_512_086_400), "2017-12-01");
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
         assert!(to_unix_ms(&Value::Null).unwrap_err().contains("got null"));
     }
 

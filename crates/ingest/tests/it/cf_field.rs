@@ -119,11 +119,38 @@ async fn adds_the_field_to_the_live_index_then_retrains_in_place() {
         .await
         .unwrap();
     assert!(!again.added_field);
-    assert_eq!(again.written, 150);
+    assert_eq!((again.written, again.cleared), (150, 0));
     for key in cf_knn(&mut con, &alias, &[0.0, 0.0, 1.0, 0.0]).await {
         let i: usize = space.ns.item_id(&key).unwrap()[1..].parse().unwrap();
         assert!(i < 150 && (i + 1) % 4 == 2, "{key}");
     }
+
+    // A re-train that leaves items out replaces the field: s100..s149 lose their old vectors
+    // (no vector from other training data survives), the text-space field is untouched.
+    let fewer: Vec<(String, Vec<f32>)> = vectors(1).into_iter().take(100).collect();
+    let third = cf_field::publish(&mut con, &space.ns, fewer, 40, 2)
+        .await
+        .unwrap();
+    assert_eq!((third.written, third.cleared), (100, 50));
+    for i in [0, 99, 100, 149, 199] {
+        let has: bool = redis::cmd("HEXISTS")
+            .arg(space.ns.item(&format!("s{i}")))
+            .arg(CF_FIELD)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(has, i < 100, "s{i}");
+    }
+    for key in cf_knn(&mut con, &alias, &[0.0, 0.0, 1.0, 0.0]).await {
+        let i: usize = space.ns.item_id(&key).unwrap()[1..].parse().unwrap();
+        assert!(i < 100, "{key}");
+    }
+    assert_eq!(
+        knn(&mut con, &alias, &generator.query_vector(0), 5)
+            .await
+            .unwrap(),
+        before
+    );
 
     // Another dimension is a migration, not a re-train.
     let err = cf_field::publish(

@@ -10,36 +10,27 @@ use redrec_core::vector;
 use redrec_retriever::{Retriever, RetrieverConfig, create_pool};
 use redrec_testkit::TestSpace;
 
-/// SplitMix64: small, seedable and identical on every platform.
-pub struct Rng(u64);
+/// The workspace's SplitMix64 ([`redrec_core::synthetic::Rng`]); `below` keeps the modulo draw
+/// these fixtures were generated with.
+pub struct Rng(redrec_core::synthetic::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Rng(redrec_core::synthetic::Rng::new(seed))
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.0.next_u64() % n
     }
 
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
-        let u1 = self.unit().max(f64::MIN_POSITIVE);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        self.0.normal()
     }
 }
 
