@@ -88,7 +88,10 @@ async fn repurchases_first_within_the_filter_and_no_fuel() {
     // viewed ones are; fuel is bought most but never recommended
     let r = recommend(&app, json!({"user_id": user, "k": 8, "explain": true})).await;
     let got = ids(&r);
-    assert_eq!(got[..2], ["bread-3", "shampoo-5"], "{got:?}");
+    // the most-bought item leads; one bought once (a decayed count below the default profile's
+    // explore threshold) may give its slot to a never-bought item, but stays in the list
+    assert_eq!(got[0], "bread-3", "{got:?}");
+    assert!(got.contains(&"shampoo-5".to_owned()), "{got:?}");
     assert!(
         !got.iter()
             .any(|id| id.starts_with("apple-0") || id == "apple-1" || id == "apple-2"),
