@@ -327,6 +327,9 @@ fn start_gateway(
         .env("REDREC_EMBEDDER__MODEL_DIR", model)
         // The catalog's popularity stays as seeded, so every run sees the same catalog.
         .env("REDREC_GATEWAY__POPULARITY_FOLD_SECS", "0")
+        // each request runs at its household's next-basket time (`x-redrec-as-of`), so decays
+        // and session expiry see the replayed history as the household lived it
+        .env("REDREC_GATEWAY__REPLAY_CLOCK", "true")
         .env("RUST_LOG", "warn");
     // The evaluation measures ranking quality, not latency: it asks for every household at once,
     // so it gives each request a long deadline rather than count 503s as empty lists.

@@ -86,6 +86,17 @@ impl HttpClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes)> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`HttpClient::send`] with extra request headers.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Bytes)> {
         tokio::time::timeout(self.timeout, async {
             let mut sender = self.checkout().await?;
             let mut req = Request::builder()
@@ -97,6 +108,9 @@ impl HttpClient {
             }
             if body.is_some() {
                 req = req.header(header::CONTENT_TYPE, "application/json");
+            }
+            for (name, value) in headers {
+                req = req.header(*name, *value);
             }
             let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
             let resp = sender.send_request(req).await?;

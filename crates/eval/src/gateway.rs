@@ -132,10 +132,17 @@ pub struct Served {
     pub latency_ms: (f64, f64, f64),
 }
 
+/// One household's request: who, and when (`x-redrec-as-of`, epoch ms) when the gateway replays.
+#[derive(Debug, Clone)]
+pub struct UserRequest {
+    pub user: String,
+    pub as_of_ms: Option<i64>,
+}
+
 /// Asks for `k` recommendations for each user, `concurrency` requests in flight.
 pub async fn recommend_all(
     client: Arc<HttpClient>,
-    users: &[String],
+    users: &[UserRequest],
     k: usize,
     profile: Option<&str>,
     exclude_seen: Option<bool>,
@@ -145,7 +152,7 @@ pub async fn recommend_all(
     let results: Vec<(usize, Result<Vec<String>>, f64)> =
         stream::iter(users.iter().enumerate().map(|(i, u)| {
             let client = client.clone();
-            let mut body = json!({"user_id": u, "k": k});
+            let mut body = json!({"user_id": u.user, "k": k});
             if let Some(p) = profile {
                 body["profile"] = json!(p);
             }
@@ -154,7 +161,7 @@ pub async fn recommend_all(
             }
             async move {
                 let t = Instant::now();
-                let r = recommend_one(&client, &body).await;
+                let r = recommend_one(&client, &body, u.as_of_ms).await;
                 (i, r, t.elapsed().as_secs_f64() * 1e3)
             }
         }))
@@ -172,7 +179,7 @@ pub async fn recommend_all(
             Err(e) => {
                 failed += 1;
                 if errors.len() < 5 {
-                    errors.push(format!("user {}: {e:#}", users[i]));
+                    errors.push(format!("user {}: {e:#}", users[i].user));
                 }
             }
         }
@@ -193,8 +200,25 @@ pub async fn recommend_all(
 }
 
 /// One request, no retry: a failure (a 503 over budget included) counts against the arm.
-async fn recommend_one(client: &HttpClient, body: &serde_json::Value) -> Result<Vec<String>> {
-    let (status, reply) = client.post_json("/v1/recommendations", body).await?;
+async fn recommend_one(
+    client: &HttpClient,
+    body: &serde_json::Value,
+    as_of_ms: Option<i64>,
+) -> Result<Vec<String>> {
+    let as_of = as_of_ms.map(|ms| ms.to_string());
+    let headers: Vec<(&str, &str)> = as_of
+        .as_deref()
+        .map(|v| ("x-redrec-as-of", v))
+        .into_iter()
+        .collect();
+    let (status, reply) = client
+        .send_with(
+            "POST",
+            "/v1/recommendations",
+            Some(serde_json::to_vec(body)?),
+            &headers,
+        )
+        .await?;
     if status != 200 {
         bail!(
             "POST /v1/recommendations answered {status}: {}",

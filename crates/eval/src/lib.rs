@@ -56,6 +56,10 @@ pub struct GatewayTarget {
     pub concurrency: usize,
     /// How the training events reach the user state.
     pub import: import::ImportVia,
+    /// Send each request with `x-redrec-as-of` = the household's target-basket time (the gateway
+    /// runs with `gateway.replay_clock`); only with the interaction import, which stamps events
+    /// with their own times.
+    pub replay_clock: bool,
     /// Settings of the events import (item field names, the gateway's user-state config).
     pub events: import::EventsTarget,
     /// Events per batch (`FCALL` or `POST /v1/events`).
@@ -467,10 +471,21 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         ));
         import = Some(stats);
 
-        let user_names: Vec<String> = split
+        let replay = gw.replay_clock && gw.import == import::ImportVia::Events;
+        if !replay {
+            notes.push(
+                "requests ran on the gateway's wall clock, not at each household's next-basket \
+                 time: decays see the training history as long past and sessions as expired"
+                    .into(),
+            );
+        }
+        let requests: Vec<gateway::UserRequest> = split
             .cases
             .iter()
-            .map(|c| data.users[c.user as usize].clone())
+            .map(|c| gateway::UserRequest {
+                user: data.users[c.user as usize].clone(),
+                as_of_ms: replay.then_some(c.time * 1000),
+            })
             .collect();
         type Target = (String, Arc<HttpClient>, Option<String>, Option<bool>);
         let mut targets: Vec<Target> = gw
@@ -503,7 +518,7 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             let t = Instant::now();
             let served = gateway::recommend_all(
                 c,
-                &user_names,
+                &requests,
                 config.k,
                 profile.as_deref(),
                 exclude_seen,

@@ -155,6 +155,10 @@ struct Cli {
     /// event at its basket's time) or `POST /v1/events` (the gateway's clock)
     #[arg(long, value_enum, default_value_t = ImportVia::Events)]
     import: ImportVia,
+    /// Ask on the wall clock instead of at each household's next-basket time (for a gateway
+    /// without `gateway.replay_clock`; decays then treat the history as years old)
+    #[arg(long)]
+    wall_clock: bool,
     /// Events per batch (FCALL or POST /v1/events; at most the user_state.max_batch)
     #[arg(long, default_value_t = 100)]
     import_batch: usize,
@@ -255,6 +259,7 @@ fn run(cli: Cli) -> Result<()> {
             ablate_exclude_seen: !cli.no_ablation,
             concurrency: cli.concurrency,
             import: cli.import,
+            replay_clock: !cli.wall_clock,
             events: EventsTarget {
                 fields: settings.index.fields,
                 user_state: settings.user_state,

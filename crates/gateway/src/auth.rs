@@ -170,10 +170,8 @@ fn identity(by: RateLimitBy, headers: &HeaderMap) -> String {
 async fn check_rate(state: &AppState, identity: &str) -> Result<(), ApiError> {
     let cfg = &state.gateway().rate_limit;
     let window_ms = cfg.window_ms.max(1);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    // the rate window always runs on the wall clock, never a replay's
+    let now_ms = crate::clock::now_ms().max(0) as u64;
     let count = state
         .call("rate limit INCR", Route::Primary, |mut con| async move {
             redrec_store::ratelimit::hit(&mut con, &state.ns, identity, now_ms, window_ms).await

@@ -45,6 +45,11 @@ pub struct GatewayConfig {
     /// Browser origins allowed to call the API cross-origin (`https://shop.example.com`);
     /// empty (the default) sends no CORS headers, so browsers allow same-origin calls only.
     pub cors_allow_origins: Vec<String>,
+    /// Accept the `x-redrec-as-of` request header (epoch milliseconds) as the request's clock for
+    /// feature decay, session expiry and freshness. For offline replays only (`cargo xtask
+    /// eval`): a request then sees the user's state as it was at that instant. Off by default;
+    /// while off, a request carrying the header is rejected with 422.
+    pub replay_clock: bool,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +71,7 @@ impl Default for GatewayConfig {
             popularity_fold_secs: 60,
             log_format: "pretty".into(),
             cors_allow_origins: Vec::new(),
+            replay_clock: false,
         }
     }
 }

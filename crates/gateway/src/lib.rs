@@ -10,6 +10,7 @@ pub mod admission;
 pub mod auth;
 pub mod budget;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -18,7 +18,7 @@ use crate::{
     plan::Plan,
     services::{
         embed::embed_query,
-        users::{now_ms, read_user},
+        users::read_user,
     },
     state::AppState,
 };
@@ -74,7 +74,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
             Some(uid) => Some(
                 timed(
                     &deadline,
-                    state.admitted(&deadline, "features", read_user(state, uid)),
+                    state.admitted(&deadline, "features", read_user(state, uid, plan.now_ms)),
                 )
                 .await,
             ),
@@ -159,14 +159,14 @@ async fn rerank(
         let candidates = candidates.clone();
         let user = user.clone();
         let profile = plan.profile.clone();
-        let (k, explain) = (plan.k, plan.explain);
+        let (k, explain, now_ms) = (plan.k, plan.explain, plan.now_ms);
         tokio::task::spawn_blocking(move || {
             let fields = &state.index_config().fields;
             let req = RerankRequest::new(&candidates, &user, fields)
                 .profile(&profile)
                 .k(k)
                 .explain(explain)
-                .now_ms(now_ms());
+                .now_ms(now_ms);
             state.reranker.rerank(&req)
         })
     };

@@ -35,6 +35,8 @@ pub struct Plan {
     /// Add the user's session / long-term vectors as candidate sources (recommendations);
     /// search and similar only rerank with the user's features.
     pub personalise: bool,
+    /// The request's clock (epoch ms): the wall clock, or a replay's `x-redrec-as-of`.
+    pub now_ms: i64,
 }
 
 /// How many candidates retrieval fetches for `k` results: enough for reranking and diversity

@@ -286,7 +286,9 @@ pub async fn post_recommendations(
         ));
     }
     let exclude_seen = req.exclude_seen.unwrap_or(user_id.is_some());
+    let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
+        now_ms,
         k,
         profile,
         filter,
@@ -327,7 +329,9 @@ pub async fn post_search(
             "search needs `text` or `vector` (use /v1/recommendations for query-less results)",
         ));
     }
+    let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
+        now_ms,
         k,
         profile,
         filter,
@@ -382,7 +386,9 @@ pub async fn get_similar(
     };
     params.finish(&["k", "profile", "explain", "user_id", "filter"])?;
     let (k, profile, filter, user_id) = common(&state, k, profile, filter, user_id)?;
+    let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
+        now_ms,
         k,
         profile,
         filter,

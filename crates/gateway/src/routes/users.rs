@@ -88,7 +88,8 @@ pub async fn get_user(
 ) -> ApiResult<Json<UserFeatures>> {
     authorize(&state, &headers, Access::Read)?;
     check_id(&id, "id")?;
-    let user = users::read_user(&state, &id).await?;
+    let now_ms = crate::clock::request_now_ms(&state, &headers)?;
+    let user = users::read_user(&state, &id, now_ms).await?;
     if !user.known {
         return Err(ApiError::NotFound { what: "user", id });
     }

@@ -6,17 +6,10 @@ use redrec_store::Route;
 use redrec_userstate::{ApplyReport, Event};
 
 use crate::{
+    clock::now_ms,
     error::{ApiError, ApiResult, ErrorCode, RedisFailure},
     state::AppState,
 };
-
-/// The wall clock in ms (the feature store decays affinities to the caller's clock).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Maps a feature-store error; `batch` says whether the request body was an array (so the
 /// field path starts with the event's index).
@@ -79,12 +72,12 @@ pub async fn apply_events(
     .map_err(|e| features_error(e, batch))
 }
 
-/// A user's features with decay applied (read-your-writes: served by the primary).
-pub async fn read_user(state: &AppState, id: &str) -> ApiResult<UserFeatures> {
+/// A user's features with decay applied to `now_ms` (read-your-writes: served by the primary).
+pub async fn read_user(state: &AppState, id: &str, now_ms: i64) -> ApiResult<UserFeatures> {
     let mut con = state.conn(Route::Primary).await?;
     tokio::time::timeout(
         state.command_timeout(),
-        state.user_state.read(&mut con, id, now_ms()),
+        state.user_state.read(&mut con, id, now_ms),
     )
     .await
     .map_err(|_| {

@@ -3,6 +3,7 @@
 mod admission;
 mod bodies;
 mod cache;
+mod clock;
 mod fixture;
 mod history;
 mod ops;
