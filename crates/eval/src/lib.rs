@@ -393,6 +393,22 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         let t = Instant::now();
         let deleted = gateway::reset_users(con, &ns).await?;
         eprintln!("eval: reset user state ({deleted} keys)");
+        // the served popular source must not see the test period either
+        let by_id: HashMap<&str, u32> = data
+            .items
+            .iter()
+            .zip(&counts)
+            .map(|(id, &n)| (id.as_str(), n))
+            .collect();
+        let written = catalog
+            .set_popularity(con, &ns, &gw.events.fields.popularity, &by_id)
+            .await?;
+        eprintln!("eval: catalog popularity set to training-basket counts ({written} items)");
+        timings.push((
+            "reset users + training popularity".to_owned(),
+            t.elapsed().as_secs_f64(),
+        ));
+        let t = Instant::now();
         let stats = match gw.import {
             import::ImportVia::Events => {
                 let t = Instant::now();
