@@ -30,12 +30,7 @@ pub fn demo(port: u16, listen: &str) -> Result<()> {
         .parse()
         .with_context(|| format!("--listen `{listen}` is not an address like 127.0.0.1:8080"))?;
     let started = Instant::now();
-    redis::up(&redis::UpOptions {
-        port,
-        persist: true,
-        data_dir: None,
-    })?;
-    let url = redis::Target::from_env(port).url();
+    let url = redis::up_dev(port)?;
     let model_dir = fetch(Asset::Model)?;
     // `seed` is a no-op when `{ns}:meta:seed` says the catalog is loaded and the alias serves it;
     // an interrupted seed left no marker, so it is resumed by loading again.

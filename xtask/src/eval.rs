@@ -139,14 +139,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         )
     })?;
     let bin = root.join("target").join("release");
-    phases.run("redis up", || {
-        redis::up(&redis::UpOptions {
-            port: args.port,
-            persist: true,
-            data_dir: None,
-        })
-    })?;
-    let url = redis::Target::from_env(args.port).url();
+    let url = phases.run("redis up", || redis::up_dev(args.port))?;
     let model = fetch(Asset::Model)?;
 
     // The arguments both redrec-eval runs share: data, columns, split, namespace.

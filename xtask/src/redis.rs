@@ -181,6 +181,17 @@ fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// The development server on `port` (persistent, default data directory), up and ready; its
+/// URL (or `REDREC_REDIS__URL` when that names an external server).
+pub fn up_dev(port: u16) -> Result<String> {
+    up(&UpOptions {
+        port,
+        persist: true,
+        data_dir: None,
+    })?;
+    Ok(Target::from_env(port).url())
+}
+
 /// Starts the embedded server unless it already runs, and waits until it is ready: loaded,
 /// modules present, every index 100% indexed. Returns `true` if this call started it.
 pub fn up(opts: &UpOptions) -> Result<bool> {

@@ -79,12 +79,7 @@ fn run_ingest_seed(
     force: bool,
 ) -> Result<()> {
     // the development server keeps its data (what seed loads survives a restart)
-    redis::up(&redis::UpOptions {
-        port,
-        persist: true,
-        data_dir: None,
-    })?;
-    let url = redis::Target::from_env(port).url();
+    let url = redis::up_dev(port)?;
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "-p", "redrec-ingest", "--"])
         .env("REDREC_REDIS__URL", &url);

@@ -123,6 +123,24 @@ pub struct VectorAttrs {
     pub block_size: Option<usize>,
 }
 
+impl VectorAttrs {
+    /// FLOAT32 vectors of `dims` with the server's defaults for everything optional.
+    pub fn new(dims: usize, algorithm: VectorAlgorithm, distance_metric: DistanceMetric) -> Self {
+        VectorAttrs {
+            dims,
+            algorithm,
+            datatype: VectorDataType::Float32,
+            distance_metric,
+            initial_cap: None,
+            m: None,
+            ef_construction: None,
+            ef_runtime: None,
+            epsilon: None,
+            block_size: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TagAttrs {
@@ -637,16 +655,10 @@ pub fn items_schema(
             FieldDef::vector(
                 &f.vector,
                 VectorAttrs {
-                    dims: v.dims,
-                    algorithm: v.algorithm,
-                    datatype: VectorDataType::Float32,
-                    distance_metric: v.distance_metric,
-                    initial_cap: None,
                     m: hnsw.then_some(v.m),
                     ef_construction: hnsw.then_some(v.ef_construction),
                     ef_runtime: hnsw.then_some(v.ef_runtime),
-                    epsilon: None,
-                    block_size: None,
+                    ..VectorAttrs::new(v.dims, v.algorithm, v.distance_metric)
                 },
             ),
         ],
@@ -703,16 +715,8 @@ mod tests {
             FieldDef::vector(
                 "v",
                 VectorAttrs {
-                    dims: 4,
-                    algorithm: VectorAlgorithm::Flat,
-                    datatype: VectorDataType::Float32,
-                    distance_metric: DistanceMetric::L2,
-                    initial_cap: None,
-                    m: None,
-                    ef_construction: None,
-                    ef_runtime: None,
-                    epsilon: None,
                     block_size: Some(512),
+                    ..VectorAttrs::new(4, VectorAlgorithm::Flat, DistanceMetric::L2)
                 },
             ),
         ];

@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn as_of_is_epoch_milliseconds() {
-        assert_eq!(parse_as_of(b"1500000000000", true).unwrap(), 1_500_000_000_000);
+        assert_eq!(
+            parse_as_of(b"1500000000000", true).unwrap(),
+            1_500_000_000_000
+        );
         assert_eq!(parse_as_of(b" 42 ", true).unwrap(), 42);
         for bad in [&b"-1"[..], b"2017-12-01", b"", b"1e12", b"\xff"] {
             let e = parse_as_of(bad, true).unwrap_err();

@@ -16,10 +16,7 @@ use crate::{
     budget::{Deadline, Timings},
     error::{ApiError, ApiResult},
     plan::Plan,
-    services::{
-        embed::embed_query,
-        users::read_user,
-    },
+    services::{embed::embed_query, users::read_user},
     state::AppState,
 };
 

@@ -66,18 +66,7 @@ pub struct CfReport {
 pub fn field_def(dims: usize) -> FieldDef {
     FieldDef::vector(
         CF_FIELD,
-        VectorAttrs {
-            dims,
-            algorithm: VectorAlgorithm::Hnsw,
-            datatype: VectorDataType::Float32,
-            distance_metric: DistanceMetric::Cosine,
-            initial_cap: None,
-            m: None,
-            ef_construction: None,
-            ef_runtime: None,
-            epsilon: None,
-            block_size: None,
-        },
+        VectorAttrs::new(dims, VectorAlgorithm::Hnsw, DistanceMetric::Cosine),
     )
 }
 

@@ -408,18 +408,11 @@ mod tests {
     fn parses_geo_and_vectors() {
         check(geo(&s("2.35, 48.85")), Ok(Some((2.35, 48.85))));
         check(geo(&s("200,1")), Err("lon in -180..180"));
-        let attrs = VectorAttrs {
-            dims: 3,
-            algorithm: redrec_core::schema::VectorAlgorithm::Flat,
-            datatype: Default::default(),
-            distance_metric: redrec_core::schema::DistanceMetric::Cosine,
-            initial_cap: None,
-            m: None,
-            ef_construction: None,
-            ef_runtime: None,
-            epsilon: None,
-            block_size: None,
-        };
+        let attrs = VectorAttrs::new(
+            3,
+            redrec_core::schema::VectorAlgorithm::Flat,
+            redrec_core::schema::DistanceMetric::Cosine,
+        );
         check(
             vector_value(&s("[1, 2, 3]"), &attrs, false),
             Ok(Some(vec![1.0, 2.0, 3.0])),

@@ -111,14 +111,43 @@ local function ema(prev, item, alpha, w)
   return prev
 end
 
+-- User and session vectors touched by the current call, decoded once and written back once
+-- (`flush_vectors`) however many of the batch's events move them: a batch of one user's
+-- history costs one HGET + unpack and one pack + HSET per vector instead of one per event.
+-- Reset at the start of every call; the function is atomic, so nobody sees the deferral.
+local VECTORS = {}
+
 local function update_vector(key, field, item_vec, alpha, w)
   if item_vec == nil or w == 0 then
     return
   end
-  local nextv = ema(unpack_vec(redis.call('HGET', key, field)), item_vec, alpha, w)
-  if nextv ~= nil then
-    redis.call('HSET', key, field, pack_vec(nextv))
+  local id = key .. '\0' .. field
+  local e = VECTORS[id]
+  if e == nil then
+    e = { key = key, field = field, vec = unpack_vec(redis.call('HGET', key, field)) }
+    VECTORS[id] = e
   end
+  local nextv = ema(e.vec, item_vec, alpha, w)
+  if nextv ~= nil then
+    if nextv == item_vec then
+      -- first vector: a copy, since later steps update it in place and the item's is shared
+      nextv = {}
+      for i = 1, #item_vec do
+        nextv[i] = item_vec[i]
+      end
+    end
+    e.vec = nextv
+    e.dirty = true
+  end
+end
+
+local function flush_vectors()
+  for _, e in pairs(VECTORS) do
+    if e.dirty then
+      redis.call('HSET', e.key, e.field, pack_vec(e.vec))
+    end
+  end
+  VECTORS = {}
 end
 
 -- Affinity fields hold "<score>|<updated_ms>": the score as of its own last update. On write the
@@ -180,6 +209,43 @@ local function bump_history(user, buys, item_id, at, half_life, cap)
   redis.call('ZREMRANGEBYRANK', buys, 0, -(cap + 1))
 end
 
+-- One item's fields for the event step: normalised text and collaborative vectors (nil when
+-- absent or zero), category, brand and a finite price; nil when the item does not exist.
+local function read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+  if redis.call('EXISTS', item_key) == 0 then
+    return nil
+  end
+  local h
+  if f_cf ~= '' then
+    h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+  else
+    h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
+  end
+  local vec = unpack_vec(h[1])
+  if vec ~= nil and not normalize(vec) then
+    vec = nil
+  end
+  -- most items have no collaborative vector (too few buyers): nil leaves the cf vectors alone
+  local cf = unpack_vec(h[5])
+  if cf ~= nil and not normalize(cf) then
+    cf = nil
+  end
+  local cat = h[2]
+  if not cat or cat == '' then
+    cat = nil
+  end
+  local brand = h[3]
+  if not brand or brand == '' then
+    brand = nil
+  end
+  -- tonumber accepts "nan" and "inf" (strtod): only finite prices enter the price band
+  local price = tonumber(h[4])
+  if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
+    price = nil
+  end
+  return { vec = vec, cf = cf, cat = cat, brand = brand, price = price }
+end
+
 local function apply_events(keys, args)
   local batch_now = tonumber(args[1])
   local n = tonumber(args[2])
@@ -201,43 +267,23 @@ local function apply_events(keys, args)
   local cf_long_alpha = tonumber(args[20])
   local pop_key = keys[1]
 
-  -- Phase 1: read every item; an unknown item rejects the whole batch before any write.
+  VECTORS = {}
+  -- Phase 1: read every item (once per distinct item of the batch); an unknown item rejects
+  -- the whole batch before any write.
   local items = {}
+  local by_key = {}
   for j = 0, n - 1 do
     local k = 2 + j * STRIDE_KEYS
     local item_key = keys[k + 5]
-    if redis.call('EXISTS', item_key) == 0 then
-      return { 'unknown_item', j }
+    local item = by_key[item_key]
+    if item == nil then
+      item = read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+      if item == nil then
+        return { 'unknown_item', j }
+      end
+      by_key[item_key] = item
     end
-    local h
-    if f_cf ~= '' then
-      h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price, f_cf)
-    else
-      h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
-    end
-    local vec = unpack_vec(h[1])
-    if vec ~= nil and not normalize(vec) then
-      vec = nil
-    end
-    -- most items have no collaborative vector (too few buyers): nil leaves the cf vectors alone
-    local cf = unpack_vec(h[5])
-    if cf ~= nil and not normalize(cf) then
-      cf = nil
-    end
-    local cat = h[2]
-    if not cat or cat == '' then
-      cat = nil
-    end
-    local brand = h[3]
-    if not brand or brand == '' then
-      brand = nil
-    end
-    -- tonumber accepts "nan" and "inf" (strtod): only finite prices enter the price band
-    local price = tonumber(h[4])
-    if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
-      price = nil
-    end
-    items[j] = { vec = vec, cf = cf, cat = cat, brand = brand, price = price }
+    items[j] = item
   end
 
   -- Phase 2: apply.
@@ -328,6 +374,7 @@ local function apply_events(keys, args)
       set_max(user, 'updated_ms', now)
     end
   end
+  flush_vectors()
   reply[2] = applied
   return reply
 end

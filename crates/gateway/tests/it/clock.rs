@@ -24,7 +24,10 @@ async fn user_as_of(app: &axum::Router, user: &str, as_of: &str) -> (StatusCode,
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn space_with_clicks(label: &str, replay: bool) -> (TestSpace, axum::Router) {

@@ -371,3 +371,66 @@ async fn feature_reads_share_a_callers_pipeline() {
     let err = fx.store.decode_read("u1", T0, &replies[..2]).unwrap_err();
     assert!(err.to_string().contains("expected 6 replies"), "{err}");
 }
+
+/// The function keeps a batch's vectors decoded and writes each back once: a batch must store
+/// what the same events applied one by one store, repeated items and weights included (vectors
+/// up to f32 rounding: one by one rounds to f32 after every step, a batch only at its end).
+#[tokio::test]
+async fn a_batch_stores_the_same_state_as_its_events_one_by_one() {
+    let config = UserStateConfig {
+        session_alpha: 0.3,
+        long_term_alpha: 0.05,
+        ..UserStateConfig::default()
+    };
+    let fx = Fixture::new("feat_batch_eq", config).await;
+    fx.item("a", &axis(0), "c1", "b1", 1.0).await;
+    fx.item(
+        "b",
+        &[0.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "c2",
+        "b2",
+        2.0,
+    )
+    .await;
+    fx.item("c", &axis(3), "c1", "b2", 3.0).await;
+    let events = |user: &str| {
+        ["a", "b", "a", "c", "b", "a"]
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let kind = [EventKind::Click, EventKind::Purchase, EventKind::CartAdd][i % 3];
+                Event::new(kind, user, item).at(T0 + i as i64 * 1000)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut con = fx.conn().await;
+    let now = T0 + 10_000;
+    fx.store
+        .apply(&mut con, &events("batched"), now)
+        .await
+        .unwrap();
+    for e in events("single") {
+        fx.store
+            .apply(&mut con, std::slice::from_ref(&e), now)
+            .await
+            .unwrap();
+    }
+    let a = fx.store.read(&mut con, "batched", now).await.unwrap();
+    let b = fx.store.read(&mut con, "single", now).await.unwrap();
+    for (name, x, y) in [
+        ("session", &a.session_vector, &b.session_vector),
+        ("long-term", &a.long_term_vector, &b.long_term_vector),
+    ] {
+        let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+        assert_eq!(x.len(), y.len());
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() < 1e-6, "{name}: {x:?} vs {y:?}");
+        }
+    }
+    assert_eq!(a.purchases, b.purchases);
+    assert_eq!(a.category_affinity, b.category_affinity);
+    assert_eq!(a.brand_affinity, b.brand_affinity);
+    assert_eq!(a.price_band, b.price_band);
+    assert_eq!(a.counters, b.counters);
+    assert_eq!(a.recent, b.recent);
+}
