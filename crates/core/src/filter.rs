@@ -37,6 +37,14 @@ pub const MAX_TAG_VALUES: usize = 256;
 pub const MAX_STRING_LEN: usize = 1024;
 /// RediSearch's default `MINPREFIX`: shorter prefixes are rejected by the server.
 pub const MIN_PREFIX_LEN: usize = 2;
+/// RediSearch's default stopword list (the index is created without `STOPWORDS`). These words
+/// are not indexed and take no position: a query term that is one of them matches nothing, and
+/// inside a phrase it makes the whole phrase match nothing, so the builder leaves them out.
+pub const DEFAULT_STOPWORDS: &[&str] = &[
+    "a", "is", "the", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into",
+    "it", "no", "not", "of", "on", "or", "such", "that", "their", "then", "there", "these", "they",
+    "this", "to", "was", "will", "with",
+];
 
 /// A structured pre-filter over indexed item fields.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -256,8 +264,16 @@ impl Filter {
     /// Checks the filter against `schema` and renders it as a DIALECT 2 query expression.
     pub fn render(&self, schema: &IndexSchema) -> Result<String> {
         self.check(schema)?;
+        // a text leaf without a field searches every TEXT field, named explicitly: the query
+        // parser rejects an unfielded group followed by `| @field:...` in some positions
+        let text_fields: Vec<&str> = schema
+            .fields
+            .iter()
+            .filter(|f| matches!(f.kind, FieldKind::Text(_)))
+            .map(|f| f.name.as_str())
+            .collect();
         let mut out = String::new();
-        render_node(self, &mut out);
+        render_node(self, &text_fields.join("|"), &mut out);
         Ok(out)
     }
 }
@@ -588,6 +604,12 @@ fn check_node(
                     "`not` of `all` matches nothing; remove it",
                 ));
             }
+            if matches_everything(child) {
+                return Err(err(
+                    &format!("{path}.not"),
+                    "`not` of a filter that matches everything (built only of `all`) matches nothing; remove it",
+                ));
+            }
             check_node(child, schema, &format!("{path}.not"), depth + 1, nodes)
         }
         Filter::Tag(t) => check_tag(t, schema, &format!("{path}.tag")),
@@ -690,11 +712,21 @@ fn check_text(t: &TextFilter, schema: &IndexSchema, here: &str) -> Result<()> {
     }
     let tpath = format!("{here}.{}", t.mode.key());
     check_string(&t.text, &tpath, "text")?;
-    let terms = text_terms(&t.text);
-    let Some(last) = terms.last() else {
+    let words = text_terms(&t.text);
+    if words.is_empty() {
         return Err(err(
             &tpath,
             "text has no words (letters or digits) to search for",
+        ));
+    }
+    let terms = query_terms(t);
+    let Some(last) = terms.last() else {
+        return Err(err(
+            &tpath,
+            format!(
+                "text has only stopwords ({}), which the index does not hold, so it could match nothing",
+                words.join(", ")
+            ),
         ));
     };
     if t.mode == TextMode::Prefix && last.chars().count() < MIN_PREFIX_LEN {
@@ -733,7 +765,9 @@ pub fn escape_tag_value(value: &str) -> String {
 /// Splits text into the word tokens the indexer produces: runs of characters that are neither
 /// ASCII punctuation (other than `_`) nor whitespace nor control characters, dropping tokens made
 /// only of underscores. The tokens contain no query syntax, so they are safe to place in a query
-/// as they are.
+/// as they are. One difference from the indexer: in stored text a backslash escapes the next
+/// character (`a\,b` is indexed as the one token `a,b`, `mil\k` as `milk`); in query text it
+/// separates words like any other punctuation.
 pub fn text_terms(text: &str) -> Vec<String> {
     text.split(|c: char| {
         (c.is_ascii_punctuation() && c != '_') || c.is_whitespace() || c.is_control()
@@ -742,6 +776,32 @@ pub fn text_terms(text: &str) -> Vec<String> {
     .filter(|t| !t.chars().all(|c| c == '_'))
     .map(str::to_owned)
     .collect()
+}
+
+/// Whether `term` is one of RediSearch's default stopwords (compared without case).
+pub fn is_stopword(term: &str) -> bool {
+    let lower = term.to_ascii_lowercase();
+    DEFAULT_STOPWORDS.contains(&lower.as_str())
+}
+
+/// The terms a text leaf searches for: its words without stopwords (see [`DEFAULT_STOPWORDS`]);
+/// in prefix mode the last word is a prefix, not a word, and is always kept.
+fn query_terms(t: &TextFilter) -> Vec<String> {
+    let mut words = text_terms(&t.text);
+    let prefix = match t.mode {
+        TextMode::Prefix => words.pop(),
+        TextMode::Match | TextMode::Phrase => None,
+    };
+    words.retain(|w| !is_stopword(w));
+    if t.mode == TextMode::Phrase {
+        // the server's exact-phrase check cannot tell a word repeated in a row from one
+        // occurrence (`"fjord fjord bread"` finds `fjord brûlée bread`): say it once
+        words.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    }
+    words.extend(prefix);
+    // no case change here: the server lowercases indexed words and query terms alike (ASCII
+    // letters only, in RediSearch 2.10), so a term matches the word it was written as
+    words
 }
 
 /// Formats a numeric bound the way the query parser reads it (`-inf` / `+inf` for infinities).
@@ -755,7 +815,23 @@ pub fn format_number(x: f64) -> String {
     }
 }
 
-fn render_node(f: &Filter, out: &mut String) {
+/// Whether `f` matches every document by its structure alone: `all`, an `and` made only of such
+/// filters, or an `or` with one of them. The query syntax has `*` only for a whole query, so
+/// rendering leaves these out of `and` and turns such an `or` into `*`.
+fn matches_everything(f: &Filter) -> bool {
+    match f {
+        Filter::All => true,
+        Filter::And(children) => children.iter().all(matches_everything),
+        Filter::Or(children) => children.iter().any(matches_everything),
+        Filter::Tag(_) | Filter::Range(_) | Filter::Text(_) | Filter::Not(_) => false,
+    }
+}
+
+fn render_node(f: &Filter, text_fields: &str, out: &mut String) {
+    if matches_everything(f) {
+        out.push('*');
+        return;
+    }
     match f {
         Filter::All => out.push('*'),
         Filter::Tag(t) => {
@@ -785,10 +861,9 @@ fn render_node(f: &Filter, out: &mut String) {
             let _ = write!(out, "@{}:[{lo} {hi}]", r.field);
         }
         Filter::Text(t) => {
-            if let Some(field) = &t.field {
-                let _ = write!(out, "@{field}:");
-            }
-            let terms = text_terms(&t.text);
+            let field = t.field.as_deref().unwrap_or(text_fields);
+            let _ = write!(out, "@{field}:");
+            let terms = query_terms(t);
             match t.mode {
                 TextMode::Phrase => {
                     let _ = write!(out, "\"{}\"", terms.join(" "));
@@ -802,27 +877,36 @@ fn render_node(f: &Filter, out: &mut String) {
             }
         }
         // Juxtaposition is AND in the query syntax, `|` is OR.
-        Filter::And(children) => render_group(children, " ", out),
-        Filter::Or(children) => render_group(children, " | ", out),
+        Filter::And(children) => {
+            // `*` is not valid inside a group: an `and` drops its match-everything children
+            // (not all of them are, see `matches_everything` above)
+            let kept: Vec<Filter> = children
+                .iter()
+                .filter(|c| !matches_everything(c))
+                .cloned()
+                .collect();
+            render_group(&kept, " ", text_fields, out)
+        }
+        Filter::Or(children) => render_group(children, " | ", text_fields, out),
         Filter::Not(child) => {
             out.push_str("-(");
-            render_node(child, out);
+            render_node(child, text_fields, out);
             out.push(')');
         }
     }
 }
 
 /// `(a b c)` or `(a | b | c)`; a single child without the parentheses.
-fn render_group(children: &[Filter], separator: &str, out: &mut String) {
+fn render_group(children: &[Filter], separator: &str, text_fields: &str, out: &mut String) {
     if let [only] = children {
-        return render_node(only, out);
+        return render_node(only, text_fields, out);
     }
     out.push('(');
     for (i, c) in children.iter().enumerate() {
         if i > 0 {
             out.push_str(separator);
         }
-        render_node(c, out);
+        render_node(c, text_fields, out);
     }
     out.push(')');
 }
@@ -897,7 +981,7 @@ mod tests {
         );
         check_json(
             r#"{"text":{"match":"crème brûlée"}}"#,
-            expect![[r#"(crème brûlée)"#]],
+            expect!["@text:(crème brûlée)"],
         );
         check_json(
             r#"{"or":[{"tag":{"field":"department","any":["GROCERY"]}},{"not":{"tag":{"field":"in_stock","any":["0"]}}}]}"#,
@@ -906,6 +990,42 @@ mod tests {
         check_json(
             r#"{"and":[{"tag":{"field":"category","any":["X"]}}]}"#,
             expect!["@category:{X}"],
+        );
+    }
+
+    #[test]
+    fn renders_what_the_server_parses_and_matches() {
+        // found by the differential fuzzer (crates/store/tests/it/filter_fuzz.rs)
+        check_json(
+            r#"{"and":[{"range":{"field":"price","lte":0}},{"all":{}}]}"#,
+            expect!["@price:[-inf 0]"],
+        );
+        check_json(
+            r#"{"or":[{"tag":{"field":"brand","any":["X"]}},{"and":[{"all":{}}]}]}"#,
+            expect!["*"],
+        );
+        check_json(
+            r#"{"not":{"and":[{"all":{}},{"or":[{"all":{}},{"tag":{"field":"brand","any":["X"]}}]}]}}"#,
+            expect![[
+                r#"error: invalid filter at `$.not`: `not` of a filter that matches everything (built only of `all`) matches nothing; remove it"#
+            ]],
+        );
+        check_json(
+            r#"{"or":[{"text":{"match":"milk"}},{"range":{"field":"price","lte":0}}]}"#,
+            expect!["(@text:(milk) | @price:[-inf 0])"],
+        );
+        check_json(
+            r#"{"text":{"phrase":"The milk of the  bread bread"}}"#,
+            expect![[r#"@text:"milk bread""#]],
+        );
+        check_json(r#"{"text":{"match":"The milk"}}"#, expect!["@text:(milk)"]);
+        check_json(r#"{"text":{"prefix":"the mi"}}"#, expect!["@text:(mi*)"]);
+        check_json(r#"{"text":{"prefix":"the"}}"#, expect!["@text:(the*)"]);
+        check_json(
+            r#"{"text":{"field":"text","match":"The, of"}}"#,
+            expect![[
+                r#"error: invalid filter at `$.text.match`: text has only stopwords (The, of), which the index does not hold, so it could match nothing"#
+            ]],
         );
     }
 
@@ -1145,6 +1265,42 @@ mod tests {
         Ok(values)
     }
 
+    /// JSON shaped like filters (operator keys, field names, syntax-laden strings, odd numbers),
+    /// nested, with the wrong types mixed in.
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "and", "or", "not", "tag", "range", "text", "all", "field", "any", "not_any", "gte",
+            "gt", "lte", "lt", "match", "phrase", "prefix", "x",
+        ]);
+        let field = prop::sample::select(vec![
+            "category",
+            "brand",
+            "price",
+            "popularity",
+            "text",
+            "embedding",
+            "nope",
+            "",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<f64>().prop_map(|x| serde_json::json!(x)),
+            any::<i64>().prop_map(|x| serde_json::json!(x)),
+            field.prop_map(|f| Value::String(f.to_owned())),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[ -~]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(8, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..4).prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn tag_escaping_is_lossless_and_structure_preserving(
@@ -1158,6 +1314,14 @@ mod tests {
             let parsed = unescape_tag_body(body.unwrap()).map_err(|e| TestCaseError::fail(format!("{e} in {q}")))?;
             let want: Vec<String> = values.iter().map(|v| trim_tag(v).to_owned()).collect();
             prop_assert_eq!(parsed, want);
+        }
+
+        /// Any JSON value: parsing and rendering return a value or an error, never panic.
+        #[test]
+        fn arbitrary_json_never_panics(json in arbitrary_json()) {
+            if let Ok(f) = Filter::from_json(&json) {
+                let _ = f.render(&schema());
+            }
         }
 
         #[test]

@@ -12,6 +12,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
+use objects_only::ObjectsOnly;
 
 /// A JSON body deserialised strictly: syntax errors are 400 `malformed_json`, type errors,
 /// unknown and missing fields 422 `invalid_field` with the field's path.
@@ -72,7 +73,7 @@ where
 /// Deserialises `bytes` as `T`, naming the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize::<_, T>(ObjectsOnly(&mut de)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         json_error(&path, &inner)
@@ -174,8 +175,270 @@ impl QueryParams {
 
 /// Deserialises an already-parsed JSON value as `T`, naming the failing field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(ObjectsOnly(value)).map_err(|e| {
         let path = e.path().to_string();
         json_error(&path, &e.into_inner())
     })
+}
+
+/// A deserializer adapter under which a struct can be read only from a map (a JSON object).
+///
+/// serde's derived structs also accept a sequence, reading the fields by position, so without
+/// it `{"query": ["milk"]}` would be a `QuerySpec` with `text = "milk"`. The adapter wraps every
+/// nested deserializer, visitor, seed and access, so the rule holds at any depth, and passes
+/// everything else through unchanged (serde_path_to_error, wrapped around it, still sees the
+/// path).
+mod objects_only {
+    use std::fmt;
+
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess,
+        Visitor,
+    };
+
+    pub struct ObjectsOnly<D>(pub D);
+
+    /// A visitor passed through; `is_struct` refuses sequences.
+    struct Wrap<V> {
+        inner: V,
+        is_struct: bool,
+    }
+
+    fn wrap<V>(inner: V) -> Wrap<V> {
+        Wrap {
+            inner,
+            is_struct: false,
+        }
+    }
+
+    macro_rules! forward {
+        ($($method:ident)*) => {$(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+                self.0.$method(wrap(visitor))
+            }
+        )*};
+    }
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectsOnly<D> {
+        type Error = D::Error;
+
+        forward! {
+            deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+            deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+            deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+            deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+            deserialize_option deserialize_unit deserialize_seq deserialize_map
+            deserialize_identifier deserialize_ignored_any
+        }
+
+        fn deserialize_unit_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_unit_struct(name, wrap(visitor))
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_newtype_struct(name, wrap(visitor))
+        }
+
+        fn deserialize_tuple<V: Visitor<'de>>(
+            self,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_tuple(len, wrap(visitor))
+        }
+
+        fn deserialize_tuple_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_tuple_struct(name, len, wrap(visitor))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            let visitor = Wrap {
+                inner: visitor,
+                is_struct: true,
+            };
+            self.0.deserialize_struct(name, fields, visitor)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_enum(name, variants, wrap(visitor))
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.0.is_human_readable()
+        }
+    }
+
+    macro_rules! visit {
+        ($($method:ident: $ty:ty)*) => {$(
+            fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+                self.inner.$method(v)
+            }
+        )*};
+    }
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
+        type Value = V::Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.inner.expecting(f)
+        }
+
+        visit! {
+            visit_bool: bool visit_i8: i8 visit_i16: i16 visit_i32: i32 visit_i64: i64
+            visit_i128: i128 visit_u8: u8 visit_u16: u16 visit_u32: u32 visit_u64: u64
+            visit_u128: u128 visit_f32: f32 visit_f64: f64 visit_char: char visit_str: &str
+            visit_borrowed_str: &'de str visit_string: String visit_bytes: &[u8]
+            visit_borrowed_bytes: &'de [u8] visit_byte_buf: Vec<u8>
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+            self.inner.visit_none()
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+            self.inner.visit_unit()
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+            self.inner.visit_some(ObjectsOnly(d))
+        }
+
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+            self.inner.visit_newtype_struct(ObjectsOnly(d))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+            if self.is_struct {
+                return Err(de::Error::invalid_type(
+                    de::Unexpected::Seq,
+                    &"a JSON object",
+                ));
+            }
+            self.inner.visit_seq(ObjectsOnly(seq))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+            self.inner.visit_map(ObjectsOnly(map))
+        }
+
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+            self.inner.visit_enum(ObjectsOnly(data))
+        }
+    }
+
+    impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ObjectsOnly<S> {
+        type Value = S::Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+            self.0.deserialize(ObjectsOnly(d))
+        }
+    }
+
+    impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for ObjectsOnly<A> {
+        type Error = A::Error;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, A::Error> {
+            self.0.next_element_seed(ObjectsOnly(seed))
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            self.0.size_hint()
+        }
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for ObjectsOnly<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            self.0.next_key_seed(ObjectsOnly(seed))
+        }
+
+        fn next_value_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<T::Value, A::Error> {
+            self.0.next_value_seed(ObjectsOnly(seed))
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            self.0.size_hint()
+        }
+    }
+
+    impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for ObjectsOnly<A> {
+        type Error = A::Error;
+        type Variant = ObjectsOnly<A::Variant>;
+
+        fn variant_seed<T: DeserializeSeed<'de>>(
+            self,
+            seed: T,
+        ) -> Result<(T::Value, Self::Variant), A::Error> {
+            let (value, variant) = self.0.variant_seed(ObjectsOnly(seed))?;
+            Ok((value, ObjectsOnly(variant)))
+        }
+    }
+
+    impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for ObjectsOnly<A> {
+        type Error = A::Error;
+
+        fn unit_variant(self) -> Result<(), A::Error> {
+            self.0.unit_variant()
+        }
+
+        fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+            self,
+            seed: T,
+        ) -> Result<T::Value, A::Error> {
+            self.0.newtype_variant_seed(ObjectsOnly(seed))
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(
+            self,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            self.0.tuple_variant(len, wrap(visitor))
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, A::Error> {
+            let visitor = Wrap {
+                inner: visitor,
+                is_struct: true,
+            };
+            self.0.struct_variant(fields, visitor)
+        }
+    }
 }

@@ -351,7 +351,14 @@ async fn arbitrary_bodies_never_cause_a_5xx() {
             } else {
                 !(b.is_object() || b.is_array())
             };
-            if wrong_type {
+            // ... and so is an array where a nested object is expected (a query, an event)
+            let nested_array = if object_route {
+                b.get("query").is_some_and(Value::is_array)
+            } else {
+                b.as_array()
+                    .is_some_and(|events| events.iter().any(Value::is_array))
+            };
+            if wrong_type || nested_array {
                 assert!(
                     r.status.is_client_error(),
                     "case {case}: {method} {path} accepted {text}: {}",
@@ -371,4 +378,73 @@ async fn arbitrary_bodies_never_cause_a_5xx() {
         r.status,
         StatusCode::NO_CONTENT | StatusCode::NOT_FOUND
     ));
+}
+
+/// A nested object given as a JSON array was read field by field by position (found by the body
+/// fuzzer): every struct position now takes only an object, and the error names the field.
+#[tokio::test]
+async fn nested_objects_given_as_arrays_are_422() {
+    let space = TestSpace::new("gw_nested_arrays");
+    let s = settings(&space, DIMS);
+    let app = router(s);
+    let cases: &[(Method, &str, Option<&str>, &str, Option<&str>)] = &[
+        (
+            Method::POST,
+            "/v1/recommendations",
+            None,
+            r#"{"query":["milk"]}"#,
+            Some("query"),
+        ),
+        (
+            Method::POST,
+            "/v1/recommendations",
+            None,
+            r#"{"query":["milk",null,null,[],[]],"k":3}"#,
+            Some("query"),
+        ),
+        (
+            Method::POST,
+            "/v1/search",
+            None,
+            r#"{"text":"milk","filter":[{"all":{}}]}"#,
+            Some("filter"),
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            Some(KEY),
+            r#"[["view","u1","i1"]]"#,
+            Some("[0]"),
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            Some(KEY),
+            r#"[{"type":"view","user_id":"u1","item_id":"i1"},["view","u1","i1",null,null]]"#,
+            Some("[1]"),
+        ),
+        (
+            Method::PUT,
+            "/v1/items/nested-array",
+            Some(KEY),
+            r#"{"fields":[["category","x"]]}"#,
+            Some("fields"),
+        ),
+    ];
+    for (method, path, key, body, field) in cases {
+        let r = call(&app, method.clone(), path, *key, Some(body)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {path} {body}: {}",
+            r.text
+        );
+        let (code, got_field) = r.error();
+        assert_eq!(code, "invalid_field", "{body}: {}", r.text);
+        assert!(
+            got_field.is_some_and(|f| field.is_none_or(|want| f.starts_with(want))),
+            "{body}: field {got_field:?}, expected {field:?}: {}",
+            r.text
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! the protocol the gateway uses, and over a plain (RESP2) multiplexed connection as ingest and
 //! bench use them.
 
+mod filter_fuzz;
+
 use redrec_core::config::RedisConfig;
 use redrec_core::schema::{ItemFields, VectorSettings, items_schema};
 use redrec_store::{Error, Redis, Route, catalog, index, ratelimit};
