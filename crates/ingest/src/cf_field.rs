@@ -29,10 +29,7 @@ use std::{
 use redis::aio::MultiplexedConnection;
 use redrec_core::{
     keys::Namespace,
-    schema::{
-        DistanceMetric, FieldDef, FieldKind, StorageType, VectorAlgorithm, VectorAttrs,
-        VectorDataType,
-    },
+    schema::{DistanceMetric, FieldDef, FieldKind, StorageType, VectorAlgorithm, VectorAttrs},
 };
 use serde::Serialize;
 
