@@ -380,7 +380,22 @@ impl Report {
             "not measured",
             failing(&[abs]),
         );
+        check(
+            "loader items/s / raw writer items/s, to 100% indexed".into(),
+            self.loader_ratio(),
+            Cmp::AtLeast,
+            0.9,
+            "not measured: the catalog was reused or the loader failed",
+            None,
+        );
         out
+    }
+
+    /// The project's loader's items/s over the bench's own pipelined writer's, both until 100%
+    /// indexed on the same server in the same run.
+    pub fn loader_ratio(&self) -> Option<f64> {
+        let (raw, loader) = (self.ingest.as_ref()?, self.loader_ingest.as_ref()?);
+        (loader.ok && raw.items_per_sec > 0.0).then(|| loader.items_per_sec / raw.items_per_sec)
     }
 
     /// The report as Markdown: one section per helper below, in reading order.
@@ -701,8 +716,12 @@ impl Report {
                 l.dim,
                 if l.ok {
                     format!(
-                        "{:.1} s until 100% indexed, **{:.0} items/s**.",
-                        l.secs, l.items_per_sec
+                        "{:.1} s until 100% indexed, **{:.0} items/s**{}.",
+                        l.secs,
+                        l.items_per_sec,
+                        self.loader_ratio()
+                            .map(|r| format!(", {r:.2}x the raw writer's items/s above"))
+                            .unwrap_or_default()
                     )
                 } else {
                     "failed (see target/bench/ingest.log).".to_owned()
@@ -934,6 +953,34 @@ mod tests {
             .iter()
             .find(|t| t.name.starts_with(prefix))
             .unwrap_or_else(|| panic!("no target {prefix}"))
+    }
+
+    #[test]
+    fn loader_against_the_raw_writer_is_a_target() {
+        let mut r = report(false);
+        let t = target(&r, "loader items/s / raw writer");
+        assert_eq!((t.measured, t.pass), (None, None));
+        r.ingest = Some(IngestResult {
+            items: 100_000,
+            dim: 128,
+            seed: 42,
+            batch: 500,
+            in_flight: 4,
+            write_secs: 30.0,
+            indexed_secs: 32.0,
+            items_per_sec: 3125.0,
+            used_memory_before: 0,
+            used_memory_after: 0,
+            memory_per_item_bytes: 0.0,
+        });
+        r.targets = r.evaluate_targets();
+        let t = target(&r, "loader items/s / raw writer");
+        assert_eq!((t.measured, t.pass), (Some(0.8), Some(false)));
+        let md = r.to_markdown();
+        assert!(
+            md.contains("**2500 items/s**, 0.80x the raw writer's items/s above."),
+            "{md}"
+        );
     }
 
     #[test]

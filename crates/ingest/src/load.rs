@@ -5,11 +5,13 @@
 //! and records rejected rows, with reasons, in a JSONL file. Writes are `HSET`s of whole items, so
 //! loading the same input twice leaves the same data (idempotent).
 //!
-//! When the namespace has no index yet, items are written first and the index is created
-//! afterwards: the write phase then runs at plain `HSET` speed and RediSearch builds the index
-//! from the existing keys in the background (HNSW insertion costs about the same in total either
-//! way; the alias appears only once the catalog is complete). The report says how long the index
-//! took to reach 100% (`FT.INFO` `percent_indexed`).
+//! When the namespace has no index yet, the index is created before the first write (after
+//! strict mode's validation pass, so an invalid input still leaves nothing behind) and each
+//! `HSET` is indexed as it lands; the alias is pointed at it only once the catalog is complete.
+//! Creating it after writing made RediSearch index the existing keys with its background scan,
+//! which costs more server CPU and yields the main thread every few documents: about 1.5x the
+//! time to a searchable catalog (docs/INGEST.md). The report says how long the index took to
+//! reach 100% after the last write (`FT.INFO` `percent_indexed`).
 
 use std::{
     io::Write,
@@ -180,9 +182,11 @@ pub async fn load(
         total = Some(count);
     }
 
+    let created = create_index(con, ns, &target).await?;
     let mut report = write_pass(con, &target, rows, validator, total, opts).await?;
     report.validate_secs = validate_secs;
-    finish_index(con, ns, &target, opts, &mut report).await?;
+    report.created_index = created;
+    finish_index(con, &target, opts, &mut report).await?;
     Ok(report)
 }
 
@@ -325,26 +329,36 @@ async fn write_pass(
     })
 }
 
-/// After writing: create the index if it is missing, point the alias at it, and wait for 100%.
-pub(crate) async fn finish_index(
+/// Before writing: creates the index when the namespace has none (true when it did), so every
+/// write is indexed as it lands.
+async fn create_index(
     con: &MultiplexedConnection,
     ns: &Namespace,
+    target: &ServingIndex,
+) -> Result<bool> {
+    if target.exists {
+        return Ok(false);
+    }
+    let mut c = con.clone();
+    index::create_if_missing(
+        &mut c,
+        ns,
+        &target.schema,
+        &target.index,
+        &target.storage_names,
+    )
+    .await
+}
+
+/// After writing: point the alias at the index and wait for 100%.
+async fn finish_index(
+    con: &MultiplexedConnection,
     target: &ServingIndex,
     opts: &LoadOptions,
     report: &mut LoadReport,
 ) -> Result<()> {
     let mut c = con.clone();
     let started = Instant::now();
-    if !target.exists {
-        report.created_index = index::create_if_missing(
-            &mut c,
-            ns,
-            &target.schema,
-            &target.index,
-            &target.storage_names,
-        )
-        .await?;
-    }
     if index::alias_target(&mut c, &target.alias).await?.as_deref() != Some(target.index.as_str()) {
         index::point_alias(&mut c, &target.alias, &target.index).await?;
     }
@@ -366,6 +380,7 @@ pub async fn load_docs(
     check_dims(&target, template)?;
     let started = Instant::now();
     let n = docs.len() as u64;
+    let created = create_index(con, ns, &target).await?;
     let progress = Progress::new(opts.progress, "write", Some(n));
     let docs = rename_storage(docs, &target);
     let written =
@@ -375,7 +390,7 @@ pub async fn load_docs(
     let mut report = LoadReport {
         index: target.index.clone(),
         alias: target.alias.clone(),
-        created_index: false,
+        created_index: created,
         rows_read: n,
         written,
         rejected: 0,
@@ -385,7 +400,7 @@ pub async fn load_docs(
         index_secs: 0.0,
         first_rejects: Vec::new(),
     };
-    finish_index(con, ns, &target, opts, &mut report).await?;
+    finish_index(con, &target, opts, &mut report).await?;
     Ok(report)
 }
 

@@ -387,7 +387,9 @@ async fn nested_objects_given_as_arrays_are_422() {
     let space = TestSpace::new("gw_nested_arrays");
     let s = settings(&space, DIMS);
     let app = router(s);
-    let cases: &[(Method, &str, Option<&str>, &str, Option<&str>)] = &[
+    // (method, path, api key, body, the field the error names)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, &'a str, Option<&'a str>);
+    let cases: &[Case<'_>] = &[
         (
             Method::POST,
             "/v1/recommendations",

@@ -93,6 +93,15 @@ async fn strict_mode_reports_each_error_with_row_and_field_and_writes_nothing() 
         "strict mode wrote {:?}",
         keys(&space).await
     );
+    // the index is created before the first write, so only once validation has passed
+    let mut c = con.clone();
+    assert!(
+        redrec_ingest::index::info(&mut c, &space.ns.index(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "strict mode created the index of an invalid load"
+    );
 }
 
 #[tokio::test]
