@@ -1009,7 +1009,7 @@ mod tests {
             t.measured
         );
         assert_eq!(t.pass, Some(false));
-        assert_eq!(r.targets.len(), 9);
+        assert_eq!(r.targets.len(), 10);
     }
 
     #[test]
