@@ -4,6 +4,8 @@
 mod bench;
 mod demo;
 mod eval;
+#[cfg(test)]
+mod fault_test;
 mod process;
 mod provision;
 mod redis;
@@ -11,6 +13,8 @@ mod resp;
 #[cfg(test)]
 mod restart_test;
 mod seed;
+#[cfg(test)]
+mod test_support;
 mod tidy;
 
 use std::{
