@@ -86,12 +86,16 @@ async fn a_building_index_is_flagged_until_it_is_complete() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let readyz_indexing = readyz_indexing.expect("/readyz never said `indexing: N%` during the build");
+    let readyz_indexing =
+        readyz_indexing.expect("/readyz never said `indexing: N%` during the build");
     println!(
         "build took {:?}; readyz said {readyz_indexing:?}; {flagged} responses flagged index_building; cleared {recovered:?} after FT.INFO said 100%",
         started.elapsed()
     );
-    assert!(flagged > 0, "no response carried degraded: index_building during the build");
+    assert!(
+        flagged > 0,
+        "no response carried degraded: index_building during the build"
+    );
     // after the build: ready, and results from the whole catalog without the flag
     let ready = call(&gw.addr, "GET", "/readyz", None, None).await;
     assert_eq!(ready.json()["checks"]["index"], "ok", "{}", ready.text());

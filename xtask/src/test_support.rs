@@ -64,8 +64,10 @@ pub fn conn(port: u16) -> Conn {
 /// `INFO section` field `name` of the server on `port`.
 pub fn info_field(port: u16, section: &str, name: &str) -> Option<String> {
     let text = conn(port).call(&["INFO", section]).ok()?.text()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{name}:"))
+            .map(|v| v.trim().to_owned())
+    })
 }
 
 /// Starts the embedded server on `port` with `data_dir`; true when this call started it.

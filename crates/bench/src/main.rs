@@ -97,8 +97,11 @@ struct Cli {
     #[arg(long, default_value_t = 10.0)]
     capacity_secs: f64,
     /// Soak: closed-loop workers of the capacity measurement
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 4)]
     capacity_concurrency: usize,
+    /// Soak: the gateway's build profile, recorded in the report
+    #[arg(long, default_value = "release")]
+    build_profile: String,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         capacity_secs: cli.capacity_secs,
         capacity_concurrency: cli.capacity_concurrency,
         load: cli.soak_load,
+        build_profile: cli.build_profile.clone(),
     });
     match run(opts, cli.seed_only, soak) {
         Ok(()) => ExitCode::SUCCESS,

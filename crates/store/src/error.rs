@@ -187,19 +187,28 @@ mod tests {
     fn real_server_error_lines_are_classified() {
         // the texts of redis-server 7.4 / 8.x and RediSearch 2.10 / 8.x
         for (line, expect) in [
-            ("LOADING Redis is loading the dataset in memory", Failure::Unavailable),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Failure::Unavailable,
+            ),
             (
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
                 Failure::Unavailable,
             ),
-            ("READONLY You can't write against a read only replica.", Failure::Unavailable),
+            (
+                "READONLY You can't write against a read only replica.",
+                Failure::Unavailable,
+            ),
             (
                 "TRYAGAIN Multiple keys request during rehashing of slot",
                 Failure::Unavailable,
             ),
             ("CLUSTERDOWN The cluster is down", Failure::Unavailable),
             ("CLUSTERDOWN Hash slot not served", Failure::Unavailable),
-            ("NOREPLICAS Not enough good replicas to write.", Failure::Unavailable),
+            (
+                "NOREPLICAS Not enough good replicas to write.",
+                Failure::Unavailable,
+            ),
             (
                 "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
                 Failure::Unavailable,
@@ -218,8 +227,14 @@ mod tests {
             ("Alias does not exist", Failure::IndexMissing),
             ("Timeout limit was reached", Failure::Unavailable),
             ("ERR Function not found", Failure::Rejected),
-            ("NOSCRIPT No matching script. Please use EVAL.", Failure::Rejected),
-            ("ERR unknown command 'FT.HYBRID', with args beginning with: ", Failure::Rejected),
+            (
+                "NOSCRIPT No matching script. Please use EVAL.",
+                Failure::Rejected,
+            ),
+            (
+                "ERR unknown command 'FT.HYBRID', with args beginning with: ",
+                Failure::Rejected,
+            ),
             (
                 "WRONGTYPE Operation against a key holding the wrong kind of value",
                 Failure::Rejected,

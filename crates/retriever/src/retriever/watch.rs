@@ -41,8 +41,7 @@ impl IndexWatch {
     }
 
     fn set(&self, info: Option<IndexInfo>) {
-        *self.last.write().unwrap_or_else(|p| p.into_inner()) =
-            info.map(|i| (Instant::now(), i));
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = info.map(|i| (Instant::now(), i));
     }
 }
 
