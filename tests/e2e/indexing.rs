@@ -63,10 +63,10 @@ async fn a_building_index_is_flagged_until_it_is_complete() {
             assert_eq!(j["degraded_reason"], "index_building", "{j}");
             flagged += 1;
         }
-        if index_check.starts_with("indexing: ") {
+        if let Some(rest) = index_check.strip_prefix("indexing: ") {
             assert_eq!(ready.status, 503, "{}", ready.text());
             assert_eq!(ready.json()["ready"], false);
-            let pct: f64 = index_check["indexing: ".len()..]
+            let pct: f64 = rest
                 .split('%')
                 .next()
                 .and_then(|p| p.parse().ok())

@@ -349,8 +349,7 @@ impl Load {
         for t in self.threads {
             t.join().unwrap();
         }
-        let answers = self.answers.lock().unwrap().clone();
-        answers
+        self.answers.lock().unwrap().clone()
     }
 }
 
