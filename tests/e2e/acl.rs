@@ -2,7 +2,7 @@
 //! (`redrec_store::acl::gateway_rules`): every endpoint works, and the same user cannot touch
 //! keys outside its namespace or run dangerous commands.
 
-use redrec_testkit::TestSpace;
+use redrec_testkit::{TestSpace, with_user};
 use serde_json::json;
 
 use crate::{
@@ -10,44 +10,6 @@ use crate::{
     http::json as call,
     support::{KEY, Running, embedder, settings},
 };
-
-/// `url` with `user:password@` as its credentials (replacing any it had).
-fn with_user(url: &str, user: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    format!("{scheme}://{user}:{password}@{host}")
-}
-
-/// Creates (replacing) an ACL user with `rules`; returns its name.
-async fn acl_user(space: &TestSpace, role: &str, rules: &[String]) -> String {
-    // a URL-safe name (the namespace may hold `:`)
-    let name: String = format!("{}-{role}", space.ns.name())
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let mut con = space.conn().await;
-    let mut cmd = redis::cmd("ACL");
-    cmd.arg("SETUSER")
-        .arg(&name)
-        .arg("reset")
-        .arg("on")
-        .arg(">acl-test-pw");
-    for r in rules {
-        cmd.arg(r);
-    }
-    let () = cmd.query_async(&mut con).await.expect("ACL SETUSER");
-    name
-}
-
-async fn drop_user(space: &TestSpace, name: &str) {
-    let mut con = space.conn().await;
-    let _: i64 = redis::cmd("ACL")
-        .arg("DELUSER")
-        .arg(name)
-        .query_async(&mut con)
-        .await
-        .unwrap_or(0);
-}
 
 #[tokio::test]
 async fn the_gateway_runs_as_the_documented_least_privilege_user() {
@@ -63,8 +25,12 @@ async fn the_gateway_runs_as_the_documented_least_privilege_user() {
     .unwrap();
     fixture::load(&space, &s.index, &items).await;
 
-    let user = acl_user(&space, "gw", &redrec_store::acl::gateway_rules(&space.ns)).await;
-    s.redis.url = with_user(&s.redis.url, &user, "acl-test-pw");
+    let user = space.acl_user(
+        "gw",
+        "acl-test-pw",
+        &redrec_store::acl::gateway_rules(&space.ns),
+    );
+    s.redis.url = with_user(&s.redis.url, &user.name, &user.password);
     s.gateway.rate_limit.enabled = true;
     s.gateway.rate_limit.requests = 10_000;
     let gw = Running::start(s.clone(), Some(e)).await;
@@ -185,5 +151,4 @@ async fn the_gateway_runs_as_the_documented_least_privilege_user() {
             .await,
         "FUNCTION FLUSH",
     );
-    drop_user(&space, &user).await;
 }

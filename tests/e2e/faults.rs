@@ -40,22 +40,8 @@ async fn network_faults_give_fast_503s_and_recovery_within_2s() {
     let items = fixture::catalog(5, 8);
     fixture::load(&space, &s.index, &items).await;
     let ids: Arc<Vec<String>> = Arc::new(items.iter().map(|i| i.id.clone()).collect());
-    let upstream = s
-        .redis
-        .url
-        .rsplit_once("://")
-        .map(|(_, h)| h.rsplit_once('@').map_or(h, |(_, h)| h))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = FaultProxy::start(&upstream).await;
-    let credentials = s.redis.url.split_once("://").unwrap().1;
-    let credentials = credentials.rsplit_once('@').map(|(c, _)| format!("{c}@"));
-    s.redis.url = format!(
-        "redis://{}{}",
-        credentials.unwrap_or_default(),
-        proxy.addr()
-    );
+    let (proxy, through) = FaultProxy::in_front_of(&s.redis.url, Fault::Pass).await;
+    s.redis.url = through;
     s.redis.command_timeout_ms = 300;
     s.redis.connect_timeout_ms = 300;
     s.gateway.deadline_ms = DEADLINE_MS;

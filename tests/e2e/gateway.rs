@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use redrec_testkit::TestSpace;
+use redrec_testkit::{
+    TestSpace,
+    proxy::{Fault, FaultProxy},
+};
 use serde_json::json;
 
 use crate::{
@@ -256,25 +259,13 @@ async fn clicks_raise_the_share_of_their_category_in_the_next_list() {
     gw.shutdown().await;
 }
 
-/// A TCP server that accepts connections and never answers: Redis hanging.
-async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    (addr, task)
-}
-
 #[tokio::test]
 async fn hanging_redis_gives_a_fast_503_and_shutdown_drains_in_flight_requests() {
     let space = TestSpace::new("e2e_gw_hang");
-    let (hole, hole_task) = black_hole().await;
     let mut s = settings(&space, 8);
-    s.redis.url = format!("redis://{hole}");
+    // Redis hanging: connections are accepted, nothing is ever answered
+    let (hole, through) = FaultProxy::in_front_of(&s.redis.url, Fault::BlackHole).await;
+    s.redis.url = through;
     s.redis.command_timeout_ms = 300;
     s.redis.connect_timeout_ms = 300;
     let gw = Running::start(s, None).await;
@@ -308,7 +299,7 @@ async fn hanging_redis_gives_a_fast_503_and_shutdown_drains_in_flight_requests()
     assert_eq!(r.status, 503, "{}", r.text());
     // New connections are refused after shutdown.
     assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
-    hole_task.abort();
+    drop(hole);
 }
 
 #[tokio::test]

@@ -7,5 +7,6 @@ mod fixture;
 mod foundation;
 mod gateway;
 mod http;
+mod indexing;
 mod support;
 mod tls;

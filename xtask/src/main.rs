@@ -4,6 +4,8 @@
 mod bench;
 mod demo;
 mod eval;
+#[cfg(test)]
+mod fault_test;
 mod process;
 mod provision;
 mod redis;
@@ -11,6 +13,9 @@ mod resp;
 #[cfg(test)]
 mod restart_test;
 mod seed;
+mod soak;
+#[cfg(test)]
+mod test_support;
 mod tidy;
 
 use std::{
@@ -54,6 +59,9 @@ enum Cmd {
     },
     /// Benchmark: raw FT.SEARCH vs the gateway on a synthetic catalog; writes target/bench/report.md
     Bench(bench::BenchArgs),
+    /// Long mixed load on the gateway (reads at 50% of capacity, events, item updates), watched for
+    /// drift; writes target/soak/report.md
+    Soak(soak::SoakArgs),
     /// Next-basket quality of the gateway and baselines; writes target/eval/report.md
     Eval(eval::EvalArgs),
     /// Load a dataset: the Complete Journey catalog (default) or a synthetic one
@@ -134,6 +142,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo { port, listen } => demo::demo(port, &listen),
         Cmd::Seed(args) => seed::seed(&args),
         Cmd::Bench(args) => bench::bench(&args),
+        Cmd::Soak(args) => soak::soak(&args),
         Cmd::Eval(args) => eval::eval(&args),
     }
 }

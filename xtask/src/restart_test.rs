@@ -4,49 +4,20 @@
 //! The catalog is large enough that the reload (HNSW rebuilt while the append-only file loads)
 //! takes seconds, which is what broke the second `cargo xtask demo`.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::time::Duration;
 
 use crate::{
     demo::{http_get_full, http_post_full},
-    process,
     redis::{self, State, UpOptions},
     resp::{Conn, Value},
-    workspace_root,
+    test_support::{self, Gateway, Server},
 };
 
 const ITEMS: u64 = 15_000;
 const DIM: usize = 32;
 
-/// The `redrec-ingest` binary `cargo test --workspace` builds for ingest's integration tests.
-fn ingest_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let bin = target.join("debug").join("redrec-ingest");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run this test through `cargo xtask test` (or `cargo build -p redrec-ingest` first)",
-        bin.display()
-    );
-    bin
-}
-
-/// Runs `redrec-ingest seed synthetic` into namespace `ns`; returns its stdout.
 fn seed(port: u16, ns: &str) -> String {
-    let out = Command::new(ingest_binary())
-        .env("REDREC_REDIS__URL", format!("redis://127.0.0.1:{port}"))
-        .args(["--namespace", ns, "seed", "synthetic", "--items"])
-        .arg(ITEMS.to_string())
-        .args(["--dim", &DIM.to_string(), "--seed", "7"])
-        .output()
-        .expect("run redrec-ingest");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "seed failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    test_support::seed(port, ns, ITEMS, DIM)
 }
 
 /// (keys in the database, docs the alias serves, ids of a KNN query)
@@ -95,76 +66,6 @@ fn catalog(port: u16, ns: &str) -> (i64, u64, Vec<String>) {
     (keys, docs, ids)
 }
 
-/// A debug `redrec-gateway` over the test catalog (no embedder: the catalog's vectors are 32-d).
-struct Gateway {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Gateway {
-    /// Where the gateway's log goes (named in failure messages).
-    fn log(port: u16) -> PathBuf {
-        redis::Layout::new()
-            .run_dir
-            .join(format!("it-restart-gateway-{port}.log"))
-    }
-
-    fn start(port: u16, ns: &str) -> Gateway {
-        Self::start_with(port, ns, &[])
-    }
-
-    /// [`Gateway::start`] with extra environment (settings).
-    fn start_with(port: u16, ns: &str, env: &[(&str, &str)]) -> Gateway {
-        let bin = ingest_binary().with_file_name("redrec-gateway");
-        assert!(bin.is_file(), "{} is missing", bin.display());
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", redis::free_port().unwrap())
-            .parse()
-            .unwrap();
-        let child = Command::new(bin)
-            .env("REDREC_REDIS__URL", format!("redis://127.0.0.1:{port}"))
-            .env("REDREC_INDEX__NAMESPACE", ns)
-            .env("REDREC_INDEX__VECTOR__DIMS", DIM.to_string())
-            .env("REDREC_EMBEDDER__MODEL_DIR", "/nonexistent-model-dir")
-            .env("REDREC_GATEWAY__LISTEN", addr.to_string())
-            .env("REDREC_GATEWAY__POPULARITY_FOLD_SECS", "0")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            // the gateway logs to stdout
-            .stdout(std::fs::File::create(Self::log(port)).expect("gateway log file"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the gateway");
-        let gw = Gateway { child, addr };
-        for _ in 0..300 {
-            if http_get_full(addr, "/healthz").is_some_and(|r| r.status == 200) {
-                return gw;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the gateway did not answer /healthz within 30 s");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Stops the test's server and deletes its data when the test ends, failed or not.
-struct Cleanup {
-    port: u16,
-    data_dir: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = redis::down_embedded(self.port);
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 /// The same catalog: the same keys and documents, and the same KNN answer up to HNSW's
 /// approximation (the graph is rebuilt in another insertion order after a restart, so a near-tie at
 /// rank 10 may change even at a high EF_RUNTIME).
@@ -179,28 +80,11 @@ fn assert_same_catalog(now: &(i64, u64, Vec<String>), before: &(i64, u64, Vec<St
     );
 }
 
-fn start(port: u16, data_dir: &std::path::Path) -> bool {
-    redis::up_embedded(&UpOptions {
-        port,
-        persist: true,
-        data_dir: Some(data_dir.to_path_buf()),
-    })
-    .expect("redis up")
-}
-
 #[test]
 fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
-    let port = redis::free_port().unwrap();
-    let data_dir = redis::Layout::new()
-        .run_dir
-        .join(format!("it-restart-{port}"));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let _cleanup = Cleanup {
-        port,
-        data_dir: data_dir.clone(),
-    };
+    let server = Server::start("restart", true);
+    let port = server.port;
     let ns = "restart";
-    assert!(start(port, &data_dir), "a fresh server is started");
     let loaded = seed(port, ns);
     assert!(!loaded.contains("nothing to do"), "{loaded}");
     let before = catalog(port, ns);
@@ -210,7 +94,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     // 1. clean stop, start again: up() returns only once the data is loaded and indexed
     redis::down_embedded(port).unwrap();
     assert_eq!(redis::probe(port), State::Stopped { stale_pid: None });
-    assert!(start(port, &data_dir));
+    assert!(server.up());
     assert!(matches!(redis::probe(port), State::Ready { .. }));
     assert_same_catalog(&catalog(port, ns), &before);
     let again = seed(port, ns);
@@ -221,28 +105,19 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     assert_eq!(catalog(port, ns).0, before.0);
 
     // 2. the server is killed (stale pid file), the next start removes it and reloads
-    let pid: u32 = std::fs::read_to_string(redis::Layout::new().pid_file(port))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    process::signal(pid, "KILL");
-    while process::alive(pid) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let pid = server.kill9();
     assert_eq!(
         redis::probe(port),
         State::Stopped {
             stale_pid: Some(pid)
         }
     );
-    assert!(start(port, &data_dir));
+    assert!(server.up());
     assert_same_catalog(&catalog(port, ns), &before);
 
     // 3. `up` on a server that is still loading waits for it instead of failing
     redis::down_embedded(port).unwrap();
-    let layout = redis::Layout::new();
-    let spawned = std::thread::spawn(move || start(port, &data_dir));
+    let spawned = server.up_in_background();
     // give the first start a moment to launch the process, then ask again concurrently
     let mut seen_loading = false;
     for _ in 0..200 {
@@ -265,7 +140,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
 
     // 4. a gateway serving through a restart answers 200 or 503 + Retry-After, never 500, and
     //    recovers on its own; /readyz is not ready until the index is complete
-    let gw = Gateway::start(port, ns);
+    let gw = Gateway::start(port, ns, DIM, &[]);
     let id = before.2[0]
         .trim_start_matches(&format!("{ns}:item:"))
         .to_owned();
@@ -273,11 +148,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     let ok = http_get_full(gw.addr, &similar).expect("gateway answers");
     assert_eq!(ok.status, 200, "{}", ok.body);
     redis::down_embedded(port).unwrap();
-    let data_dir = layout.run_dir.join(format!("it-restart-{port}"));
-    let restart = {
-        let data_dir = data_dir.clone();
-        std::thread::spawn(move || start(port, &data_dir))
-    };
+    let restart = server.up_in_background();
     let mut seen = std::collections::BTreeMap::<u16, usize>::new();
     let mut readyz_notes = std::collections::BTreeSet::new();
     while !restart.is_finished() {
@@ -293,7 +164,7 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
             other => panic!(
                 "{other} during the restart: {} (gateway log: {})",
                 r.body,
-                Gateway::log(port).display()
+                gw.log().display()
             ),
         }
         let ready = http_get_full(gw.addr, "/readyz").expect("readyz answers");
@@ -332,9 +203,10 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
     let mut per_event = Vec::new();
     // (sequential acks in aof mode wait for the server's next everysec fsync: ~1 s each)
     for (mode, user, n) in [("memory", "fast-u", 50usize), ("aof", "durable-u", 10)] {
-        let gw = Gateway::start_with(
+        let gw = Gateway::start(
             port,
             ns,
+            DIM,
             &[
                 ("REDREC_USER_STATE__ACK", mode),
                 ("REDREC_USER_STATE__ACK_TIMEOUT_MS", "3000"),
@@ -354,16 +226,8 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
         per_event.push((mode, started.elapsed() / n as u32));
         drop(gw);
     }
-    let pid: u32 = std::fs::read_to_string(layout.pid_file(port))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    process::signal(pid, "KILL");
-    while process::alive(pid) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(start(port, &data_dir));
+    server.kill9();
+    assert!(server.up());
     let mut con = Conn::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(10)).unwrap();
     let clicks = con
         .call(&["HGET", &format!("{ns}:user:durable-u"), "n:click"])
@@ -375,5 +239,4 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
         "acknowledgement cost per event (sequential, debug gateway): {per_event:?}; clicks after SIGKILL: {clicks}/10"
     );
     assert_eq!(clicks, 10, "acknowledged events lost in aof mode");
-    let _ = std::fs::remove_file(Gateway::log(port));
 }

@@ -4,7 +4,8 @@
 //! Redis (`FT.SEARCH`) and at the gateway (`POST /v1/recommendations`) in closed and open loop,
 //! walks a filter-selectivity ladder with recall against brute force, adds background writes,
 //! compares one multiplexed connection with a deadpool pool, samples CPU and RSS from `/proc`,
-//! and writes `report.md`, `report.json` and `latency.png`.
+//! and writes `report.md`, `report.json` and `latency.png`. With `--soak-minutes` it runs the
+//! soak instead (`soak.rs`, behind `cargo xtask soak`).
 
 pub mod catalog;
 pub mod driver;
@@ -14,6 +15,7 @@ pub mod raw;
 pub mod recall;
 pub mod report;
 pub mod schedule;
+pub mod soak;
 pub mod stats;
 pub mod suite;
 pub mod workload;

@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::Parser;
 use redrec_bench::{
+    soak::SoakOptions,
     suite::{self, Options},
     workload::Mix,
 };
@@ -85,6 +86,22 @@ struct Cli {
     /// Where report.md, report.json and latency.png go
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Run the soak for this many minutes instead of the suite (needs the gateway and a seeded
+    /// catalog; see `cargo xtask soak`)
+    #[arg(long)]
+    soak_minutes: Option<usize>,
+    /// Soak: share of the measured capacity the reads run at
+    #[arg(long, default_value_t = 0.5)]
+    soak_load: f64,
+    /// Soak: seconds of the closed-loop capacity measurement
+    #[arg(long, default_value_t = 10.0)]
+    capacity_secs: f64,
+    /// Soak: closed-loop workers of the capacity measurement
+    #[arg(long, default_value_t = 4)]
+    capacity_concurrency: usize,
+    /// Soak: the gateway's build profile, recorded in the report
+    #[arg(long, default_value = "release")]
+    build_profile: String,
 }
 
 fn main() -> ExitCode {
@@ -129,7 +146,14 @@ fn main() -> ExitCode {
         drop_namespaces: cli.drop_namespace,
         out: cli.out,
     };
-    match run(opts, cli.seed_only) {
+    let soak = cli.soak_minutes.map(|minutes| SoakOptions {
+        minutes,
+        capacity_secs: cli.capacity_secs,
+        capacity_concurrency: cli.capacity_concurrency,
+        load: cli.soak_load,
+        build_profile: cli.build_profile.clone(),
+    });
+    match run(opts, cli.seed_only, soak) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -138,10 +162,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(opts: Options, seed_only: bool) -> Result<()> {
+fn run(opts: Options, seed_only: bool, soak: Option<SoakOptions>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(soak) = soak {
+        let report = rt.block_on(redrec_bench::soak::run(&opts, &soak))?;
+        for p in redrec_bench::soak::write_report(&report, &opts.out)? {
+            println!("{}", p.display());
+        }
+        if !report.verdict.passed {
+            anyhow::bail!("the soak failed its criteria (see the report)");
+        }
+        return Ok(());
+    }
     if seed_only {
         rt.block_on(suite::seed_only(&opts))?;
         return Ok(());

@@ -92,18 +92,26 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then stops accepting connections
-/// and waits for in-flight requests to finish (the binary bounds that wait).
+/// and waits for in-flight requests to finish (the binary bounds that wait). While it serves, a
+/// background task looks the serving index up (`Retriever::watch_index`), so responses can say
+/// when the index is still being built without a Redis call of their own.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let watch = tokio::spawn({
+        let state = state.clone();
+        async move { state.retriever.watch_index().await }
+    });
+    let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    watch.abort();
+    served
 }
 
 async fn fallback(req: Request) -> ApiError {

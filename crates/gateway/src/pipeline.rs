@@ -5,7 +5,8 @@
 //! admission limiter (`admission.rs`), waiting within the deadline; a request that cannot be
 //! served in time is refused at once with 503 and `Retry-After`. Only reranking has a budget of
 //! its own (`gateway.budgets.rerank_ms`): over it, the retrieval order is returned with a
-//! degraded reason instead of an error.
+//! degraded reason instead of an error. Results served while the index is still being built
+//! carry the `index_building` reason.
 
 use std::{sync::Arc, time::Duration};
 
@@ -118,6 +119,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     if let Some(reason) = &degraded_reason {
         tracing::info!(reason = %reason, "degraded response");
     }
+    let degraded_reason = flag_index_building(state, degraded_reason);
     Ok(Outcome {
         items,
         user_id: plan.user_id,
@@ -126,6 +128,23 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         degraded_reason,
         candidates: candidate_count,
         timings,
+    })
+}
+
+/// Reason code of results served from an index still being built (a restart, an `FT.CREATE`
+/// over existing keys): RediSearch answers from the part indexed so far.
+pub const INDEX_BUILDING: &str = "index_building";
+
+/// Adds [`INDEX_BUILDING`] (first) to the degraded reason while the retriever's background
+/// lookup last saw the serving index under 100%: no Redis call here.
+fn flag_index_building(state: &AppState, reason: Option<String>) -> Option<String> {
+    if state.retriever.index_building().is_none() {
+        return reason;
+    }
+    state.metrics.degraded(INDEX_BUILDING);
+    Some(match reason {
+        None => INDEX_BUILDING.to_owned(),
+        Some(r) => format!("{INDEX_BUILDING}; {r}"),
     })
 }
 

@@ -73,6 +73,10 @@ pub struct RetrieverConfig {
     /// (`FT.INFO`, on the next request with a collaborative source), so a field added by
     /// `redrec-ingest cf` while serving is used without a restart.
     pub cf_recheck_secs: u64,
+    /// Milliseconds between the background lookups of the serving index (`FT.INFO`: its build
+    /// progress, flagged in responses while under 100%, and the collaborative field); a quarter
+    /// of that while the index is being built.
+    pub index_check_ms: u64,
 }
 
 impl Default for RetrieverConfig {
@@ -93,6 +97,7 @@ impl Default for RetrieverConfig {
             sample_max_age_secs: 600,
             sample_check_secs: 30,
             cf_recheck_secs: 60,
+            index_check_ms: 1000,
         }
     }
 }
@@ -104,6 +109,12 @@ impl RetrieverConfig {
             return Err(crate::Error::config(
                 "retriever.sample_check_secs",
                 "must be at least 1 (seconds between checks of the serving index)",
+            ));
+        }
+        if self.index_check_ms == 0 {
+            return Err(crate::Error::config(
+                "retriever.index_check_ms",
+                "must be at least 1 (milliseconds between lookups of the serving index)",
             ));
         }
         if self.sample_max_age_secs == 0 {

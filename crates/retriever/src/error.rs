@@ -47,7 +47,8 @@ impl Error {
     pub(crate) fn from_redis(e: redis::RedisError, index: &str) -> Error {
         use redrec_store::error::{Failure, classify};
         match classify(&e) {
-            Failure::Unavailable => Error::Unavailable {
+            // the retriever only reads; an OOM here is the server refusing everything
+            Failure::Unavailable | Failure::OutOfMemory => Error::Unavailable {
                 message: e.to_string(),
             },
             Failure::IndexMissing => Error::IndexMissing {

@@ -20,4 +20,4 @@ pub mod selectivity;
 pub use config::{FetchMode, PolicyName, RetrieverConfig};
 pub use error::{Error, Result};
 pub use request::{FusionPath, Retrieval, RetrievalRequest, Source};
-pub use retriever::{CfField, Retriever, SampleStatus, create_pool};
+pub use retriever::{CfField, IndexStatus, Retriever, SampleStatus, create_pool};

@@ -44,12 +44,29 @@ pub enum Failure {
     /// The search index or alias the command names does not exist (`Unknown index name`,
     /// `no such index`, `Alias does not exist`).
     IndexMissing,
+    /// Redis refused a write because it reached `maxmemory` (`OOM command not allowed when used
+    /// memory > 'maxmemory'`): reads still work; writes resume once memory is freed or the limit
+    /// raised. Retry later.
+    OutOfMemory,
     /// Redis refused the command (a syntax error, a wrong type): a bug or a bad argument.
     Rejected,
 }
 
 /// The one classifier of Redis errors.
+///
+/// | server answer | failure |
+/// |---|---|
+/// | `LOADING`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`, `READONLY` (a replica, or a primary demoted by a failover), `NOREPLICAS`, `MISCONF` (persistence failing, writes refused), `BUSY` (a script running past its limit); connection refused, reset or timed out; a search past its `TIMEOUT` | [`Failure::Unavailable`] |
+/// | `OOM` | [`Failure::OutOfMemory`] |
+/// | `Unknown index name`, `no such index`, `Alias does not exist` | [`Failure::IndexMissing`] |
+/// | anything else | [`Failure::Rejected`] |
 pub fn classify(e: &redis::RedisError) -> Failure {
+    // codes redis-rs has no kind for arrive as extension errors with the server's first word
+    match e.code() {
+        Some("OOM") => return Failure::OutOfMemory,
+        Some("NOREPLICAS" | "MISCONF" | "BUSY") => return Failure::Unavailable,
+        _ => {}
+    }
     if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -62,6 +79,7 @@ pub fn classify(e: &redis::RedisError) -> Failure {
                     | redis::ServerErrorKind::TryAgain
                     | redis::ServerErrorKind::MasterDown
                     | redis::ServerErrorKind::ClusterDown
+                    | redis::ServerErrorKind::ReadOnly
             )
         )
     {
@@ -91,6 +109,12 @@ impl Error {
             Failure::Unavailable => Error::Unavailable {
                 what: what.to_owned(),
                 message,
+            },
+            Failure::OutOfMemory => Error::Unavailable {
+                what: what.to_owned(),
+                message: format!(
+                    "redis is out of memory (maxmemory reached): writes are refused until memory is freed or the limit raised ({message})"
+                ),
             },
             Failure::IndexMissing | Failure::Rejected => Error::Rejected {
                 what: what.to_owned(),
@@ -148,6 +172,91 @@ mod tests {
             check(ErrorKind::Server(kind), "not now", Failure::Unavailable);
         }
         check(ErrorKind::Io, "connection reset", Failure::Unavailable);
+    }
+
+    /// The error redis-rs makes of a server's error line, as it comes over the wire.
+    fn wire(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => e.into(),
+            Err(e) => e,
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn real_server_error_lines_are_classified() {
+        // the texts of redis-server 7.4 / 8.x and RediSearch 2.10 / 8.x
+        for (line, expect) in [
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Failure::Unavailable,
+            ),
+            (
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                Failure::Unavailable,
+            ),
+            (
+                "READONLY You can't write against a read only replica.",
+                Failure::Unavailable,
+            ),
+            (
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                Failure::Unavailable,
+            ),
+            ("CLUSTERDOWN The cluster is down", Failure::Unavailable),
+            ("CLUSTERDOWN Hash slot not served", Failure::Unavailable),
+            (
+                "NOREPLICAS Not enough good replicas to write.",
+                Failure::Unavailable,
+            ),
+            (
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+                Failure::Unavailable,
+            ),
+            (
+                "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+                Failure::Unavailable,
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Failure::OutOfMemory,
+            ),
+            ("Unknown index name", Failure::IndexMissing),
+            ("Unknown Index name", Failure::IndexMissing),
+            ("redrec:items: no such index", Failure::IndexMissing),
+            ("Alias does not exist", Failure::IndexMissing),
+            ("Timeout limit was reached", Failure::Unavailable),
+            ("ERR Function not found", Failure::Rejected),
+            (
+                "NOSCRIPT No matching script. Please use EVAL.",
+                Failure::Rejected,
+            ),
+            (
+                "ERR unknown command 'FT.HYBRID', with args beginning with: ",
+                Failure::Rejected,
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                Failure::Rejected,
+            ),
+            (
+                "NOPERM User redrec-gateway has no permissions to run the 'flushall' command",
+                Failure::Rejected,
+            ),
+        ] {
+            let e = wire(line);
+            assert_eq!(classify(&e), expect, "{line}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_memory_is_unavailable_and_names_memory() {
+        let e = Error::from_redis(
+            "FCALL",
+            &wire("OOM command not allowed when used memory > 'maxmemory'."),
+        );
+        assert!(e.is_unavailable(), "{e:?}");
+        assert!(e.to_string().contains("out of memory"), "{e}");
     }
 
     #[test]

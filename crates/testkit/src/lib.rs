@@ -5,7 +5,8 @@
 //! command to run: there is no silent skip.
 //!
 //! Each test takes a [`TestSpace`]: a unique key namespace (and so unique index and alias names)
-//! whose keys and indexes are dropped when it goes out of scope.
+//! whose keys and indexes are dropped when it goes out of scope. [`TestSpace::acl_user`] creates a
+//! Redis ACL user for the space (deleted on drop) and [`with_user`] puts its credentials in a URL.
 
 pub mod proxy;
 pub mod tls;
@@ -31,6 +32,38 @@ fn unreachable(url: &str, err: &dyn std::fmt::Display) -> ! {
          Run the tests with `cargo xtask test` (it starts the embedded Redis), or start it with \
          `cargo xtask redis up`, or point REDREC_REDIS__URL at a Redis 7.2+/8 with the Search module."
     )
+}
+
+/// `url` with `user:password@` as its credentials (replacing any it had).
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// A Redis ACL user made for one test; deleted on drop.
+pub struct AclUser {
+    pub name: String,
+    pub password: String,
+    client: redis::Client,
+}
+
+impl AclUser {
+    /// The URL of the Redis under test with this user's credentials.
+    pub fn url(&self) -> String {
+        with_user(&redis_url(), &self.name, &self.password)
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        if let Ok(mut con) = self.client.get_connection() {
+            let _: redis::RedisResult<i64> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query(&mut con);
+        }
+    }
 }
 
 /// A unique namespace for one test, cleaned up on drop.
@@ -82,6 +115,31 @@ impl TestSpace {
         self.client
             .get_connection()
             .expect("connection to redis under test")
+    }
+
+    /// Creates (replacing) the ACL user `{namespace}-{role}` (made URL-safe) with `password` and
+    /// `rules` (e.g. `redrec_store::acl::gateway_rules`), deleted when the returned value drops.
+    pub fn acl_user(&self, role: &str, password: &str, rules: &[String]) -> AclUser {
+        // a URL-safe name (the namespace holds `:`)
+        let name: String = format!("{}-{role}", self.ns.name())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER")
+            .arg(&name)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{password}"));
+        for r in rules {
+            cmd.arg(r);
+        }
+        let () = cmd.query(&mut self.sync_conn()).expect("ACL SETUSER");
+        AclUser {
+            name,
+            password: password.to_owned(),
+            client: self.client.clone(),
+        }
     }
 
     /// Drops every index whose name starts with this namespace and deletes its keys.

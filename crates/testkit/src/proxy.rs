@@ -79,6 +79,26 @@ impl FaultProxy {
         &self.addr
     }
 
+    /// `url` (a `redis://` URL) pointed at the proxy instead of its host, credentials kept.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
+        let credentials = rest.rsplit_once('@').map(|(c, _)| format!("{c}@"));
+        format!(
+            "{scheme}://{}{}",
+            credentials.unwrap_or_default(),
+            self.addr
+        )
+    }
+
+    /// Starts a proxy in front of the server of `url` (a `redis://` URL) with `fault` already in
+    /// place; returns it and the URL to give the client.
+    pub async fn in_front_of(url: &str, fault: Fault) -> (FaultProxy, String) {
+        let proxy = FaultProxy::start(&host_port(url)).await;
+        proxy.set(fault);
+        let through = proxy.url_for(url);
+        (proxy, through)
+    }
+
     /// Switches the fault; `Reset` also closes every open connection.
     pub fn set(&self, fault: Fault) {
         let mut s = self.shared.lock().unwrap();
@@ -98,6 +118,13 @@ impl Drop for FaultProxy {
             t.abort();
         }
     }
+}
+
+/// `host:port` of a `redis://` URL (credentials and database path dropped).
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    host.split('/').next().unwrap_or(host).to_owned()
 }
 
 fn fault(shared: &Mutex<Shared>) -> Fault {

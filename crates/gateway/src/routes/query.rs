@@ -149,7 +149,8 @@ pub struct ResultList {
     pub profile: String,
     /// True when the user had no stored features (popular / query-only results).
     pub cold_start: bool,
-    /// True when a stage was skipped to meet the deadline (e.g. reranking: retrieval order).
+    /// True when a stage was skipped to meet the deadline (e.g. reranking: retrieval order), or
+    /// the index is still being built (`degraded_reason` starts with `index_building`).
     pub degraded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded_reason: Option<String>,

@@ -104,9 +104,9 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
                 checks.insert(
                     "index".into(),
                     format!(
-                        "`{}` is being indexed: {:.0}%",
-                        info.name,
-                        info.percent_indexed * 100.0
+                        "indexing: {:.0}% (`{}` is being built; results come from the part indexed so far)",
+                        (info.percent_indexed * 100.0).floor(),
+                        info.name
                     ),
                 );
                 false

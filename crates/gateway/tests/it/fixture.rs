@@ -107,6 +107,14 @@ pub async fn conn(space: &TestSpace) -> redis::aio::MultiplexedConnection {
 
 /// Creates the index and alias of `space` and writes `items` (hashes under the item prefix).
 pub async fn load(space: &TestSpace, cfg: &IndexConfig, items: &[Item]) {
+    create_index(space, cfg).await;
+    write_items(space, items).await;
+    wait_indexed(space, items.len()).await;
+}
+
+/// Creates the index `{ns}:items:v1` over the item prefix and points the alias at it. Over keys
+/// that already exist, RediSearch indexes them in the background.
+pub async fn create_index(space: &TestSpace, cfg: &IndexConfig) {
     let mut con = conn(space).await;
     let fields = ItemFields::default();
     let schema = items_schema(
@@ -126,6 +134,12 @@ pub async fn load(space: &TestSpace, cfg: &IndexConfig, items: &[Item]) {
         .query_async(&mut con)
         .await
         .expect("FT.ALIASADD");
+}
+
+/// Writes `items` as hashes under the item prefix (no index needed).
+pub async fn write_items(space: &TestSpace, items: &[Item]) {
+    let mut con = conn(space).await;
+    let fields = ItemFields::default();
     let mut pipe = redis::pipe();
     for it in items {
         pipe.cmd("HSET")
@@ -151,7 +165,6 @@ pub async fn load(space: &TestSpace, cfg: &IndexConfig, items: &[Item]) {
     if !items.is_empty() {
         let () = pipe.query_async(&mut con).await.expect("HSET items");
     }
-    wait_indexed(space, items.len()).await;
 }
 
 /// Waits until the alias reports `n` documents (indexing is asynchronous for large batches).

@@ -7,18 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redrec_testkit::TestSpace;
+use redrec_testkit::{TestSpace, with_user};
 
 const API_KEY: &str = "key-SECRET-4d1f";
 const WRONG_KEY: &str = "wrong-SECRET-77aa";
 const PASSWORD: &str = "pw-SECRET-9c3e";
 const BAD_PASSWORD: &str = "badpw-SECRET-0b5d";
-
-fn with_user(url: &str, user: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    format!("{scheme}://{user}:{password}@{host}")
-}
 
 fn gateway(space: &TestSpace, redis_url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_redrec-gateway"))
@@ -126,29 +120,15 @@ fn assert_clean(log: &str, what: &str) {
 #[tokio::test]
 async fn secrets_never_reach_the_log() {
     let space = TestSpace::new("gw_secrets");
-    let user: String = format!("{}-s", space.ns.name())
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let mut admin = space.conn().await;
-    let () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            &user,
-            "reset",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-        ])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let user = space.acl_user(
+        "s",
+        PASSWORD,
+        &["~*".to_owned(), "&*".to_owned(), "+@all".to_owned()],
+    );
     let base = redrec_testkit::redis_url();
 
     // 1. Redis accepts the password; right and wrong API keys are presented.
-    let mut gw = gateway(&space, &with_user(&base, &user, PASSWORD));
+    let mut gw = gateway(&space, &with_user(&base, &user.name, PASSWORD));
     let (addr, log) = wait_listening(&mut gw);
     let ok = post_event(&addr, API_KEY);
     assert!(!ok.starts_with("HTTP/1.1 401"), "{ok}");
@@ -167,7 +147,7 @@ async fn secrets_never_reach_the_log() {
     assert_clean(&log, "accepted password");
 
     // 2. Redis refuses the password: readiness says so, the log still holds no password.
-    let mut gw = gateway(&space, &with_user(&base, &user, BAD_PASSWORD));
+    let mut gw = gateway(&space, &with_user(&base, &user.name, BAD_PASSWORD));
     let (addr, log) = wait_listening(&mut gw);
     let ready = http(
         &addr,
@@ -184,7 +164,7 @@ async fn secrets_never_reach_the_log() {
         .env_remove("REDREC_CONFIG")
         .env(
             "REDREC_REDIS__URL",
-            format!("redis://{user}:{PASSWORD}@127.0.0.1:notaport"),
+            format!("redis://{}:{PASSWORD}@127.0.0.1:notaport", user.name),
         )
         .env("REDREC_GATEWAY__LISTEN", "127.0.0.1:0")
         .env("REDREC_EMBEDDER__MODEL_DIR", "/nonexistent/model")
@@ -201,11 +181,4 @@ async fn secrets_never_reach_the_log() {
         "the error names the setting: {text}"
     );
     assert_clean(&text, "malformed URL");
-
-    let _: i64 = redis::cmd("ACL")
-        .arg("DELUSER")
-        .arg(&user)
-        .query_async(&mut admin)
-        .await
-        .unwrap_or(0);
 }

@@ -29,26 +29,13 @@ fn text(b: &[u8]) -> String {
 async fn the_loader_runs_as_the_documented_least_privilege_user() {
     let space = TestSpace::new("acl_loader");
     let dir = tmp_dir("acl_loader");
-    let user: String = format!("{}-loader", space.ns.name())
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let user = space.acl_user(
+        "loader",
+        PASSWORD,
+        &redrec_store::acl::loader_rules(&space.ns),
+    );
+    let url = user.url();
     let mut admin = space.conn().await;
-    let mut setuser = redis::cmd("ACL");
-    setuser
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("reset")
-        .arg("on")
-        .arg(format!(">{PASSWORD}"));
-    for rule in redrec_store::acl::loader_rules(&space.ns) {
-        setuser.arg(rule);
-    }
-    let () = setuser.query_async(&mut admin).await.expect("ACL SETUSER");
-    let base = redrec_testkit::redis_url();
-    let (scheme, rest) = base.split_once("://").unwrap();
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let url = format!("{scheme}://{user}:{PASSWORD}@{host}");
     let ns = space.ns.name();
 
     let out = cli(
@@ -125,12 +112,7 @@ async fn the_loader_runs_as_the_documented_least_privilege_user() {
         "{err}"
     );
 
-    let _: i64 = redis::cmd("ACL")
-        .arg("DELUSER")
-        .arg(&user)
-        .query_async(&mut admin)
-        .await
-        .unwrap_or(0);
+    drop(user);
     // the refused seed may have created an index over the other prefix (index names are not keys)
     let _: redis::RedisResult<()> = redis::cmd("FT.DROPINDEX")
         .arg(format!("{other}:items:v1"))

@@ -2,18 +2,19 @@
 //! `FT.HYBRID` exists and which syntax its Search module version speaks (once at startup), and
 //! whether the index behind the alias has the collaborative vector field (`FT.INFO`, cached and
 //! looked up again after `cf_recheck_secs`, so a field that `redrec-ingest cf` adds with
-//! `FT.ALTER` while serving is picked up, and an index without it keeps working).
+//! `FT.ALTER` while serving is picked up, and an index without it keeps working). The `FT.INFO`
+//! itself is `watch.rs`'s, which also keeps the index's build progress.
 
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use redrec_core::hybrid::HybridSyntax;
-use redrec_core::reply::{module_version, parse_info};
+use redrec_core::reply::{IndexInfo, module_version};
 use redrec_core::schema::DistanceMetric;
 
 use super::Retriever;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The serving index's collaborative vector field.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,16 +58,21 @@ impl Retriever {
     }
 
     /// Looks up the collaborative vector field on the index behind the alias now (`FT.INFO`,
-    /// one round trip) and caches the answer. `None`: the index has no vector attribute of that
-    /// name, so the collaborative sources are skipped.
+    /// one round trip, which also refreshes [`Retriever::index_building`]) and caches the
+    /// answer. `None`: the index has no vector attribute of that name, so the collaborative
+    /// sources are skipped.
     pub async fn detect_cf(&self) -> Result<Option<CfField>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("FT.INFO").arg(&self.alias);
-        let replies = self.run(&pipe).await?;
-        let reply = replies
-            .first()
-            .ok_or_else(|| Error::protocol("empty FT.INFO reply"))?;
-        let info = parse_info(reply)?;
+        self.look_up_index().await?;
+        Ok(self
+            .cf
+            .read()
+            .expect("cf lock")
+            .as_ref()
+            .and_then(|l| l.field.clone()))
+    }
+
+    /// Reads the collaborative field off an `FT.INFO` reply and caches it.
+    pub(super) fn record_cf(&self, info: &IndexInfo) {
         let field = info
             .attribute(&self.fields.cf_vector)
             .filter(|a| a.kind.eq_ignore_ascii_case("VECTOR"))
@@ -85,12 +91,11 @@ impl Retriever {
                     hnsw: !flat,
                 })
             });
+        tracing::debug!(cf_field = ?field, "collaborative field looked up");
         *self.cf.write().expect("cf lock") = Some(CfLookup {
             at: Instant::now(),
-            field: field.clone(),
+            field,
         });
-        tracing::debug!(cf_field = ?field, "collaborative field looked up");
-        Ok(field)
     }
 
     /// The collaborative field as last looked up, looked up again when older than

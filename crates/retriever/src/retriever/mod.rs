@@ -8,9 +8,10 @@
 //! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
 //!
 //! This file holds the [`Retriever`] itself and its entry points; the concerns live in the
-//! submodules: `connection` (pool, sending), `capabilities` (`FT.HYBRID` detection), `sampling`
-//! (the `auto` policy's field sample), `rounds` (planning and the round trips), `fusion` (text
-//! sources) and `shaping` (pages into ranked lists).
+//! submodules: `connection` (pool, sending), `capabilities` (`FT.HYBRID` detection, the
+//! collaborative field), `watch` (the serving index's build progress, looked up in the
+//! background), `sampling` (the `auto` policy's field sample), `rounds` (planning and the round
+//! trips), `fusion` (text sources) and `shaping` (pages into ranked lists).
 
 mod capabilities;
 mod connection;
@@ -18,6 +19,7 @@ mod fusion;
 mod rounds;
 mod sampling;
 mod shaping;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
@@ -47,6 +49,8 @@ pub use connection::create_pool;
 use rounds::bad_query;
 pub use sampling::SampleStatus;
 use sampling::Sampler;
+pub use watch::IndexStatus;
+use watch::IndexWatch;
 
 /// Executes retrievals against one index alias.
 pub struct Retriever {
@@ -66,6 +70,8 @@ pub struct Retriever {
     sampler: Sampler,
     /// The collaborative vector field as last looked up (`FT.INFO`), with the time of the lookup.
     cf: RwLock<Option<CfLookup>>,
+    /// The serving index's build progress as last looked up (`FT.INFO`, in the background).
+    watch: IndexWatch,
 }
 
 impl Retriever {
@@ -147,6 +153,7 @@ impl Retriever {
             hybrid: None,
             sampler: Sampler::new(),
             cf: RwLock::new(None),
+            watch: IndexWatch::new(),
         })
     }
 

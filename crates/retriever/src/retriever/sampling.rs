@@ -18,7 +18,7 @@ use redis::Value;
 
 use redrec_core::filter::Filter;
 use redrec_core::query::HybridPolicy;
-use redrec_core::reply::{parse_hmget, parse_info};
+use redrec_core::reply::parse_hmget;
 use redrec_core::schema::FieldKind;
 
 use super::Retriever;
@@ -239,13 +239,7 @@ impl Retriever {
 
     /// The index the alias serves and its document count (`FT.INFO`).
     async fn index_identity(&self) -> Result<(String, u64)> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("FT.INFO").arg(&self.alias);
-        let reply = self.run(&pipe).await?;
-        let info = reply
-            .first()
-            .ok_or_else(|| Error::protocol("empty FT.INFO reply"))
-            .and_then(|v| parse_info(v).map_err(Error::from))?;
+        let info = self.look_up_index().await?;
         Ok((info.name, info.num_docs))
     }
 

@@ -1,0 +1,154 @@
+//! The serving index as last seen by `FT.INFO`: which index the alias points at, its document
+//! count and how far its background indexing is. RediSearch answers searches on an index that
+//! is still being built (after a restart, an `FT.CREATE` over existing keys) from the part
+//! indexed so far, without saying so; [`Retriever::index_building`] lets the caller say it.
+//!
+//! Requests never pay for this: [`Retriever::watch_index`] runs as a background task (the
+//! gateway's server starts it) and looks the index up every `index_check_ms`, more often while
+//! it is being built so the flag clears soon after the build ends. Every lookup also refreshes
+//! the collaborative field (`capabilities.rs`), so the per-request recheck rarely finds it stale.
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use redrec_core::reply::{IndexInfo, parse_info};
+
+use super::Retriever;
+use crate::error::{Error, Result};
+
+/// What the last `FT.INFO` of the alias said about the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexStatus {
+    /// The concrete index behind the alias.
+    pub index: String,
+    pub num_docs: u64,
+    /// Share of the existing documents indexed so far, 0..=1.
+    pub percent_indexed: f64,
+    /// Seconds since the lookup.
+    pub age_secs: f64,
+}
+
+/// The last successful lookup; `None` before the first one and after a failed one.
+pub(super) struct IndexWatch {
+    last: RwLock<Option<(Instant, IndexInfo)>>,
+}
+
+impl IndexWatch {
+    pub(super) fn new() -> IndexWatch {
+        IndexWatch {
+            last: RwLock::new(None),
+        }
+    }
+
+    fn set(&self, info: Option<IndexInfo>) {
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = info.map(|i| (Instant::now(), i));
+    }
+}
+
+/// How long the watcher sleeps before the next lookup: `check` normally, a quarter of it (at
+/// least 50 ms) while the index is being built.
+pub(super) fn next_check(check: Duration, building: bool) -> Duration {
+    if building {
+        (check / 4).max(Duration::from_millis(50)).min(check)
+    } else {
+        check
+    }
+}
+
+impl Retriever {
+    /// `FT.INFO` of the alias (one round trip): records the index's build progress and the
+    /// collaborative field. A failed lookup forgets the last status (an index that cannot be
+    /// read is not reported as building; the requests themselves fail then).
+    pub async fn look_up_index(&self) -> Result<IndexInfo> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FT.INFO").arg(&self.alias);
+        let looked_up = self.run(&pipe).await.and_then(|replies| {
+            let reply = replies
+                .first()
+                .ok_or_else(|| Error::protocol("empty FT.INFO reply"))?;
+            Ok(parse_info(reply)?)
+        });
+        match looked_up {
+            Ok(info) => {
+                self.record_cf(&info);
+                self.watch.set(Some(info.clone()));
+                Ok(info)
+            }
+            Err(e) => {
+                self.watch.set(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// The serving index as last looked up, if the last lookup succeeded. No I/O.
+    pub fn index_status(&self) -> Option<IndexStatus> {
+        let guard = self.watch.last.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(|(at, info)| IndexStatus {
+            index: info.name.clone(),
+            num_docs: info.num_docs,
+            percent_indexed: info.percent_indexed,
+            age_secs: at.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `Some(share indexed, 0..1)` while the last lookup saw the serving index still being
+    /// built, so results come from part of the catalog only. No I/O.
+    pub fn index_building(&self) -> Option<f64> {
+        self.index_status()
+            .map(|s| s.percent_indexed)
+            .filter(|p| *p < 1.0)
+    }
+
+    /// Looks the serving index up every `index_check_ms` (a quarter of that while it is being
+    /// built) until the future is dropped. Failures are logged at debug level: an unreachable
+    /// Redis is reported by `/readyz` and by the requests themselves.
+    pub async fn watch_index(&self) {
+        let check = Duration::from_millis(self.config.index_check_ms.max(1));
+        let mut was_building = false;
+        loop {
+            let building = match self.look_up_index().await {
+                Ok(info) => {
+                    let building = info.percent_indexed < 1.0;
+                    if building && !was_building {
+                        tracing::info!(
+                            index = %info.name,
+                            percent_indexed = info.percent_indexed * 100.0,
+                            "serving index is being built: responses are flagged degraded"
+                        );
+                    } else if was_building && !building {
+                        tracing::info!(index = %info.name, "serving index is fully indexed");
+                    }
+                    building
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "serving index not looked up");
+                    false
+                }
+            };
+            was_building = building;
+            tokio::time::sleep(next_check(check, building)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_more_often_while_building() {
+        let s = Duration::from_secs(1);
+        assert_eq!(next_check(s, false), s);
+        assert_eq!(next_check(s, true), Duration::from_millis(250));
+        // never busier than every 50 ms, never slower than the configured period
+        assert_eq!(
+            next_check(Duration::from_millis(100), true),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            next_check(Duration::from_millis(20), true),
+            Duration::from_millis(20)
+        );
+    }
+}
