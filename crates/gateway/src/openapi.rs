@@ -146,6 +146,8 @@ pub fn id_pattern() -> String {
 const NO_CONTROL: &str = "^[^\\x00-\\x1F\\x7F-\\x9F]*$";
 /// At least one character other than white space (`str::trim` leaves something).
 const NOT_BLANK: &str = "\\S";
+/// White space only (`str::trim` leaves nothing).
+const BLANK: &str = "^\\s*$";
 
 /// The characters `redrec_core::filter::text_terms` splits on: ASCII punctuation other than
 /// `_`, white space and control characters.
@@ -301,12 +303,25 @@ fn filter_schemas(c: &Contract) -> Vec<(&'static str, Value)> {
         ));
         variants.push(schema_ref(name));
     }
+    // a filter that matches everything by its structure: `all`, an `and` of only such filters,
+    // an `or` with one of them; its negation matches nothing and is refused
+    out.push((
+        "FilterMatchingEverything",
+        json!({"anyOf": [
+            schema_ref("FilterAll"),
+            {"type": "object", "required": ["and"],
+                "properties": {"and": {"type": "array", "items": schema_ref("FilterMatchingEverything")}}},
+            {"type": "object", "required": ["or"],
+                "properties": {"or": {"type": "array",
+                    "not": {"items": {"not": schema_ref("FilterMatchingEverything")}}}}},
+        ]}),
+    ));
     out.push((
         "FilterNot",
         single_key(
             "not",
-            json!({"allOf": [schema_ref("Filter"), {"not": schema_ref("FilterAll")}],
-                "description": "`not` of `all` matches nothing and is refused"}),
+            json!({"allOf": [schema_ref("Filter"), {"not": schema_ref("FilterMatchingEverything")}],
+                "description": "the negation of a filter that matches everything matches nothing and is refused"}),
         ),
     ));
     variants.push(schema_ref("FilterNot"));
@@ -503,7 +518,8 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
     schemas["QueryText"] = json!({
         "type": "string",
         "maxLength": MAX_QUERY_TEXT_CHARS,
-        "description": "free text; blank text counts as none",
+        "anyOf": [{"pattern": BLANK}, {"pattern": has_word_pattern()}],
+        "description": "free text with at least one word (letter or digit); blank text counts as none",
     });
     for (name, schema) in filter_schemas(c) {
         schemas[name] = schema;
@@ -547,6 +563,7 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         {"required": ["vector"], "properties": {"vector": {"type": "array"}}},
     ]);
 
+    // nested parts are objects (not arrays of fields by position)
     strict(doc, "QuerySpec");
     patch_prop(doc, "QuerySpec", "text", nullable(schema_ref("QueryText")));
     patch_prop(
@@ -719,8 +736,8 @@ fn add_responses(doc: &mut Value, c: &Contract) {
             );
         }
         if has_body || has_params {
-            let unknown_item = if path == "/v1/events" {
-                "; `unknown_item`: an event names an item the catalog does not hold"
+            let unknown_item = if has_body || path.ends_with("/similar") {
+                "; `unknown_item`: a named item is not in the catalog"
             } else {
                 ""
             };

@@ -74,7 +74,7 @@ pub struct QuerySpec {
 pub struct RecommendRequest {
     #[serde(default)]
     pub user_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::optional_object")]
     pub query: Option<QuerySpec>,
     /// Filter in the JSON form of redrec-core's filter AST, e.g.
     /// `{"and":[{"tag":{"field":"category","any":["BREAD"]}},{"range":{"field":"price","lte":5}}]}`.
@@ -250,6 +250,12 @@ fn check_text(text: &Option<String>, field: &str) -> ApiResult<Option<String>> {
             ),
         )),
         Some(t) if t.trim().is_empty() => Ok(None),
+        // the lexical side searches the words; text of punctuation alone has none (checked
+        // here, before any I/O, rather than when the query is built)
+        Some(t) if redrec_core::filter::text_terms(t).is_empty() => Err(ApiError::invalid(
+            field,
+            "text has no words (letters or digits) to search for",
+        )),
         Some(t) => Ok(Some(t.trim().to_owned())),
     }
 }
