@@ -144,8 +144,6 @@ pub fn id_pattern() -> String {
 
 /// No control character (`char::is_control`: Unicode category Cc).
 const NO_CONTROL: &str = "^[^\\x00-\\x1F\\x7F-\\x9F]*$";
-/// At least one character other than white space (`str::trim` leaves something).
-const NOT_BLANK: &str = "\\S";
 /// White space only (`str::trim` leaves nothing).
 const BLANK: &str = "^\\s*$";
 
@@ -281,6 +279,10 @@ fn single_key(key: &str, inner: Value) -> Value {
     })
 }
 
+fn matching_everything_ref() -> Value {
+    json!({"$ref": "#/components/schemas/Filter/$defs/MatchingEverything"})
+}
+
 /// The filter grammar of `redrec_core::filter` checked against the index schema: one schema per
 /// operator, field names from the schema, limits from the filter module's constants.
 fn filter_schemas(c: &Contract) -> Vec<(&'static str, Value)> {
@@ -303,24 +305,13 @@ fn filter_schemas(c: &Contract) -> Vec<(&'static str, Value)> {
         ));
         variants.push(schema_ref(name));
     }
-    // a filter that matches everything by its structure: `all`, an `and` of only such filters,
-    // an `or` with one of them; its negation matches nothing and is refused
-    out.push((
-        "FilterMatchingEverything",
-        json!({"anyOf": [
-            schema_ref("FilterAll"),
-            {"type": "object", "required": ["and"],
-                "properties": {"and": {"type": "array", "items": schema_ref("FilterMatchingEverything")}}},
-            {"type": "object", "required": ["or"],
-                "properties": {"or": {"type": "array",
-                    "not": {"items": {"not": schema_ref("FilterMatchingEverything")}}}}},
-        ]}),
-    ));
+    // the negation of a filter that matches everything by its structure (`all`, an `and` of only
+    // such filters, an `or` with one of them: `Filter/$defs/MatchingEverything`) matches nothing
     out.push((
         "FilterNot",
         single_key(
             "not",
-            json!({"allOf": [schema_ref("Filter"), {"not": schema_ref("FilterMatchingEverything")}],
+            json!({"$ref": "#/components/schemas/Filter", "not": matching_everything_ref(),
                 "description": "the negation of a filter that matches everything matches nothing and is refused"}),
         ),
     ));
@@ -432,6 +423,14 @@ fn filter_schemas(c: &Contract) -> Vec<(&'static str, Value)> {
             "description": "A structured pre-filter (redrec-core's filter AST, one operator per object). \
                 `x-max-depth`: nesting of and/or/not, the root counting 1; `x-max-nodes`: operators and leaves.",
             "oneOf": variants,
+            "$defs": {"MatchingEverything": {"anyOf": [
+                schema_ref("FilterAll"),
+                {"type": "object", "required": ["and"],
+                    "properties": {"and": {"type": "array", "items": matching_everything_ref()}}},
+                {"type": "object", "required": ["or"],
+                    "properties": {"or": {"type": "array",
+                        "not": {"items": {"not": matching_everything_ref()}}}}},
+            ]}},
             "x-max-depth": filter::MAX_DEPTH,
             "x-max-nodes": filter::MAX_NODES,
             "example": {"and": [{"tag": {"field": "category", "any": ["BREAD"]}},
@@ -447,7 +446,8 @@ fn item_fields_schema(c: &Contract) -> Value {
     let mut props = Map::new();
     for f in &c.schema.fields {
         let rule = if f.name == c.vector_field {
-            Value::Bool(false)
+            // refused (`false` as a schema says the same; many generators cannot read it)
+            json!({"not": {}, "description": "the vector: send it as the top-level `vector`"})
         } else {
             match &f.kind {
                 FieldKind::Numeric(_) => json!({"type": "number"}),
@@ -506,13 +506,13 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         .iter()
         .map(|s| regex_escape(s))
         .collect();
-    schemas["UserId"] = json!({
-        "allOf": [schema_ref("Id"), {"not": {"pattern": format!("(?:{})$", suffixes.join("|"))}}],
-        "description": format!(
-            "an id that does not end in {}",
-            redrec_userstate::RESERVED_SUFFIXES.join(", ")
-        ),
-    });
+    let mut user_id = id_schema();
+    user_id["not"] = json!({"pattern": format!("(?:{})$", suffixes.join("|"))});
+    user_id["description"] = json!(format!(
+        "an id that does not end in {}",
+        redrec_userstate::RESERVED_SUFFIXES.join(", ")
+    ));
+    schemas["UserId"] = user_id;
     schemas["QueryVector"] = vector_schema(c, true);
     schemas["ItemVector"] = vector_schema(c, false);
     schemas["QueryText"] = json!({
@@ -558,10 +558,13 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         "vector",
         nullable(schema_ref("QueryVector")),
     );
-    doc["components"]["schemas"]["SearchRequest"]["anyOf"] = json!([
-        {"required": ["text"], "properties": {"text": {"type": "string", "pattern": NOT_BLANK}}},
-        {"required": ["vector"], "properties": {"vector": {"type": "array"}}},
-    ]);
+    // cross-field rules as `not` (code generators ignore it; partial schemas under `anyOf`
+    // break some of them)
+    let blank_text = json!({"anyOf": [{"type": "null"}, {"type": "string", "pattern": BLANK}]});
+    doc["components"]["schemas"]["SearchRequest"]["not"] = json!({
+        "properties": {"text": blank_text, "vector": {"type": "null"}},
+        "description": "search needs `text` (not blank) or `vector`",
+    });
 
     // nested parts are objects (not arrays of fields by position)
     strict(doc, "QuerySpec");
@@ -591,13 +594,13 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         "vector",
         nullable(schema_ref("ItemVector")),
     );
-    doc["components"]["schemas"]["ItemUpsert"]["anyOf"] = json!([
-        {"required": ["vector"], "properties": {"vector": {"type": "array"}}},
-        {"properties": {"fields": {
-            "required": [c.text_field],
-            "properties": {c.text_field.as_str(): {"type": "string", "pattern": NOT_BLANK}},
-        }}},
-    ]);
+    doc["components"]["schemas"]["ItemUpsert"]["not"] = json!({
+        "properties": {
+            "vector": {"type": "null"},
+            "fields": {"properties": {c.text_field.as_str(): {"type": "string", "pattern": BLANK}}},
+        },
+        "description": format!("send a `vector`, or a non-blank `fields.{}` to embed", c.text_field),
+    });
 
     strict(doc, "Event");
     let kinds: Vec<&str> = redrec_userstate::EventKind::ALL

@@ -159,7 +159,8 @@ impl<'d> Generator<'d> {
         let mut out = Map::new();
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
             for (name, sub) in props {
-                if sub == &Value::Bool(false) {
+                // a property no value may take
+                if sub == &Value::Bool(false) || sub.get("not") == Some(&json!({})) {
                     continue;
                 }
                 if required.contains(&name.as_str()) || self.rng.chance(0.5) {

@@ -137,7 +137,7 @@ fn build(g: &mut Generator<'_>, op: &Operation<'_>) -> Option<Request> {
     let roll = g.rng.below(100);
     let mut fault: Option<(u16, &str)> = None;
     let mut broken_part = None;
-    if (55..90).contains(&roll) {
+    if (40..90).contains(&roll) {
         let mut parts: Vec<usize> = (1..=params.len()).collect();
         if has_body {
             parts.push(params.len() + 1);

@@ -18,6 +18,8 @@ const ANNOTATIONS: &[&str] = &[
     "deprecated",
     "readOnly",
     "writeOnly",
+    // definitions reached through `$ref`
+    "$defs",
 ];
 
 pub struct Validator<'d> {
