@@ -173,52 +173,6 @@ impl QueryParams {
     }
 }
 
-/// Deserialises a struct from a JSON object only: serde's derived structs also accept an array
-/// (fields by position), which a nested body part must not be (`"query": []` was taken as an
-/// empty query). Use with `#[serde(deserialize_with = "...")]`; errors keep the field's path.
-pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-        }
-    }
-    deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-}
-
-/// [`object`] for an optional part: `null` or absent is `None`.
-pub fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    struct OptionVisitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for OptionVisitor<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object or null")
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
-            Ok(None)
-        }
-        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-            object(d).map(Some)
-        }
-    }
-    deserializer.deserialize_option(OptionVisitor(std::marker::PhantomData))
-}
-
 /// Deserialises an already-parsed JSON value as `T`, naming the failing field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize::<_, T>(ObjectsOnly(value)).map_err(|e| {

@@ -8,8 +8,9 @@
 //!
 //! Rules JSON Schema cannot express are carried as `x-` extension keywords (documented in
 //! docs/API.md) that the contract test (`tests/e2e/contract`) enforces like the standard ones:
-//! `x-max-bytes` (a UTF-8 length), `x-max-depth` / `x-max-nodes` (filter size) and
-//! `x-non-empty-range` (a range's lower bound is not above its upper bound).
+//! `x-max-bytes` (a UTF-8 length), `x-max-depth` / `x-max-nodes` (filter size),
+//! `x-non-empty-range` (a range's lower bound is not above its upper bound) and `x-stopwords`
+//! (text needs a word outside the list).
 
 use serde_json::{Map, Value, json};
 use utoipa::{
@@ -393,7 +394,9 @@ fn filter_schemas(c: &Contract) -> Vec<(&'static str, Value)> {
 
     let text = fields_of(&c.schema, "text");
     if !text.is_empty() {
-        let words = filter_string(vec![json!({"pattern": has_word_pattern()})]);
+        let mut words = filter_string(vec![json!({"pattern": has_word_pattern()})]);
+        // words the index does not hold: text made only of them could match nothing
+        words["x-stopwords"] = json!(filter::DEFAULT_STOPWORDS);
         let prefix = filter_string(vec![json!({"pattern": prefix_pattern()})]);
         out.push((
             "FilterText",

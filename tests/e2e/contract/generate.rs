@@ -477,6 +477,12 @@ impl<'d> Generator<'d> {
             let wide = json!({"or": vec![target.clone(); max]});
             options.push((wide, "x-max-nodes + 1".into()));
         }
+        if let Some(stop) = obj.get("x-stopwords").and_then(Value::as_array)
+            && stop.len() >= 2
+        {
+            let text = format!("{} {}", to_str(&stop[0]), to_str(&stop[1]).to_uppercase());
+            options.push((json!(text), "stopwords only".into()));
+        }
         if obj.contains_key("x-non-empty-range") {
             let mut empty = target.clone();
             if let Some(o) = empty.as_object_mut() {
@@ -494,6 +500,10 @@ impl<'d> Generator<'d> {
         let i = self.rng.below(options.len());
         Some(options.swap_remove(i))
     }
+}
+
+fn to_str(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
 }
 
 fn int_value(v: i128) -> Value {

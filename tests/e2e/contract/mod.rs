@@ -699,6 +699,25 @@ async fn contract_regressions() {
         "{}",
         r.text()
     );
+    // filter rules the document states as the server applies them (generated cases found the
+    // `not` one before it was in the document)
+    let filter = v.resolve("#/components/schemas/Filter");
+    for (f, ok) in [
+        (
+            json!({"and": [{"all": {}}, {"tag": {"field": "category", "any": ["DAIRY"]}}]}),
+            true,
+        ),
+        (json!({"not": {"or": [{"all": true}]}}), false),
+        (json!({"text": {"field": "text", "match": "The of"}}), false),
+        (
+            json!({"text": {"field": "text", "prefix": "whole m"}}),
+            false,
+        ),
+    ] {
+        assert_eq!(v.is_valid(filter, &f), ok, "the document on {f}");
+        let r = send("POST", "/v1/search", json!({"text": "milk", "filter": f})).await;
+        assert_eq!(r.status == 200, ok, "{f}: {} {}", r.status, r.text());
+    }
     // text without words was refused only when the lexical query was built, without a field
     let r = send("POST", "/v1/search", json!({"text": "\u{7f}!?"})).await;
     assert_eq!(

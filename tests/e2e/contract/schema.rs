@@ -272,12 +272,40 @@ impl<'d> Validator<'d> {
                         return fail(format!("the range {lo}..{hi} is empty"));
                     }
                 }
+                "x-stopwords" => {
+                    if let Value::String(s) = instance {
+                        let stop: Vec<&str> = rule
+                            .as_array()
+                            .expect("x-stopwords is a list")
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        let words = words(s);
+                        if !words.is_empty()
+                            && words
+                                .iter()
+                                .all(|w| stop.contains(&w.to_ascii_lowercase().as_str()))
+                        {
+                            return fail(format!("{s:?} has only stopwords"));
+                        }
+                    }
+                }
                 other if ANNOTATIONS.contains(&other) => {}
                 other => panic!("the validator does not know keyword `{other}` (at {path})"),
             }
         }
         Ok(())
     }
+}
+
+/// The words of a text as the index tokenises it: split on ASCII punctuation other than `_`,
+/// white space and control characters; tokens of underscores only dropped.
+fn words(text: &str) -> Vec<&str> {
+    text.split(|c: char| {
+        (c.is_ascii_punctuation() && c != '_') || c.is_whitespace() || c.is_control()
+    })
+    .filter(|t| !t.chars().all(|c| c == '_'))
+    .collect()
 }
 
 fn has_type(v: &Value, t: &str) -> bool {

@@ -74,7 +74,7 @@ pub struct QuerySpec {
 pub struct RecommendRequest {
     #[serde(default)]
     pub user_id: Option<String>,
-    #[serde(default, deserialize_with = "crate::extract::optional_object")]
+    #[serde(default)]
     pub query: Option<QuerySpec>,
     /// Filter in the JSON form of redrec-core's filter AST, e.g.
     /// `{"and":[{"tag":{"field":"category","any":["BREAD"]}},{"range":{"field":"price","lte":5}}]}`.

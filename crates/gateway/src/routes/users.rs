@@ -26,15 +26,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}", get(get_user).delete(delete_user))
 }
 
-/// An event of a batch, from a JSON object only (not an array of fields by position).
-struct EventObject(Event);
-
-impl<'de> serde::Deserialize<'de> for EventObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::extract::object(d).map(EventObject)
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventsAccepted {
     /// Events that changed user state.
@@ -57,10 +48,7 @@ pub async fn post_events(
     authorize(&state, &headers, Access::Write)?;
     let batch = body.is_array();
     let events: Vec<Event> = if batch {
-        crate::extract::from_value::<Vec<EventObject>>(body)?
-            .into_iter()
-            .map(|e| e.0)
-            .collect()
+        crate::extract::from_value(body)?
     } else if body.is_object() {
         vec![crate::extract::from_value(body)?]
     } else {
