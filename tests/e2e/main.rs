@@ -1,6 +1,7 @@
 //! End-to-end tests across crates, against the real Redis with the Search module.
 
 mod acl;
+mod contract;
 mod faults;
 #[path = "../../crates/gateway/tests/it/fixture.rs"]
 mod fixture;

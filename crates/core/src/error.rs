@@ -10,6 +10,10 @@ pub enum Error {
     VectorDimension { expected: usize, actual: usize },
     #[error("vector component {index} is {value}, expected a finite number")]
     VectorNotFinite { index: usize, value: f32 },
+    #[error(
+        "vector component {index} is {value}, expected a magnitude of at most {max:e} (larger components overflow f32 similarity arithmetic)"
+    )]
+    VectorComponentTooLarge { index: usize, value: f32, max: f32 },
     #[error("vector blob has {len} bytes, expected a multiple of 4 (little-endian f32)")]
     VectorBlobLength { len: usize },
     #[error("vector has zero length and cannot be normalised")]

@@ -76,11 +76,14 @@ pub fn parse_geo(s: &str) -> Result<(f64, f64), String> {
     }
 }
 
+/// Longest name of a field stored outside the schema, in bytes.
+pub const MAX_PLAIN_FIELD_NAME_LEN: usize = 64;
+
 /// Whether `name` may be stored as a field outside the schema (kept, not indexed): 1-64 ASCII
 /// letters, digits or `_`, so it can never collide with query syntax or key naming.
 pub fn is_plain_field_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_PLAIN_FIELD_NAME_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 

@@ -21,6 +21,10 @@ use crate::{Error, Result};
 /// Longest accepted item or user id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The characters an id may hold besides ASCII letters and digits (the OpenAPI document's id
+/// pattern is built from this too).
+pub const ID_PUNCTUATION: &str = "-_.:@";
+
 /// Checks that an id is safe to embed in a key and a query: 1..=128 bytes of ASCII
 /// letters, digits and `-_.:@`.
 pub fn validate_id(id: &str) -> Result<()> {
@@ -38,7 +42,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
     if !id
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+        .all(|b| b.is_ascii_alphanumeric() || ID_PUNCTUATION.as_bytes().contains(&b))
     {
         return Err(Error::InvalidId {
             id: id.to_owned(),

@@ -23,7 +23,14 @@ pub fn decode(blob: &[u8]) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// Checks the dimension and that every component is finite.
+/// Largest magnitude of a vector component accepted. Similarities are computed in f32 (the
+/// reranker's dot products, RediSearch's distances): with components up to this bound a squared
+/// norm stays finite for any supported dimension, so a stored vector can never make a later
+/// query fail.
+pub const MAX_ABS_COMPONENT: f32 = 1e9;
+
+/// Checks the dimension and that every component is finite and at most [`MAX_ABS_COMPONENT`]
+/// in magnitude.
 pub fn validate(vector: &[f32], expected_dims: usize) -> Result<()> {
     if vector.len() != expected_dims {
         return Err(Error::VectorDimension {
@@ -35,6 +42,17 @@ pub fn validate(vector: &[f32], expected_dims: usize) -> Result<()> {
         return Err(Error::VectorNotFinite {
             index,
             value: *value,
+        });
+    }
+    if let Some((index, value)) = vector
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.abs() > MAX_ABS_COMPONENT)
+    {
+        return Err(Error::VectorComponentTooLarge {
+            index,
+            value: *value,
+            max: MAX_ABS_COMPONENT,
         });
     }
     Ok(())
@@ -111,6 +129,24 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(normalize(&mut [0.0, 0.0]), Err(Error::VectorZero));
+    }
+
+    #[test]
+    fn rejects_components_whose_squares_could_overflow_f32() {
+        assert!(validate(&[MAX_ABS_COMPONENT, -MAX_ABS_COMPONENT], 2).is_ok());
+        // f32::MAX was accepted before: stored, it made every later rerank of the item fail
+        assert_eq!(
+            validate(&[0.5, f32::MAX], 2),
+            Err(Error::VectorComponentTooLarge {
+                index: 1,
+                value: f32::MAX,
+                max: MAX_ABS_COMPONENT
+            })
+        );
+        assert!(validate(&[-2e9, 0.0], 2).is_err());
+        // the bound keeps a squared norm finite at any dimension RediSearch supports
+        let dims = 32_768f32;
+        assert!((MAX_ABS_COMPONENT * MAX_ABS_COMPONENT * dims).is_finite());
     }
 
     #[test]

@@ -51,6 +51,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for the OpenAPI document's `enum`.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidQuery,
+        ErrorCode::UnknownItem,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedJson => "malformed_json",
@@ -324,9 +340,10 @@ impl From<redrec_core::Error> for ApiError {
                 })
             }
             E::UnknownField { .. } | E::FieldType { .. } => Some("filter".to_owned()),
-            E::VectorDimension { .. } | E::VectorNotFinite { .. } | E::VectorZero => {
-                Some("vector".to_owned())
-            }
+            E::VectorDimension { .. }
+            | E::VectorNotFinite { .. }
+            | E::VectorComponentTooLarge { .. }
+            | E::VectorZero => Some("vector".to_owned()),
             E::InvalidId { .. } => Some("id".to_owned()),
             _ => None,
         };

@@ -155,7 +155,7 @@ pub(crate) const MAX_EVENT_MS: i64 = 4_102_444_800_000;
 
 /// Per-user key suffixes: a user id ending in one of them would name another user's key
 /// (`{ns}:user:u1:cart` is both the cart of `u1` and the hash of a user `u1:cart`).
-const RESERVED_SUFFIXES: [&str; 5] = [":session", ":seen", ":recent", ":cart", ":buys"];
+pub const RESERVED_SUFFIXES: [&str; 5] = [":session", ":seen", ":recent", ":cart", ":buys"];
 
 /// Checks a user id: the core id rules, and no reserved per-user key suffix.
 pub(crate) fn validate_user_id(id: &str) -> Result<(), String> {

@@ -41,6 +41,10 @@ pub fn router() -> Router<AppState> {
 
 /// Default number of results.
 pub const DEFAULT_K: usize = 10;
+/// Longest query text, in characters.
+pub const MAX_QUERY_TEXT_CHARS: usize = 2048;
+/// Most ids in `query.positive` and in `query.negative`.
+pub const MAX_EXAMPLE_IDS: usize = 50;
 
 /// What to recommend around. All parts are optional and combine; none -> personalised from the
 /// user's features, or popular items for a cold user.
@@ -239,10 +243,19 @@ fn check_vector(state: &AppState, v: &[f32], field: &str) -> ApiResult<()> {
 fn check_text(text: &Option<String>, field: &str) -> ApiResult<Option<String>> {
     match text {
         None => Ok(None),
-        Some(t) if t.trim().is_empty() => Ok(None),
-        Some(t) if t.len() > 2048 => Err(ApiError::invalid(
+        Some(t) if t.chars().count() > MAX_QUERY_TEXT_CHARS => Err(ApiError::invalid(
             field,
-            format!("text is {} bytes, at most 2048 are accepted", t.len()),
+            format!(
+                "text is {} characters, at most {MAX_QUERY_TEXT_CHARS} are accepted",
+                t.chars().count()
+            ),
+        )),
+        Some(t) if t.trim().is_empty() => Ok(None),
+        // the lexical side searches the words; text of punctuation alone has none (checked
+        // here, before any I/O, rather than when the query is built)
+        Some(t) if redrec_core::filter::text_terms(t).is_empty() => Err(ApiError::invalid(
+            field,
+            "text has no words (letters or digits) to search for",
         )),
         Some(t) => Ok(Some(t.trim().to_owned())),
     }
@@ -273,8 +286,14 @@ pub async fn post_recommendations(
         ("query.positive", &q.positive),
         ("query.negative", &q.negative),
     ] {
-        if ids.len() > 50 {
-            return Err(ApiError::invalid(name, "at most 50 item ids"));
+        if ids.len() > MAX_EXAMPLE_IDS {
+            return Err(ApiError::invalid(
+                name,
+                format!(
+                    "{} item ids, at most {MAX_EXAMPLE_IDS} are accepted",
+                    ids.len()
+                ),
+            ));
         }
         for (i, id) in ids.iter().enumerate() {
             check_id(id, &format!("{name}[{i}]"))?;

@@ -11,7 +11,7 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::{
     auth::{Access, authorize},
@@ -167,15 +167,14 @@ pub async fn get_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3.1 description of this API, generated from the handlers' types.
+/// The OpenAPI 3.1 description of this API: generated from the handlers' types, with the rules
+/// of this gateway's configuration and index schema (`crate::openapi::document`).
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
     responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub async fn get_openapi() -> Response {
+pub async fn get_openapi(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::ApiDoc::openapi()
-            .to_pretty_json()
-            .unwrap_or_default(),
+        serde_json::to_string_pretty(&crate::openapi::document(&state)).unwrap_or_default(),
     )
         .into_response()
 }

@@ -380,6 +380,9 @@ async fn arbitrary_bodies_never_cause_a_5xx() {
     ));
 }
 
+/// Method, path, API key, body, and the `error.field` the 422 must name.
+type NestedCase<'a> = (Method, &'a str, Option<&'a str>, &'a str, Option<&'a str>);
+
 /// A nested object given as a JSON array was read field by field by position (found by the body
 /// fuzzer): every struct position now takes only an object, and the error names the field.
 #[tokio::test]
@@ -387,9 +390,7 @@ async fn nested_objects_given_as_arrays_are_422() {
     let space = TestSpace::new("gw_nested_arrays");
     let s = settings(&space, DIMS);
     let app = router(s);
-    // (method, path, api key, body, the field the error names)
-    type Case<'a> = (Method, &'a str, Option<&'a str>, &'a str, Option<&'a str>);
-    let cases: &[Case<'_>] = &[
+    let cases: &[NestedCase<'_>] = &[
         (
             Method::POST,
             "/v1/recommendations",
