@@ -34,6 +34,44 @@ pub trait Target: Send + Sync {
     fn take_stages(&self) -> Vec<StageLatency> {
         Vec::new()
     }
+
+    /// The server's cumulative CPU seconds by stage (the gateway exports them in `/metrics`);
+    /// `None` for targets that report none.
+    fn cpu_counters(&self) -> BoxFut<'_, Option<Vec<(String, f64)>>> {
+        Box::pin(async { None })
+    }
+}
+
+/// CPU time of one server-side stage per completed request over a phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageCpu {
+    pub stage: String,
+    pub us_per_request: f64,
+}
+
+/// Per-stage CPU per request from two [`Target::cpu_counters`] readings `seconds` apart, while
+/// requests completed at `completed_per_sec` (the same basis as the process CPU per request:
+/// share of a core over the interval, divided by the request rate). Stages absent from either
+/// reading are left out.
+pub fn stage_cpu(
+    before: &[(String, f64)],
+    after: &[(String, f64)],
+    seconds: f64,
+    completed_per_sec: f64,
+) -> Vec<StageCpu> {
+    if !(seconds > 0.0 && completed_per_sec > 0.0 && completed_per_sec.is_finite()) {
+        return Vec::new();
+    }
+    after
+        .iter()
+        .filter_map(|(stage, total)| {
+            let start = before.iter().find(|(s, _)| s == stage)?.1;
+            Some(StageCpu {
+                stage: stage.clone(),
+                us_per_request: (total - start).max(0.0) / seconds * 1e6 / completed_per_sec,
+            })
+        })
+        .collect()
 }
 
 /// Latency of one server-side stage over a phase.
@@ -275,6 +313,23 @@ mod tests {
             "{}",
             r.achieved_qps
         );
+    }
+
+    #[test]
+    fn per_request_stage_cpu_is_the_difference_over_completed_requests() {
+        let before = vec![("retrieve".to_owned(), 1.0), ("rerank".to_owned(), 0.5)];
+        let after = vec![
+            ("retrieve".to_owned(), 1.2),
+            ("rerank".to_owned(), 0.55),
+            ("new".to_owned(), 3.0),
+        ];
+        // 2 s at 500 requests/s: 1,000 requests
+        let got = stage_cpu(&before, &after, 2.0, 500.0);
+        assert_eq!(got.len(), 2, "a stage missing before is left out: {got:?}");
+        assert_eq!(got[0].stage, "retrieve");
+        assert!((got[0].us_per_request - 200.0).abs() < 1e-6, "{got:?}");
+        assert!((got[1].us_per_request - 50.0).abs() < 1e-6, "{got:?}");
+        assert!(stage_cpu(&before, &after, 2.0, 0.0).is_empty());
     }
 
     #[tokio::test]

@@ -180,6 +180,23 @@ pub fn parse_response(body: &[u8]) -> Result<(Vec<String>, StageTimings)> {
     Ok((ids, timings))
 }
 
+/// The route the query mix is sent to.
+const RECOMMEND_ROUTE: &str = "/v1/recommendations";
+
+/// The `(stage, cumulative CPU seconds)` of `route` in a `/metrics` exposition
+/// (`redrec_request_cpu_seconds_total{route="...",stage="..."} 1.25`).
+pub fn route_cpu(metrics: &str, route: &str) -> Vec<(String, f64)> {
+    let prefix = format!("redrec_request_cpu_seconds_total{{route=\"{route}\",stage=\"");
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (stage, value) = rest.split_once("\"} ")?;
+            Some((stage.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The gateway as a load target.
 pub struct GatewayTarget {
     pub client: HttpClient,
@@ -197,7 +214,7 @@ impl GatewayTarget {
     pub async fn recommend(&self, q: &BenchQuery) -> Result<Vec<String>> {
         let (status, body) = self
             .client
-            .post_json("/v1/recommendations", &recommendation_body(q))
+            .post_json(RECOMMEND_ROUTE, &recommendation_body(q))
             .await?;
         if status != 200 {
             bail!(
@@ -220,6 +237,13 @@ impl GatewayTarget {
 impl Target for GatewayTarget {
     fn send<'a>(&'a self, q: &'a BenchQuery) -> BoxFut<'a, Result<()>> {
         Box::pin(async move { self.recommend(q).await.map(|_| ()) })
+    }
+
+    fn cpu_counters(&self) -> BoxFut<'_, Option<Vec<(String, f64)>>> {
+        Box::pin(async move {
+            let (status, body) = self.client.get("/metrics").await.ok()?;
+            (status == 200).then(|| route_cpu(&String::from_utf8_lossy(&body), RECOMMEND_ROUTE))
+        })
     }
 
     fn take_stages(&self) -> Vec<StageLatency> {
@@ -266,6 +290,19 @@ mod tests {
             recommendation_body(&q(Kind::Text))["query"]["text"],
             "fresh apple"
         );
+    }
+
+    #[test]
+    fn reads_the_cpu_counters_of_one_route() {
+        let text = "# TYPE redrec_request_cpu_seconds_total counter\n\
+            redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"request\"} 0.5\n\
+            redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"retrieve\"} 1.25\n\
+            redrec_request_cpu_seconds_total{route=\"/v1/events\",stage=\"request\"} 9\n";
+        assert_eq!(
+            route_cpu(text, "/v1/recommendations"),
+            [("request".to_owned(), 0.5), ("retrieve".to_owned(), 1.25)]
+        );
+        assert!(route_cpu("", "/v1/recommendations").is_empty());
     }
 
     #[test]

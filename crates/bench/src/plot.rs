@@ -160,6 +160,7 @@ mod tests {
             concurrency: None,
             load: Some(load),
             writes: None,
+            cpu_stages: Vec::new(),
             run: RunResult {
                 offered_qps: Some(100.0),
                 achieved_qps: 100.0,

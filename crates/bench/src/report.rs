@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     catalog::IngestResult,
-    driver::{RunResult, StageLatency},
+    driver::{RunResult, StageCpu, StageLatency},
     stats::{CpuUse, LatencySummary, RssSeries},
     workload::Mix,
 };
@@ -114,6 +114,10 @@ pub struct Phase {
     pub writes: Option<WriteStats>,
     pub run: RunResult,
     pub cpu: Vec<CpuUse>,
+    /// The gateway's CPU per completed request by stage, from its `/metrics` counters (empty for
+    /// raw phases and gateways that do not export them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpu_stages: Vec<StageCpu>,
     /// Server-side stage timings reported by the gateway (empty for raw phases).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageLatency>,
@@ -522,6 +526,7 @@ impl Report {
                 cell("bench")
             );
         }
+        self.md_stage_cpu(md);
         let errors: Vec<String> = self
             .phases
             .iter()
@@ -539,6 +544,54 @@ impl Report {
             for e in errors {
                 let _ = writeln!(md, "- {e}");
             }
+        }
+    }
+
+    /// The gateway's CPU per request split by stage (its `/metrics` counters), with what no
+    /// stage accounts for: the process total (from /proc) minus the stages.
+    fn md_stage_cpu(&self, md: &mut String) {
+        let staged: Vec<&Phase> = self
+            .phases
+            .iter()
+            .filter(|p| !p.cpu_stages.is_empty())
+            .collect();
+        let Some(first) = staged.first() else {
+            return;
+        };
+        let names: Vec<&str> = first.cpu_stages.iter().map(|s| s.stage.as_str()).collect();
+        let _ = writeln!(
+            md,
+            "\nGateway CPU per completed request by stage (µs; measured by the gateway on the threads \
+             that ran each stage, `redrec_request_cpu_seconds_total`). `outside stages` is the process \
+             total minus the stages: HTTP parsing and writing, Redis reply reading in the connection \
+             tasks, the runtime, and the kernel's share.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| phase | {} | outside stages | total |",
+            names.join(" | ")
+        );
+        let _ = writeln!(md, "|---|{}---:|---:|", "---:|".repeat(names.len()));
+        for ph in staged {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    ph.cpu_stages
+                        .iter()
+                        .find(|s| s.stage == *n)
+                        .map_or("-".into(), |s| format!("{:.0}", s.us_per_request))
+                })
+                .collect();
+            let staged_sum: f64 = ph.cpu_stages.iter().map(|s| s.us_per_request).sum();
+            let total = ph.cpu_us_per_request("gateway");
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                ph.label(),
+                cells.join(" | "),
+                total.map_or("-".into(), |t| format!("{:.0}", t - staged_sum)),
+                total.map_or("-".into(), |t| format!("{t:.0}"))
+            );
         }
     }
 
@@ -846,6 +899,20 @@ mod tests {
                 latency: lat(1.0),
             }),
             run: run(qps, p99, load.map(|l| l * 1000.0)),
+            cpu_stages: if side == Side::Gateway {
+                vec![
+                    StageCpu {
+                        stage: "request".into(),
+                        us_per_request: 40.0,
+                    },
+                    StageCpu {
+                        stage: "retrieve".into(),
+                        us_per_request: 210.0,
+                    },
+                ]
+            } else {
+                vec![]
+            },
             stages: if side == Side::Gateway {
                 vec![StageLatency {
                     stage: "retrieve".into(),
@@ -1062,6 +1129,8 @@ mod tests {
             "| open 50% | retrieve 1.25 / 3.50 |",
             "| gateway | open 50% | 9340 | 9340 | - |",
             "| raw | open 50% | - | 9340 | - |",
+            "| phase | request | retrieve | outside stages | total |",
+            "| open 50% | 40 | 210 | 9090 | 9340 |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }

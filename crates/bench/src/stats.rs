@@ -129,6 +129,13 @@ pub struct CpuUse {
     pub percent_of_core: f64,
 }
 
+impl CpuMark {
+    /// Time since the mark was taken.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.at.elapsed()
+    }
+}
+
 pub fn cpu_mark(procs: &[Process]) -> CpuMark {
     CpuMark {
         at: Instant::now(),

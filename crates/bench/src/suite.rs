@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::{
     catalog::{self, StoredCatalog},
-    driver::{RunResult, Target, closed_loop, open_loop},
+    driver::{RunResult, StageCpu, Target, closed_loop, open_loop, stage_cpu},
     http::{GatewayTarget, HttpClient},
     plot,
     raw::{RawConn, RawTarget},
@@ -530,6 +530,7 @@ async fn closed_phase(
     opts: &Options,
     procs: &[Process],
 ) -> Phase {
+    let counters = target.cpu_counters().await;
     let mark = stats::cpu_mark(procs);
     target.take_stages();
     let run = closed_loop(
@@ -540,13 +541,16 @@ async fn closed_phase(
         opts.duration(),
     )
     .await;
+    let cpu = stats::cpu_since(procs, &mark);
+    let cpu_stages = stage_cpu_since(target.as_ref(), counters, &mark, &run).await;
     Phase {
         side,
         mode: "closed".into(),
         concurrency: Some(concurrency),
         load: None,
         writes: None,
-        cpu: stats::cpu_since(procs, &mark),
+        cpu,
+        cpu_stages,
         stages: target.take_stages(),
         run,
     }
@@ -564,6 +568,7 @@ async fn open_phase(
     procs: &[Process],
 ) -> Phase {
     let rate = (raw_max * load).max(1.0);
+    let counters = target.cpu_counters().await;
     let mark = stats::cpu_mark(procs);
     let writer = writes.map(|(raw, generator, cat)| {
         let ids: Vec<String> = cat.ids.clone();
@@ -613,16 +618,36 @@ async fn open_phase(
         Some(w) => Some(w.await.expect("writer task")),
         None => None,
     };
+    let cpu = stats::cpu_since(procs, &mark);
+    let cpu_stages = stage_cpu_since(target.as_ref(), counters, &mark, &run).await;
     Phase {
         side,
         mode: "open".into(),
         concurrency: None,
         load: Some(load),
         writes,
-        cpu: stats::cpu_since(procs, &mark),
+        cpu,
+        cpu_stages,
         stages: target.take_stages(),
         run,
     }
+}
+
+/// The target's CPU per request by stage since `mark`, from its counters then and now (empty
+/// when it reports none).
+async fn stage_cpu_since(
+    target: &dyn Target,
+    before: Option<Vec<(String, f64)>>,
+    mark: &stats::CpuMark,
+    run: &RunResult,
+) -> Vec<StageCpu> {
+    let after = target.cpu_counters().await;
+    let seconds = mark.elapsed().as_secs_f64();
+    let (Some(before), Some(after)) = (before, after) else {
+        return Vec::new();
+    };
+    let completed_per_sec = (run.ok + run.errors) as f64 / run.elapsed_secs;
+    stage_cpu(&before, &after, seconds, completed_per_sec)
 }
 
 /// Recall and latency at about 1%, 5%, 25%, 90% selectivity and unfiltered.

@@ -72,6 +72,18 @@ where
 
 /// Deserialises `bytes` as `T`, naming the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Path tracking costs a callback per JSON value (128 of them in a 128-dimension query
+    // vector): a valid body is read without it, and only a failing one is read again with it
+    // to name the field. Both read through the same strict deserializer, so they accept
+    // exactly the same documents.
+    {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        if let Ok(value) = T::deserialize(ObjectsOnly(&mut de))
+            && de.end().is_ok()
+        {
+            return Ok(value);
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(ObjectsOnly(&mut de)).map_err(|e| {
         let path = e.path().to_string();

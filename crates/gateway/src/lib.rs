@@ -12,6 +12,7 @@ pub mod budget;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -123,20 +124,29 @@ async fn fallback(req: Request) -> ApiError {
 
 /// The metrics middleware: records every request, and the error metrics its response carries
 /// (`error::ErrorMetrics`: set by `ApiError::into_response`, so error paths never touch the
-/// registry themselves); adds `Server-Timing` (total plus the stages a handler reported).
+/// registry themselves); adds `Server-Timing` (total plus the stages a handler reported); runs
+/// the request as a CPU-metered future (`cpu.rs`) and records its CPU time by stage.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let ledger = cpu::Ledger::new();
+    let response = cpu::metered(ledger.clone(), observed(&state, &route, req, next)).await;
+    state.metrics.observe_cpu(&route, &ledger.spent());
+    response
+}
+
+async fn observed(state: &AppState, route: &str, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
     let mut response = next.run(req).await.into_response();
+    cpu::enter(cpu::Stage::Respond);
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(&method, &route, response.status().as_u16(), elapsed);
+        .observe_request(method.as_str(), route, response.status().as_u16(), elapsed);
     if let Some(errors) = response.extensions().get::<error::ErrorMetrics>() {
         for metric in &errors.0 {
             state.metrics.error(*metric);

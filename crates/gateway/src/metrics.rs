@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
 
-use crate::error::ErrorMetric;
+use crate::{cpu::Stage, error::ErrorMetric};
 
 /// Histogram bucket bounds in seconds: 0.5 ms .. 2.5 s.
 const BUCKETS: [f64; 14] = [
@@ -43,6 +43,8 @@ struct Families {
     stage_timeouts: BTreeMap<Labels, u64>,
     admission_refused: BTreeMap<Labels, u64>,
     rate_limited: u64,
+    /// CPU seconds per route template, by stage (`cpu::Stage::ALL` order).
+    request_cpu: BTreeMap<String, [f64; Stage::ALL.len()]>,
 }
 
 /// Pool occupancy read at scrape time.
@@ -84,6 +86,21 @@ impl Metrics {
                 .entry(vec![("route", route.to_owned())])
                 .or_default()
                 .observe(elapsed.as_secs_f64());
+        });
+    }
+
+    /// The CPU time one request of `route` used, by stage (see `cpu.rs`).
+    pub fn observe_cpu(&self, route: &str, spent: &[Duration; Stage::ALL.len()]) {
+        self.with(|f| {
+            // the route is known after the first request: no allocation per request
+            if !f.request_cpu.contains_key(route) {
+                f.request_cpu.insert(route.to_owned(), Default::default());
+            }
+            if let Some(totals) = f.request_cpu.get_mut(route) {
+                for (total, s) in totals.iter_mut().zip(spent) {
+                    *total += s.as_secs_f64();
+                }
+            }
         });
     }
 
@@ -187,6 +204,23 @@ impl Metrics {
                  (overloaded: refused at once; deadline: waited until the deadline).",
                 &f.admission_refused,
             );
+            let _ = writeln!(
+                out,
+                "# HELP redrec_request_cpu_seconds_total CPU time of requests on the threads \
+                 that polled them or ran their blocking work, by route template and stage \
+                 (HTTP I/O, Redis connection tasks and the runtime are not included).\n\
+                 # TYPE redrec_request_cpu_seconds_total counter"
+            );
+            for (route, totals) in &f.request_cpu {
+                for (stage, seconds) in Stage::ALL.iter().zip(totals) {
+                    let _ = writeln!(
+                        out,
+                        "redrec_request_cpu_seconds_total{{route=\"{}\",stage=\"{}\"}} {seconds}",
+                        escape(route),
+                        stage.name()
+                    );
+                }
+            }
             let _ = writeln!(
                 out,
                 "# HELP redrec_rate_limited_total Requests refused by the rate limiter.\n\
@@ -370,6 +404,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("redrec_rate_limited_total 1"), "{text}");
+    }
+
+    #[test]
+    fn adds_up_request_cpu_by_route_and_stage() {
+        let m = Metrics::new();
+        let mut spent = [Duration::ZERO; Stage::ALL.len()];
+        spent[Stage::Retrieve as usize] = Duration::from_micros(250);
+        spent[Stage::Rerank as usize] = Duration::from_micros(100);
+        m.observe_cpu("/v1/recommendations", &spent);
+        m.observe_cpu("/v1/recommendations", &spent);
+        let text = m.render(PoolGauges::default());
+        assert!(
+            text.contains(
+                "redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"retrieve\"} 0.0005"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"rerank\"} 0.0002"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"request\"} 0"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use redrec_reranker::{RankedItem, RerankRequest, retrieval_order};
 
 use crate::{
     budget::{Deadline, Timings},
+    cpu,
     error::{ApiError, ApiResult},
     plan::Plan,
     services::{embed::embed_query, users::read_user},
@@ -65,6 +66,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let cfg = state.gateway();
     let deadline = Deadline::after(Duration::from_millis(cfg.deadline_ms));
     let mut timings = Timings::default();
+    cpu::enter(cpu::Stage::Features);
 
     // Stage 1: user features and the query embedding are independent: run them together.
     let features_fut = async {
@@ -103,6 +105,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     };
 
     // Stage 2: candidates.
+    cpu::enter(cpu::Stage::Retrieve);
     let (elapsed, out) = timed(
         &deadline,
         crate::retrieve::candidates(state, &plan, &user, text_vector, &deadline),
@@ -112,6 +115,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let candidates = out.ok_or_else(|| past_deadline(state, "retrieve"))??;
 
     // Stage 3: rerank, or the retrieval order when there is no time left for it.
+    cpu::enter(cpu::Stage::Rerank);
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);
     let candidate_count = candidates.len();
     let (items, degraded_reason) =
@@ -176,14 +180,17 @@ async fn rerank(
         let user = user.clone();
         let profile = plan.profile.clone();
         let (k, explain, now_ms) = (plan.k, plan.explain, plan.now_ms);
+        let ledger = cpu::ledger();
         tokio::task::spawn_blocking(move || {
-            let fields = &state.index_config().fields;
-            let req = RerankRequest::new(&candidates, &user, fields)
-                .profile(&profile)
-                .k(k)
-                .explain(explain)
-                .now_ms(now_ms);
-            state.reranker.rerank(&req)
+            cpu::charge(ledger.as_deref(), cpu::Stage::Rerank, || {
+                let fields = &state.index_config().fields;
+                let req = RerankRequest::new(&candidates, &user, fields)
+                    .profile(&profile)
+                    .k(k)
+                    .explain(explain)
+                    .now_ms(now_ms);
+                state.reranker.rerank(&req)
+            })
         })
     };
     let out = tokio::time::timeout(budget, job).await;

@@ -39,41 +39,51 @@ pub struct Merged {
 }
 
 /// Merges `lists` into at most `k` candidates (plus the `history` items beyond them), skipping
-/// ids in `exclude`.
-pub fn merge(lists: &[RankedList], exclude: &BTreeSet<String>, k: usize) -> Merged {
+/// ids in `exclude`. Consumes the lists: ids and fields move into the candidates (the first
+/// list that has an item gives each field; later lists only add fields it lacked).
+pub fn merge(lists: Vec<RankedList>, exclude: &BTreeSet<String>, k: usize) -> Merged {
     let mut order: Vec<(Candidate, f64)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut excluded = 0;
     for list in lists {
-        for (rank, e) in list.entries.iter().enumerate() {
+        for (rank, e) in list.entries.into_iter().enumerate() {
             if exclude.contains(&e.id) {
                 excluded += 1;
                 continue;
             }
-            let i = *index.entry(e.id.clone()).or_insert_with(|| {
-                order.push((
-                    Candidate {
-                        id: e.id.clone(),
-                        fields: BTreeMap::new(),
-                        vector: None,
-                        sources: Vec::new(),
-                    },
-                    0.0,
-                ));
-                order.len() - 1
-            });
+            let ListEntry { id, hits, fields } = e;
+            let i = match index.get(&id) {
+                Some(&i) => i,
+                None => {
+                    order.push((
+                        Candidate {
+                            id: id.clone(),
+                            fields: BTreeMap::new(),
+                            vector: None,
+                            sources: Vec::new(),
+                        },
+                        0.0,
+                    ));
+                    index.insert(id, order.len() - 1);
+                    order.len() - 1
+                }
+            };
             let (cand, score) = &mut order[i];
             *score += 1.0 / (MERGE_RRF_CONSTANT + rank as f64 + 1.0);
-            for h in &e.hits {
+            for h in hits {
                 match cand.sources.iter_mut().find(|s| s.source == h.source) {
                     // the same source twice (two lists of one kind): keep its better hit
                     Some(s) if s.similarity >= h.similarity => {}
-                    Some(s) => *s = h.clone(),
-                    None => cand.sources.push(h.clone()),
+                    Some(s) => *s = h,
+                    None => cand.sources.push(h),
                 }
             }
-            for (k, v) in &e.fields {
-                cand.fields.entry(k.clone()).or_insert_with(|| v.clone());
+            if cand.fields.is_empty() {
+                cand.fields = fields;
+            } else {
+                for (k, v) in fields {
+                    cand.fields.entry(k).or_insert(v);
+                }
             }
         }
     }
@@ -132,7 +142,7 @@ mod tests {
             &[("c", 0.95), ("d", 0.6), ("a", 0.5)],
         );
         let exclude: BTreeSet<String> = ["d".to_owned()].into();
-        let m = merge(&[session, query], &exclude, 10);
+        let m = merge(vec![session, query], &exclude, 10);
         assert_eq!(m.excluded, 1);
         let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
         // a: 1/61 + 1/63 ; c: 1/63 + 1/61 (tie, c has the better similarity) ; b: 1/62
@@ -151,12 +161,12 @@ mod tests {
         let session = list_of(SourceKind::Session, &[("a", 0.9), ("b", 0.8), ("c", 0.7)]);
         let history = list_of(SourceKind::History, &[("x", 1.0), ("y", 0.5)]);
         let exclude: BTreeSet<String> = ["y".to_owned()].into();
-        let m = merge(&[session, history], &exclude, 2);
+        let m = merge(vec![session, history], &exclude, 2);
         let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
         // a and x tie at 1/61 (x has the better similarity), b is cut at k = 2, y is excluded
         assert_eq!(ids, ["x", "a"]);
         let m = merge(
-            &[
+            vec![
                 list_of(SourceKind::Session, &[("a", 0.9), ("b", 0.8)]),
                 list_of(SourceKind::History, &[("x", 1.0)]),
             ],
@@ -166,7 +176,7 @@ mod tests {
         let ids: Vec<&str> = m.candidates.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["x"]);
         let m = merge(
-            &[
+            vec![
                 list_of(SourceKind::Session, &[("a", 0.9)]),
                 list_of(SourceKind::History, &[("b", 0.2), ("x", 0.1)]),
             ],
@@ -182,7 +192,7 @@ mod tests {
     fn keeps_the_best_hit_of_a_repeated_source_and_truncates() {
         let one = list_of(SourceKind::Session, &[("a", 0.4), ("b", 0.3)]);
         let two = list_of(SourceKind::Session, &[("a", 0.7)]);
-        let m = merge(&[one, two], &BTreeSet::new(), 1);
+        let m = merge(vec![one, two], &BTreeSet::new(), 1);
         assert_eq!(m.candidates.len(), 1);
         assert_eq!(m.candidates[0].sources.len(), 1);
         assert_eq!(m.candidates[0].sources[0].similarity, 0.7);

@@ -105,16 +105,45 @@ pub fn pairs_lenient(v: &Value) -> Vec<(String, &Value)> {
     }
 }
 
-/// The text values of a pairs reply (values that are not text are left out).
+/// The text values of a pairs reply (values that are not text are left out). Read straight
+/// from the reply (no intermediate pair list): this runs for every document of every search.
 pub fn string_map(v: &Value) -> ReplyResult<BTreeMap<String, String>> {
-    let p = pairs(v).ok_or_else(|| ReplyError::new(format!("expected field pairs, got {v:?}")))?;
-    Ok(p.into_iter()
-        .filter_map(|(k, v)| text(v).map(|v| (k, v)))
-        .collect())
+    let mut out = BTreeMap::new();
+    let mut add = |k: &Value, v: &Value| {
+        let Some(k) = text(k) else {
+            return false;
+        };
+        if let Some(v) = text(v) {
+            out.insert(k, v);
+        }
+        true
+    };
+    let ok = match v {
+        Value::Map(m) => m.iter().all(|(k, v)| add(k, v)),
+        Value::Array(a) if a.len() % 2 == 0 => a.chunks_exact(2).all(|c| add(&c[0], &c[1])),
+        Value::Attribute { data, .. } => return string_map(data),
+        _ => false,
+    };
+    if ok {
+        Ok(out)
+    } else {
+        Err(ReplyError::new(format!("expected field pairs, got {v:?}")))
+    }
 }
 
-/// An `HMGET` reply: one optional byte string per field asked for.
-pub fn parse_hmget(v: &Value) -> ReplyResult<Vec<Option<Vec<u8>>>> {
+/// Whether a reply is the text `name` (`None` when it is not text at all), without allocating.
+pub fn is_text(v: &Value, name: &str) -> Option<bool> {
+    match v {
+        Value::BulkString(b) => Some(b.as_slice() == name.as_bytes()),
+        Value::SimpleString(s) => Some(s == name),
+        Value::VerbatimString { text, .. } => Some(text == name),
+        other => text(other).map(|t| t == name),
+    }
+}
+
+/// An `HMGET` reply: one optional byte string per field asked for, borrowed from the reply
+/// (vectors are decoded straight from it, without a copy of each blob).
+pub fn parse_hmget(v: &Value) -> ReplyResult<Vec<Option<&[u8]>>> {
     let Value::Array(items) = v else {
         return Err(ReplyError::new(format!(
             "HMGET reply is not an array: {v:?}"
@@ -123,8 +152,8 @@ pub fn parse_hmget(v: &Value) -> ReplyResult<Vec<Option<Vec<u8>>>> {
     Ok(items
         .iter()
         .map(|x| match x {
-            Value::BulkString(b) => Some(b.clone()),
-            Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+            Value::BulkString(b) => Some(b.as_slice()),
+            Value::SimpleString(s) => Some(s.as_bytes()),
             _ => None,
         })
         .collect())
@@ -228,7 +257,7 @@ mod tests {
     #[test]
     fn reads_hmget() {
         let v = Value::Array(vec![bulk("x"), Value::Nil]);
-        assert_eq!(parse_hmget(&v).unwrap(), vec![Some(b"x".to_vec()), None]);
+        assert_eq!(parse_hmget(&v).unwrap(), vec![Some(&b"x"[..]), None]);
         assert!(parse_hmget(&Value::Int(1)).is_err());
     }
 }

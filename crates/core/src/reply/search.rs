@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use super::{ReplyError, ReplyResult, number, pairs, string_map, text};
+use super::{ReplyError, ReplyResult, is_text, number, pairs, string_map, text};
 
 /// One document of a search reply.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -58,24 +58,52 @@ fn parse_search_resp3(v: &Value) -> ReplyResult<Page> {
                 let Value::Array(results) = val else {
                     return Err(ReplyError::new("`results` is not an array"));
                 };
+                page.hits.reserve(results.len());
                 for r in results {
-                    let p = pairs(r).ok_or_else(|| ReplyError::new("result is not a map"))?;
-                    let mut hit = Hit::default();
-                    for (rk, rv) in p {
-                        match rk.as_str() {
-                            "id" => hit.key = text(rv).unwrap_or_default(),
-                            "score" => hit.score = number(rv),
-                            "extra_attributes" => hit.fields = string_map(rv)?,
-                            _ => {}
-                        }
-                    }
-                    page.hits.push(hit);
+                    page.hits.push(resp3_hit(r)?);
                 }
             }
             _ => {}
         }
     }
     Ok(page)
+}
+
+/// One document of a RESP3 search reply: a map with `id`, `score`, `extra_attributes`.
+fn resp3_hit(r: &Value) -> ReplyResult<Hit> {
+    let not_a_map = || ReplyError::new("result is not a map");
+    let entries: &[(Value, Value)] = match r {
+        Value::Map(m) => m,
+        // the flat form is read by the generic pair reader
+        _ => return resp3_hit_from_pairs(&pairs(r).ok_or_else(not_a_map)?),
+    };
+    if entries.iter().any(|(k, _)| is_text(k, "").is_none()) {
+        return Err(not_a_map());
+    }
+    let mut hit = Hit::default();
+    for (rk, rv) in entries {
+        if is_text(rk, "id") == Some(true) {
+            hit.key = text(rv).unwrap_or_default();
+        } else if is_text(rk, "score") == Some(true) {
+            hit.score = number(rv);
+        } else if is_text(rk, "extra_attributes") == Some(true) {
+            hit.fields = string_map(rv)?;
+        }
+    }
+    Ok(hit)
+}
+
+fn resp3_hit_from_pairs(p: &[(String, &Value)]) -> ReplyResult<Hit> {
+    let mut hit = Hit::default();
+    for (rk, rv) in p {
+        match rk.as_str() {
+            "id" => hit.key = text(rv).unwrap_or_default(),
+            "score" => hit.score = number(rv),
+            "extra_attributes" => hit.fields = string_map(rv)?,
+            _ => {}
+        }
+    }
+    Ok(hit)
 }
 
 fn parse_search_resp2(items: &[Value], shape: Shape) -> ReplyResult<Page> {

@@ -166,6 +166,7 @@ pub struct ResultList {
 
 impl IntoResponse for pipeline::Outcome {
     fn into_response(self) -> Response {
+        crate::cpu::enter(crate::cpu::Stage::Respond);
         let header = ServerTiming(self.timings.server_timing());
         let body = ResultList {
             items: self

@@ -31,8 +31,11 @@ pub async fn embed_query(state: &AppState, text: String) -> Result<Vec<f32>, Api
             .clone()
             .ok_or_else(|| ApiError::unavailable("the embedder is not loaded"))?,
     };
+    let ledger = crate::cpu::ledger();
     let (text, vector) = tokio::task::spawn_blocking(move || {
-        let v = embedder.embed_one(&text);
+        let v = crate::cpu::charge(ledger.as_deref(), crate::cpu::Stage::Embed, || {
+            embedder.embed_one(&text)
+        });
         (text, v)
     })
     .await

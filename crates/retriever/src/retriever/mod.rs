@@ -248,7 +248,7 @@ impl Retriever {
                     id: id.clone(),
                     field: self.fields.vector.clone(),
                 };
-                let v = vector::decode(&blob.ok_or_else(missing)?).map_err(|_| missing())?;
+                let v = vector::decode(blob.ok_or_else(missing)?).map_err(|_| missing())?;
                 if v.len() != self.dims {
                     return Err(missing());
                 }
@@ -355,7 +355,7 @@ impl Retriever {
             },
         )?;
         let list = self.vector_list(SourceKind::QueryVector, page, self.metric);
-        Ok(merge(&[list], &BTreeSet::new(), limit).candidates)
+        Ok(merge(vec![list], &BTreeSet::new(), limit).candidates)
     }
 }
 

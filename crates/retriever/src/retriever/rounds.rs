@@ -280,7 +280,7 @@ impl Retriever {
             searched.round_trips += 1;
             searched.partial |= round.partial;
             searched.fusion = round.fusion;
-            let merged = merge(&round.lists, exclude, k);
+            let merged = merge(round.lists, exclude, k);
             let want_more = merged.candidates.len() < k && merged.excluded > 0 && round.full;
             let next = (k + exclude.len()).max(fetch * 4).min(max_fetch);
             if want_more && !searched.retried && next > fetch {
@@ -533,10 +533,10 @@ impl Retriever {
             for (name, value) in wanted.iter().zip(values) {
                 let Some(value) = value else { continue };
                 if with_vectors && *name == self.fields.vector {
-                    c.vector = vector::decode(&value).ok();
+                    c.vector = vector::decode(value).ok();
                 } else {
                     c.fields
-                        .insert(name.clone(), String::from_utf8_lossy(&value).into_owned());
+                        .insert(name.clone(), String::from_utf8_lossy(value).into_owned());
                 }
             }
         }

@@ -162,7 +162,9 @@ impl Retriever {
                 let row: BTreeMap<String, String> = fields
                     .iter()
                     .zip(values)
-                    .filter_map(|(f, v)| Some((f.clone(), String::from_utf8(v?).ok()?)))
+                    .filter_map(|(f, v)| {
+                        Some((f.clone(), std::str::from_utf8(v?).ok()?.to_owned()))
+                    })
                     .collect();
                 rows.push(row);
             }

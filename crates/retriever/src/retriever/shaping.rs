@@ -71,7 +71,7 @@ impl Retriever {
         RankedList {
             entries: page
                 .hits
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(rank, h)| ListEntry {
                     id: self.id_of(&h.key),
@@ -79,12 +79,12 @@ impl Retriever {
                         source: SourceKind::Popular,
                         rank: rank as u32,
                         similarity: if max > 0.0 {
-                            (pop(h) / max) as f32
+                            (pop(&h) / max) as f32
                         } else {
                             0.0
                         },
                     }],
-                    fields: h.fields.clone(),
+                    fields: h.fields,
                 })
                 .collect(),
         }
