@@ -78,13 +78,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     let bin_dir = root.join("target").join("release");
 
-    let target = redis::Target::from_env(args.redis_port);
-    let started_redis = redis::up(&redis::UpOptions {
-        port: args.redis_port,
-        persist: false,
-        data_dir: None,
-    })?;
-    let redis_url = target.url();
+    let (started_redis, redis_url) = redis::up_scratch(args.redis_port)?;
     let result = run_with_redis(args, &bin_dir, &out, &redis_url, with_gateway);
     if started_redis && !args.keep_redis {
         redis::down(args.redis_port)?;

@@ -29,6 +29,22 @@ const DEADLINE_MS: u64 = 1_000;
 const MAX_TOOK: Duration = Duration::from_millis(DEADLINE_MS + 700);
 const RECOVERY: Duration = Duration::from_secs(2);
 
+/// Asserts the first success came within [`RECOVERY`] of `since` (when Redis answered again),
+/// and prints how long it took.
+fn assert_recovered(case: &str, what: &str, first_ok: Option<Duration>, since: Duration) {
+    let at =
+        first_ok.unwrap_or_else(|| panic!("{case}: no {what} succeeded within 4 s of {since:?}"));
+    eprintln!(
+        "{case}: first {what} succeeded {:?} after Redis answered again",
+        at - since
+    );
+    assert!(
+        at - since < RECOVERY,
+        "{case}: {what} recovery took {:?}",
+        at - since
+    );
+}
+
 fn gateway(port: u16) -> Gateway {
     Gateway::start(
         port,
@@ -185,16 +201,7 @@ fn full_memory(ack: &str) {
     for a in reads {
         assert!(a.ok(), "a read failed while only writes are refused: {a:?}");
     }
-    let recovered = recovered.expect("no event succeeded within 4 s after memory was freed");
-    eprintln!(
-        "{case}: first event accepted {:?} after the limit was raised",
-        recovered - healed
-    );
-    assert!(
-        recovered - healed < RECOVERY,
-        "recovery took {:?}",
-        recovered - healed
-    );
+    assert_recovered(&case, "event", recovered, healed);
     // an event answered 503 was not applied, every 202 was: none lost, none applied twice
     let accepted = answers
         .iter()
@@ -281,16 +288,7 @@ fn a_read_only_replica_refuses_events_with_503_until_promoted() {
     for a in read_only.iter().filter(|a| a.kind != Kind::Event) {
         assert!(a.ok(), "a read failed on the replica: {a:?}");
     }
-    let recovered = recovered.expect("no event succeeded within 4 s after the promotion");
-    eprintln!(
-        "replica: first event accepted {:?} after the promotion",
-        recovered - promoted
-    );
-    assert!(
-        recovered - promoted < RECOVERY,
-        "recovery took {:?}",
-        recovered - promoted
-    );
+    assert_recovered("replica", "event", recovered, promoted);
     let accepted = answers
         .iter()
         .filter(|a| a.kind == Kind::Event && a.ok())
@@ -382,16 +380,7 @@ fn a_restart_without_data_is_503_until_seeded_and_the_function_is_reloaded() {
     }
     no_panic(&gw);
     for (kind, at) in recovered {
-        let at = at.unwrap_or_else(|| panic!("{kind:?} did not recover within 4 s of the seed"));
-        eprintln!(
-            "lost: first {kind:?} success {:?} after the seed finished",
-            at - seeded
-        );
-        assert!(
-            at - seeded < RECOVERY,
-            "{kind:?} recovery took {:?}",
-            at - seeded
-        );
+        assert_recovered("lost", &format!("{kind:?}"), at, seeded);
     }
     let ready = http_get_full(gw.addr, "/readyz").expect("readyz answers");
     assert!(ready.body.contains("\"index\":\"ok\""), "{}", ready.body);

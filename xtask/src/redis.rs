@@ -192,6 +192,17 @@ pub fn up_dev(port: u16) -> Result<String> {
     Ok(Target::from_env(port).url())
 }
 
+/// A non-persistent server on `port` for a measurement (bench, soak), up and ready: whether this
+/// call started it (so the caller stops it afterwards) and its URL.
+pub fn up_scratch(port: u16) -> Result<(bool, String)> {
+    let started = up(&UpOptions {
+        port,
+        persist: false,
+        data_dir: None,
+    })?;
+    Ok((started, Target::from_env(port).url()))
+}
+
 /// Starts the embedded server unless it already runs, and waits until it is ready: loaded,
 /// modules present, every index 100% indexed. Returns `true` if this call started it.
 pub fn up(opts: &UpOptions) -> Result<bool> {

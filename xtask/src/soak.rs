@@ -54,13 +54,7 @@ pub fn soak(args: &SoakArgs) -> Result<()> {
     )?;
     let bin_dir = root.join("target").join(profile);
 
-    let target = redis::Target::from_env(args.redis_port);
-    let started_redis = redis::up(&redis::UpOptions {
-        port: args.redis_port,
-        persist: false,
-        data_dir: None,
-    })?;
-    let redis_url = target.url();
+    let (started_redis, redis_url) = redis::up_scratch(args.redis_port)?;
     let result = (|| -> Result<()> {
         let common = [
             "--redis-url".to_owned(),
