@@ -167,10 +167,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     // 3. Raw: closed loop for the maximum, then open loop at 50% (read-only, then with writes,
     //    back to back so the comparison sees the same machine) and 80% of it.
     let mut phases = Vec::new();
-    for &c in &opts.concurrency {
-        log(&format!("raw closed loop, {c} workers"));
-        phases.push(closed_phase(Side::Raw, raw.clone(), &queries, c, opts, &procs).await);
-    }
+    closed_phases(Side::Raw, raw.clone(), &queries, opts, &procs, &mut phases).await;
     let raw_max = max_qps(&phases, Side::Raw);
     if raw_max <= 0.0 {
         bail!(
@@ -200,10 +197,15 @@ pub async fn run(opts: &Options) -> Result<Report> {
         let sampler = opts
             .gateway_pid
             .map(|pid| RssSampler::start("gateway", pid));
-        for &c in &opts.concurrency {
-            log(&format!("gateway closed loop, {c} workers"));
-            phases.push(closed_phase(Side::Gateway, gw.clone(), &queries, c, opts, &procs).await);
-        }
+        closed_phases(
+            Side::Gateway,
+            gw.clone(),
+            &queries,
+            opts,
+            &procs,
+            &mut phases,
+        )
+        .await;
         open_phases(
             Side::Gateway,
             gw.clone(),
@@ -520,6 +522,21 @@ fn max_qps(phases: &[Phase], side: Side) -> f64 {
         .filter(|p| p.side == side && p.mode == "closed")
         .map(|p| p.run.achieved_qps)
         .fold(0.0, f64::max)
+}
+
+/// One closed-loop phase per configured concurrency.
+async fn closed_phases(
+    side: Side,
+    target: Arc<dyn Target>,
+    queries: &Arc<Vec<BenchQuery>>,
+    opts: &Options,
+    procs: &[Process],
+    phases: &mut Vec<Phase>,
+) {
+    for &c in &opts.concurrency {
+        log(&format!("{} closed loop, {c} workers", side.name()));
+        phases.push(closed_phase(side, target.clone(), queries, c, opts, procs).await);
+    }
 }
 
 async fn closed_phase(
