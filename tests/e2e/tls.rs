@@ -28,27 +28,27 @@ async fn the_gateway_serves_through_a_tls_connection_to_redis() {
     std::fs::write(&ca, &front.ca_pem).unwrap();
     s.redis.url = format!("rediss://{credentials}{}", front.addr());
 
-    // 1. without the private CA: refused, and readiness names the cause
+    // 1. without the private CA: refused, and readiness names the cause (polled: the first
+    //    check may still be waiting on the handshake)
     let gw = Running::start(s.clone(), None).await;
-    let r = call(&gw.addr, "GET", "/readyz", None, None).await;
+    let names_tls = |r: &crate::http::Response| {
+        let why = r.json()["checks"]["redis"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        why.contains("certificate") || why.contains("tls")
+    };
+    let r = readyz_until(&gw.addr, names_tls).await;
     assert_eq!(r.status, 503, "{}", r.text());
-    let why = r.json()["checks"]["redis"]
-        .as_str()
-        .unwrap_or_default()
-        .to_lowercase();
-    assert!(
-        why.contains("certificate") || why.contains("tls"),
-        "{}",
-        r.text()
-    );
+    assert!(names_tls(&r), "{}", r.text());
     gw.shutdown().await;
 
     // 2. with it: every kind of call works over TLS
     s.redis.tls_ca_file = Some(ca.display().to_string());
     let gw = Running::start(s.clone(), None).await;
     let a = gw.addr.as_str();
-    let r = call(a, "GET", "/readyz", None, None).await;
     // (no embedder in this test: only the Redis checks matter)
+    let r = readyz_until(a, |r| r.json()["checks"]["redis"] == "ok").await;
     assert_eq!(r.json()["checks"]["redis"], "ok", "{}", r.text());
     assert_eq!(r.json()["checks"]["index"], "ok", "{}", r.text());
     let r = call(
@@ -83,4 +83,20 @@ async fn the_gateway_serves_through_a_tls_connection_to_redis() {
         .to_string();
     assert!(err.contains("redis.tls_ca_file"), "{err}");
     let _ = std::fs::remove_file(&ca);
+}
+
+/// `/readyz` polled for up to 5 s until `done` holds; the last answer either way (the caller's
+/// assertions then say what was wrong).
+async fn readyz_until(
+    addr: &str,
+    done: impl Fn(&crate::http::Response) -> bool,
+) -> crate::http::Response {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = call(addr, "GET", "/readyz", None, None).await;
+        if done(&r) || std::time::Instant::now() >= until {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
