@@ -127,15 +127,25 @@ pub fn latency_plot(phases: &[Phase], path: &Path) -> Result<bool> {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
+    legend_and_write(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)?;
+    Ok(true)
+}
+
+/// Draws the series legend at `position` (white box, black border) and writes the chart.
+pub fn legend_and_write<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
     root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(true)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -316,13 +316,6 @@ pub fn chart(report: &Report, path: &Path) -> Result<bool> {
             PathElement::new(vec![(c, e.lo), (c, e.hi)], BLACK.stroke_width(1))
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
+    redrec_bench::plot::legend_and_write(&mut chart, &root, SeriesLabelPosition::UpperRight, path)?;
     Ok(true)
 }
