@@ -12,15 +12,27 @@ use redrec_gateway::{AppState, app};
 use redrec_testkit::TestSpace;
 use serde_json::json;
 
-use crate::{DIMS, KEY, call, fixture, settings};
+use crate::{DIMS, KEY, Reply, call, fixture, settings};
 
-fn ids(r: &crate::Reply) -> Vec<String> {
-    r.json["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items: {}", r.text))
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect()
+/// `PUT /v1/items/{id}` with `fields` and a unit vector along `axis`.
+async fn put_on_axis(
+    router: &axum::Router,
+    id: &str,
+    axis: usize,
+    fields: serde_json::Value,
+) -> Reply {
+    let vector: Vec<f32> = (0..DIMS)
+        .map(|i| if i == axis { 1.0 } else { 0.0 })
+        .collect();
+    let item = json!({"fields": fields, "vector": vector});
+    call(
+        router,
+        Method::PUT,
+        &format!("/v1/items/{id}"),
+        Some(KEY),
+        Some(&item.to_string()),
+    )
+    .await
 }
 
 fn stats(state: &AppState, cache: &str) -> redrec_core::lru::CacheStats {
@@ -58,7 +70,7 @@ async fn popular_lists_are_cached_per_filter_and_dropped_when_items_change() {
         Some(cold),
     )
     .await;
-    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(again.ids(), first.ids());
     let s = stats(&state, "popular");
     assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
     // another filter is another list
@@ -72,7 +84,7 @@ async fn popular_lists_are_cached_per_filter_and_dropped_when_items_change() {
     )
     .await;
     assert!(
-        ids(&r).iter().all(|id| id.starts_with("milk-")),
+        r.ids().iter().all(|id| id.starts_with("milk-")),
         "{}",
         r.text
     );
@@ -102,17 +114,11 @@ async fn popular_lists_are_cached_per_filter_and_dropped_when_items_change() {
     assert_eq!((after.hits, after.misses), (before.hits, before.misses));
 
     // a new, most popular item written through the gateway shows up at once
-    let v: Vec<f32> = (0..DIMS).map(|i| if i == 5 { 1.0 } else { 0.0 }).collect();
-    let item = json!({
-        "fields": {"category": "DAIRY", "department": "GROCERY", "price": 2.0, "text": "new milk", "popularity": 1000},
-        "vector": v,
-    });
-    let r = call(
+    let r = put_on_axis(
         &router,
-        Method::PUT,
-        "/v1/items/star-1",
-        Some(KEY),
-        Some(&item.to_string()),
+        "star-1",
+        5,
+        json!({"category": "DAIRY", "department": "GROCERY", "price": 2.0, "text": "new milk", "popularity": 1000}),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -129,7 +135,7 @@ async fn popular_lists_are_cached_per_filter_and_dropped_when_items_change() {
         Some(cold),
     )
     .await;
-    assert_eq!(ids(&r)[0], "star-1", "{}", r.text);
+    assert_eq!(r.ids()[0], "star-1", "{}", r.text);
 
     let m = call(&router, Method::GET, "/metrics", None, None).await;
     assert!(
@@ -156,34 +162,28 @@ async fn item_vectors_are_cached_and_dropped_when_the_item_is_written() {
     let first = call(&router, Method::GET, similar, None, None).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert!(
-        ids(&first).iter().all(|id| id.starts_with("milk-")),
+        first.ids().iter().all(|id| id.starts_with("milk-")),
         "{}",
         first.text
     );
     let again = call(&router, Method::GET, similar, None, None).await;
-    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(again.ids(), first.ids());
     let s = stats(&state, "item_vectors");
     assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
 
     // milk-0 now points along the shampoo axis: its neighbours change with the write
-    let v: Vec<f32> = (0..DIMS).map(|i| if i == 3 { 1.0 } else { 0.0 }).collect();
-    let item = json!({
-        "fields": {"category": "DAIRY", "department": "GROCERY", "price": 1.0, "text": "milk", "popularity": 3},
-        "vector": v,
-    });
-    let r = call(
+    let r = put_on_axis(
         &router,
-        Method::PUT,
-        "/v1/items/milk-0",
-        Some(KEY),
-        Some(&item.to_string()),
+        "milk-0",
+        3,
+        json!({"category": "DAIRY", "department": "GROCERY", "price": 1.0, "text": "milk", "popularity": 3}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(stats(&state, "item_vectors").entries, 0);
     let r = call(&router, Method::GET, similar, None, None).await;
     assert!(
-        ids(&r).iter().all(|id| id.starts_with("shampoo-")),
+        r.ids().iter().all(|id| id.starts_with("shampoo-")),
         "{}",
         r.text
     );
@@ -229,7 +229,7 @@ async fn a_repeated_query_text_is_embedded_once() {
     let first = call(&router, Method::POST, "/v1/search", None, Some(body)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     let again = call(&router, Method::POST, "/v1/search", None, Some(body)).await;
-    assert_eq!(ids(&again), ids(&first));
+    assert_eq!(again.ids(), first.ids());
     assert_eq!(embedder.0.load(Ordering::SeqCst), 1, "embedded twice");
     let s = stats(&state, "query_embeddings");
     assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));

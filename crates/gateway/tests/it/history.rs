@@ -8,15 +8,6 @@ use serde_json::{Value, json};
 
 use crate::{DIMS, KEY, Reply, call, fixture, router, settings};
 
-fn ids(r: &Reply) -> Vec<String> {
-    r.json["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no items: {}", r.text))
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn loaded(label: &str) -> (TestSpace, axum::Router) {
     let space = TestSpace::new(label);
     let s = settings(&space, DIMS);
@@ -53,9 +44,9 @@ async fn repurchases_first_within_the_filter_and_no_fuel() {
     // cold start: popularity, but never the fuel line
     let cold = recommend(&app, json!({"k": 10})).await;
     assert!(
-        !ids(&cold).contains(&"gas-0".to_owned()),
+        !cold.ids().contains(&"gas-0".to_owned()),
         "{:?}",
-        ids(&cold)
+        cold.ids()
     );
 
     let user = "hh-1";
@@ -87,7 +78,7 @@ async fn repurchases_first_within_the_filter_and_no_fuel() {
     // default: the user's own items first, by purchase count; bought items are not "seen",
     // viewed ones are; fuel is bought most but never recommended
     let r = recommend(&app, json!({"user_id": user, "k": 8, "explain": true})).await;
-    let got = ids(&r);
+    let got = r.ids();
     // the most-bought item leads; one bought once (a decayed count below the default profile's
     // explore threshold) may give its slot to a never-bought item, but stays in the list
     assert_eq!(got[0], "bread-3", "{got:?}");
@@ -107,7 +98,7 @@ async fn repurchases_first_within_the_filter_and_no_fuel() {
         json!({"user_id": user, "k": 5, "filter": {"tag": {"field": "category", "any": ["BAKERY"]}}}),
     )
     .await;
-    let got = ids(&r);
+    let got = r.ids();
     assert_eq!(got[0], "bread-3", "{got:?}");
     assert!(!got.contains(&"shampoo-5".to_owned()), "{got:?}");
 
@@ -117,7 +108,7 @@ async fn repurchases_first_within_the_filter_and_no_fuel() {
         json!({"user_id": user, "k": 8, "profile": "discovery"}),
     )
     .await;
-    let got = ids(&r);
+    let got = r.ids();
     assert!(
         !got.contains(&"bread-3".to_owned()) && !got.contains(&"shampoo-5".to_owned()),
         "{got:?}"

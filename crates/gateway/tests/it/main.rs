@@ -57,6 +57,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The item ids of a result list, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.json["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items: {}", self.text))
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// `error.code` and `error.field` of an error body.
     pub fn error(&self) -> (&str, Option<&str>) {
         let e = &self.json["error"];
