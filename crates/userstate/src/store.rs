@@ -504,41 +504,69 @@ impl UserStateStore {
     /// Moves the pending popularity deltas into the indexed `popularity` field of the item
     /// hashes, `batch_size` items per atomic `FCALL`, so a hot item is re-indexed once per fold
     /// instead of once per event. Deltas that arrive during the fold are kept for the next one.
+    /// The batches run back to back; a server under load wants them spaced out (see
+    /// [`UserStateStore::fold_popularity_batch`]).
     pub async fn fold_popularity(
         &self,
         con: &mut impl ConnectionLike,
         batch_size: usize,
     ) -> Result<FoldReport> {
         let batch_size = batch_size.max(1);
-        let pop = self.ns.popularity();
-        let pending: usize = redis::cmd("ZCARD").arg(&pop).query_async(con).await?;
         let mut report = FoldReport::default();
         // Bounded so a fold under constant traffic ends: each round removes what it read.
-        let rounds = pending.div_ceil(batch_size) + 1;
+        let rounds = self.popularity_backlog(con).await?.div_ceil(batch_size) + 1;
         for _ in 0..rounds {
-            let members: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&pop)
-                .arg(0)
-                .arg(batch_size as i64 - 1)
-                .query_async(con)
-                .await?;
-            if members.is_empty() {
+            if !self
+                .fold_popularity_batch(con, batch_size, &mut report)
+                .await?
+            {
                 break;
             }
-            let mut keys = vec![pop.clone()];
-            keys.extend(members.iter().map(|m| self.ns.item(m)));
-            let mut args = vec![self.fields.popularity.clone().into_bytes()];
-            args.extend(members.iter().map(|m| m.clone().into_bytes()));
-            let reply = self
-                .library
-                .call(con, &self.library.fold, &keys, &args)
-                .await?;
-            let (folded, dropped): (usize, usize) = redis::from_redis_value(reply)?;
-            report.folded += folded;
-            report.dropped += dropped;
-            report.batches += 1;
         }
         Ok(report)
+    }
+
+    /// How many items have popularity deltas waiting for a fold.
+    pub async fn popularity_backlog(&self, con: &mut impl ConnectionLike) -> Result<usize> {
+        Ok(redis::cmd("ZCARD")
+            .arg(self.ns.popularity())
+            .query_async(con)
+            .await?)
+    }
+
+    /// One batch of [`UserStateStore::fold_popularity`]: up to `batch_size` items folded in one
+    /// `FCALL`, added to `report`. False when nothing was pending. Every item written is
+    /// re-indexed (vector included), which blocks Redis for a few hundred microseconds an item:
+    /// callers on a live server keep batches small and pause between them.
+    pub async fn fold_popularity_batch(
+        &self,
+        con: &mut impl ConnectionLike,
+        batch_size: usize,
+        report: &mut FoldReport,
+    ) -> Result<bool> {
+        let pop = self.ns.popularity();
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&pop)
+            .arg(0)
+            .arg(batch_size.max(1) as i64 - 1)
+            .query_async(con)
+            .await?;
+        if members.is_empty() {
+            return Ok(false);
+        }
+        let mut keys = vec![pop];
+        keys.extend(members.iter().map(|m| self.ns.item(m)));
+        let mut args = vec![self.fields.popularity.clone().into_bytes()];
+        args.extend(members.iter().map(|m| m.clone().into_bytes()));
+        let reply = self
+            .library
+            .call(con, &self.library.fold, &keys, &args)
+            .await?;
+        let (folded, dropped): (usize, usize) = redis::from_redis_value(reply)?;
+        report.folded += folded;
+        report.dropped += dropped;
+        report.batches += 1;
+        Ok(true)
     }
 }
 

@@ -286,6 +286,34 @@ async fn popularity_folds_into_item_hashes_in_batches() {
     fx.store.apply(&mut con, &events[..1], T0).await.unwrap();
     fx.store.fold_popularity(&mut con, 100).await.unwrap();
     assert_eq!(popularity(&fx, "i0").await, 7.0);
+
+    // the gateway's paced fold: one batch at a time, a backlog to bound it, false when done
+    fx.store.apply(&mut con, &events[..3], T0).await.unwrap();
+    assert_eq!(fx.store.popularity_backlog(&mut con).await.unwrap(), 2);
+    let mut report = redrec_userstate::FoldReport::default();
+    assert!(
+        fx.store
+            .fold_popularity_batch(&mut con, 1, &mut report)
+            .await
+            .unwrap()
+    );
+    assert_eq!((report.folded, report.batches), (1, 1));
+    assert_eq!(fx.store.popularity_backlog(&mut con).await.unwrap(), 1);
+    assert!(
+        fx.store
+            .fold_popularity_batch(&mut con, 1, &mut report)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !fx.store
+            .fold_popularity_batch(&mut con, 1, &mut report)
+            .await
+            .unwrap()
+    );
+    assert_eq!((report.folded, report.batches), (2, 2));
+    assert_eq!(popularity(&fx, "i0").await, 13.0);
+    assert_eq!(popularity(&fx, "i1").await, 0.5);
 }
 
 #[tokio::test]
