@@ -157,6 +157,11 @@ impl<'a> Context<'a> {
     }
 
     pub fn tifu_lists(&self, p: &TifuParams) -> Vec<Vec<u32>> {
+        self.tifu_scores(p).iter().map(|s| self.fill(s)).collect()
+    }
+
+    /// TIFU-KNN's item scores per case (see [`Context::tifu_lists`]).
+    pub fn tifu_scores(&self, p: &TifuParams) -> Vec<HashMap<u32, f64>> {
         // Every user with training baskets is a potential neighbour.
         let vectors: Vec<SparseVec> = self
             .split
@@ -207,7 +212,7 @@ impl<'a> Context<'a> {
                         }
                     }
                 }
-                self.fill(&scores)
+                scores
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 //! - [`data`]: interaction files (JSONL / CSV / Parquet) into users' baskets.
 //! - [`split`]: cut-off or last-basket split, eligible users, repeat / explore parts.
 //! - [`baselines`]: G-Pop, P-Pop, time-decayed personal frequency, TIFU-KNN.
+//! - [`frontier`]: `--frontier` diagnostic arms: what explore places cost in overall recall.
 //! - [`catalog`]: item ids and the non-merchandise class, read from the namespace's item hashes.
 //! - [`import`]: the evaluated users' training baskets into the gateway's user state through
 //!   the interaction import (each event at its basket's time).
@@ -19,6 +20,7 @@ pub mod baselines;
 pub mod catalog;
 pub mod cf;
 pub mod data;
+pub mod frontier;
 pub mod gateway;
 pub mod import;
 pub mod metrics;
@@ -83,6 +85,9 @@ pub struct EvalConfig {
     pub tifu: TifuParams,
     /// Implicit ALS as an offline method (the collaborative vectors' algorithm), when set.
     pub als: Option<redrec_ingest::cf::AlsParams>,
+    /// Add the explore-frontier diagnostic arms ([`frontier`]): decayed P-Pop with places given
+    /// to never-bought G-Pop (and, with `als`, ALS) items.
+    pub frontier: bool,
     /// Whether a gateway run trains and publishes `cf_vector` from the training baskets.
     pub cf: cf::CfMode,
     /// The ALS parameters of `cf_vector`.
@@ -319,6 +324,16 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
         ctx.decayed_lists(config.half_life_days),
     );
     baseline("TIFU-KNN", ctx.tifu_lists(&config.tifu));
+    let frontier_base = config
+        .frontier
+        .then(|| ctx.decayed_lists(config.half_life_days));
+    if let Some(personal) = &frontier_base {
+        for explore in [ctx.gpop_explore(), ctx.neighbours_explore(&config.tifu)] {
+            for (name, lists) in ctx.frontier_arms(personal, &explore) {
+                raw_arms.push((name, "diagnostic".into(), lists, 0, None));
+            }
+        }
+    }
     timings.push(("baselines".to_owned(), t.elapsed().as_secs_f64()));
     // The collaborative vectors the served arms use, from the training baskets only.
     let mut cf_stats = None;
@@ -374,6 +389,11 @@ pub async fn run(config: &EvalConfig) -> Result<Report> {
             0,
             None,
         ));
+        if let Some(personal) = &frontier_base {
+            for (name, lists) in ctx.frontier_arms(personal, &ctx.als_explore(&model)) {
+                raw_arms.push((name, "diagnostic".into(), lists, 0, None));
+            }
+        }
         timings.push((
             "ALS arm (train unless shared) + score".to_owned(),
             t.elapsed().as_secs_f64(),

@@ -86,6 +86,11 @@ struct Cli {
     /// (minutes on 2 cores)
     #[arg(long)]
     als: bool,
+    /// Add the explore-frontier diagnostic arms: decayed P-Pop with fixed or novelty-adaptive
+    /// places for never-bought G-Pop items (and ALS items with --als); for choosing the served
+    /// explore rule on a tuning split, not results
+    #[arg(long)]
+    frontier: bool,
     /// ALS factors
     #[arg(long, default_value_t = 64)]
     als_factors: usize,
@@ -236,6 +241,7 @@ fn run(cli: Cli) -> Result<()> {
             alpha: cli.tifu_alpha,
         },
         als: cli.als.then_some(als),
+        frontier: cli.frontier,
         cf: cli.cf,
         cf_params: als,
         half_life_days: cli.half_life_days,

@@ -69,6 +69,7 @@ fn config(dir: &std::path::Path, file: PathBuf) -> EvalConfig {
             alpha: 0.5,
         },
         als: None,
+        frontier: false,
         cf: redrec_eval::cf::CfMode::Off,
         cf_params: Default::default(),
         half_life_days: 30.0,
@@ -156,6 +157,37 @@ async fn planted_structure_gives_the_known_answers() {
                 .starts_with(b"\x89PNG")
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The explore frontier's arms: every list full, and an arm that gives every place to
+/// never-bought items lists no repeat at all, while one place keeps the household's own top
+/// items first.
+#[tokio::test]
+async fn frontier_arms_give_places_to_never_bought_items() {
+    let dir = std::env::temp_dir().join(format!("redrec-eval-frontier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("planted.csv");
+    std::fs::write(&file, planted_csv()).unwrap();
+    let mut cfg = config(&dir, file);
+    cfg.frontier = true;
+    let report = redrec_eval::run(&cfg).await.unwrap();
+    let frontier: Vec<_> = report
+        .arms
+        .iter()
+        .filter(|a| a.name.starts_with("frontier:"))
+        .collect();
+    // G-Pop and the neighbours (no ALS in this run)
+    assert_eq!(frontier.len(), 2 * redrec_eval::frontier::PLACES.len());
+    let all_new = arm(&report, "frontier: decayed P-Pop + G-Pop fixed 10");
+    assert!(close(all_new.repeat_recall.mean, 0.0), "{all_new:?}");
+    let decayed = arm(&report, "decayed P-Pop");
+    let one = arm(&report, "frontier: decayed P-Pop + G-Pop fixed 1");
+    // members' four items fill k = 4 places: one explore place costs one of them
+    assert!(
+        one.repeat_recall.mean < decayed.repeat_recall.mean,
+        "{one:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
