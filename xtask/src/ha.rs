@@ -251,7 +251,7 @@ pub fn start_sentinel(port: u16, primary: u16, quorum: u16) -> Result<bool> {
 
 /// Waits until the Sentinel on `port` knows `count - 1` other Sentinels and the quorum is
 /// reachable (`SENTINEL CKQUORUM`): a failover can be authorised from then on.
-fn wait_quorum(port: u16, count: u16) -> Result<()> {
+pub fn wait_quorum(port: u16, count: u16) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let mut con = Conn::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(2))?;

@@ -13,6 +13,8 @@ mod redis;
 mod resp;
 #[cfg(test)]
 mod restart_test;
+#[cfg(test)]
+mod scale_test;
 mod seed;
 mod soak;
 #[cfg(test)]

@@ -194,6 +194,64 @@ impl Drop for Server {
     }
 }
 
+/// Sentinels on free ports watching a primary as [`crate::ha::MASTER_NAME`] (quorum: a
+/// majority), stopped when the test ends.
+pub struct Sentinels {
+    pub ports: Vec<u16>,
+}
+
+impl Sentinels {
+    /// Starts `count` of them and waits until they see each other.
+    pub fn start(primary: u16, count: u16) -> Sentinels {
+        let mut sentinels = Sentinels { ports: Vec::new() };
+        for _ in 0..count {
+            let port = redis::free_port().unwrap();
+            crate::ha::start_sentinel(port, primary, count / 2 + 1).expect("sentinel up");
+            sentinels.ports.push(port);
+        }
+        crate::ha::wait_quorum(sentinels.ports[0], count).expect("sentinel quorum");
+        sentinels
+    }
+
+    /// `["127.0.0.1:p1",...]`, for `REDREC_REDIS__SENTINEL__NODES`.
+    pub fn nodes_env(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        format!("[{}]", nodes.join(","))
+    }
+
+    /// The primary's port according to the first Sentinel.
+    pub fn primary_port(&self) -> u16 {
+        let reply = conn(self.ports[0])
+            .call(&[
+                "SENTINEL",
+                "GET-MASTER-ADDR-BY-NAME",
+                crate::ha::MASTER_NAME,
+            ])
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        let Value::Array(parts) = &reply else {
+            panic!("SENTINEL GET-MASTER-ADDR-BY-NAME: {reply:?}")
+        };
+        parts[1]
+            .text()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        let run_dir = redis::Layout::new().run_dir;
+        for port in &self.ports {
+            let _ = redis::down_embedded(*port);
+            let _ = std::fs::remove_file(run_dir.join(format!("sentinel-{port}.conf")));
+        }
+    }
+}
+
 /// A debug `redrec-gateway` over a synthetic catalog (no embedder: the catalog's vectors are
 /// not the model's), killed on drop.
 pub struct Gateway {
