@@ -307,12 +307,18 @@ async fn a_down_replica_is_left_out_and_reads_fall_back_to_the_primary() {
     .unwrap();
     assert!(!redis.is_single_node());
     for _ in 0..3 {
-        let mut con = redis.conn(Route::Replica).await.expect("the primary serves");
+        let mut con = redis
+            .conn(Route::Replica)
+            .await
+            .expect("the primary serves");
         index::ping(&mut con).await.unwrap();
     }
     let checks = redis.check_nodes().await;
     assert_eq!(checks.len(), 2, "{checks:?}");
-    assert_eq!((checks[0].role, checks[0].result.is_ok()), ("primary", true));
+    assert_eq!(
+        (checks[0].role, checks[0].result.is_ok()),
+        ("primary", true)
+    );
     assert_eq!(checks[1].role, "replica");
     assert_eq!(checks[1].addr, "127.0.0.1:1");
     assert!(checks[1].result.is_err(), "{checks:?}");
