@@ -238,6 +238,36 @@ mod tests {
     }
 
     #[test]
+    fn replicas_and_sentinel_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert!(s.redis.replicas.is_empty() && s.redis.sentinel.is_none());
+            jail.create_file(
+                "redrec.toml",
+                "[redis]\nreplicas = [\"redis://r1:6379\"]\n\
+                 [redis.sentinel]\nmaster_name = \"redrec\"\nnodes = [\"s1:26379\"]\n",
+            )?;
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.replicas, ["redis://r1:6379"]);
+            let sentinel = s.redis.sentinel.unwrap();
+            assert_eq!(
+                (sentinel.master_name.as_str(), sentinel.check_ms),
+                ("redrec", 1_000)
+            );
+            assert_eq!(sentinel.nodes, ["s1:26379"]);
+            jail.set_env(
+                "REDREC_REDIS__REPLICAS",
+                "[\"redis://a:1\",\"redis://b:2\"]",
+            );
+            jail.set_env("REDREC_REDIS__SENTINEL__NODES", "[\"s2:1\",\"s3:2\"]");
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.replicas, ["redis://a:1", "redis://b:2"]);
+            assert_eq!(s.redis.sentinel.unwrap().nodes, ["s2:1", "s3:2"]);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn names_the_source_of_a_bad_value() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("custom.toml", "[redis]\npool_size = \"many\"\n")?;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Connection, Manager, Pool, Runtime, Status};
+use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime, Status, TimeoutType};
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
 use redrec_core::config::RedisConfig;
@@ -181,15 +181,26 @@ impl Redis {
         // stable: among equal loads the rotation decides
         order.sort_by_key(|n| n.outstanding());
         for node in order {
-            match self.get(&node.pool).await {
-                Ok(c) => return Some(c),
-                Err(e) => {
-                    let retry = Duration::from_millis(self.nodes.cfg.replica_retry_ms);
-                    node.set_down(Some(Instant::now() + retry));
-                    tracing::warn!(replica = %node.addr, error = %e, retry_ms = retry.as_millis() as u64,
-                        "replica left out");
-                }
-            }
+            // A replica whose pool is busy (every connection checked out) is skipped, not
+            // left out: saturation is load, not failure.
+            let saturated = {
+                let s = node.pool.status();
+                s.available == 0 && s.size >= s.max_size
+            };
+            let failure = match tokio::time::timeout(self.command_timeout, node.pool.get()).await {
+                Ok(Ok(c)) => return Some(c),
+                Ok(Err(PoolError::Timeout(TimeoutType::Wait))) => continue,
+                Err(_) if saturated => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "no connection within {} ms",
+                    self.command_timeout.as_millis()
+                ),
+            };
+            let retry = Duration::from_millis(self.nodes.cfg.replica_retry_ms);
+            node.set_down(Some(Instant::now() + retry));
+            tracing::warn!(replica = %node.addr, error = %failure,
+                retry_ms = retry.as_millis() as u64, "replica left out");
         }
         None
     }
