@@ -35,9 +35,11 @@ const SYNC_LIMIT: Duration = Duration::from_secs(120);
 
 /// What a group member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Replica,
     Sentinel,
+    /// Another primary of a Redis Cluster whose first node is the group's port (`cluster.rs`).
+    Shard,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
         match self {
             Kind::Replica => "replica",
             Kind::Sentinel => "sentinel",
+            Kind::Shard => "shard",
         }
     }
 }
@@ -62,6 +65,7 @@ fn members(primary: u16) -> Vec<(Kind, u16)> {
             let kind = match kind {
                 "replica" => Kind::Replica,
                 "sentinel" => Kind::Sentinel,
+                "shard" => Kind::Shard,
                 _ => return None,
             };
             Some((kind, port.trim().parse().ok()?))
@@ -69,7 +73,7 @@ fn members(primary: u16) -> Vec<(Kind, u16)> {
         .collect()
 }
 
-fn record(primary: u16, kind: Kind, port: u16) -> Result<()> {
+pub fn record(primary: u16, kind: Kind, port: u16) -> Result<()> {
     let mut all = members(primary);
     if !all.contains(&(kind, port)) {
         all.push((kind, port));
@@ -115,6 +119,7 @@ pub fn start_replica(
         persist,
         data_dir,
         replica_of: Some(primary),
+        cluster: false,
     })?;
     wait_synced(port, primary)?;
     redis::wait_indexed(port)?;
@@ -130,7 +135,7 @@ pub fn info(port: u16, section: &str) -> Result<String> {
         .context("INFO did not answer text")
 }
 
-fn info_value(info: &str, field: &str) -> Option<String> {
+pub fn info_value(info: &str, field: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .map(|v| v.trim().to_owned())
@@ -278,9 +283,10 @@ pub fn down_sentinels(primary: u16) -> Result<()> {
     stop(primary, &[Kind::Sentinel])
 }
 
-/// Stops every process recorded for `primary` (Sentinels, then replicas), then the primary.
+/// Stops every process recorded for `primary` (Sentinels, replicas, other cluster shards),
+/// then the primary.
 pub fn down_all(primary: u16) -> Result<()> {
-    stop(primary, &[Kind::Sentinel, Kind::Replica])?;
+    stop(primary, &[Kind::Sentinel, Kind::Replica, Kind::Shard])?;
     redis::down(primary)
 }
 

@@ -2,6 +2,7 @@
 //! the embedding model and datasets), runs the full test suite, the demo, seeding and benchmarks.
 
 mod bench;
+mod cluster;
 mod demo;
 mod eval;
 #[cfg(test)]
@@ -110,6 +111,11 @@ enum RedisCmd {
         #[command(subcommand)]
         action: SentinelCmd,
     },
+    /// A local Redis Cluster (`cluster up --shards 3` from `--port` on); `redis down` stops it
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
     /// Show its state (stopped, loading with progress, indexing, ready), version, modules, keys and memory
     Status,
     /// Print the end of the server log
@@ -132,6 +138,19 @@ enum SentinelCmd {
     },
     /// Stop the sentinels started for the server on `--port`
     Down,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Start cluster nodes on `--port` and the next ports, split the slots, join them
+    Up {
+        /// Primaries in the cluster
+        #[arg(long, default_value_t = 3)]
+        shards: u16,
+        /// Keep no data across restarts
+        #[arg(long)]
+        no_persist: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -164,6 +183,7 @@ fn run(cli: Cli) -> Result<()> {
                     persist: !no_persist,
                     data_dir: None,
                     replica_of: None,
+                    cluster: false,
                 })?;
                 ha::up_replicas(port, replicas, !no_persist).map(|_| ())
             }
@@ -179,6 +199,11 @@ fn run(cli: Cli) -> Result<()> {
                     ha::up_sentinels(port, count, first).map(|_| ())
                 }
                 SentinelCmd::Down => ha::down_sentinels(port),
+            },
+            RedisCmd::Cluster { action } => match action {
+                ClusterCmd::Up { shards, no_persist } => {
+                    cluster::up(port, shards, !no_persist).map(|_| ())
+                }
             },
             RedisCmd::Status => {
                 redis::status(port)?;
@@ -311,6 +336,7 @@ impl TestServer {
             persist: false,
             data_dir: Some(data_dir.clone()),
             replica_of: None,
+            cluster: false,
         })?;
         if !started {
             return Ok(TestServer::Existing(format!("redis://127.0.0.1:{port}")));

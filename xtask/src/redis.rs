@@ -91,6 +91,8 @@ pub struct UpOptions {
     pub data_dir: Option<PathBuf>,
     /// Start it as a replica of the server on this port (`--replicaof`; see `ha.rs`).
     pub replica_of: Option<u16>,
+    /// Start it as a Redis Cluster node (`--cluster-enabled`; see `cluster.rs`).
+    pub cluster: bool,
 }
 
 /// Everything the embedded server on a port can be doing, as seen from outside.
@@ -191,6 +193,7 @@ pub fn up_dev(port: u16) -> Result<String> {
         persist: true,
         data_dir: None,
         replica_of: None,
+        cluster: false,
     })?;
     Ok(Target::from_env(port).url())
 }
@@ -203,6 +206,7 @@ pub fn up_scratch(port: u16) -> Result<(bool, String)> {
         persist: false,
         data_dir: None,
         replica_of: None,
+        cluster: false,
     })?;
     Ok((started, Target::from_env(port).url()))
 }
@@ -291,6 +295,16 @@ fn start(layout: &Layout, opts: &UpOptions) -> Result<()> {
         .args(["--appendonly", if opts.persist { "yes" } else { "no" }]);
     if let Some(primary) = opts.replica_of {
         cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+    }
+    if opts.cluster {
+        // nodes.conf lives in the node's own data directory
+        cmd.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .args(["--cluster-node-timeout", "2000"]);
     }
     // ON_TIMEOUT FAIL: a query that runs past its deadline errors instead of silently
     // returning partial results (the module's default is `return`).

@@ -106,6 +106,7 @@ fn up(port: u16, persist: bool, data_dir: &std::path::Path, replica_of: Option<u
             persist,
             data_dir: Some(data_dir.to_path_buf()),
             replica_of: None,
+            cluster: false,
         }),
         Some(primary) => {
             crate::ha::start_replica(port, primary, persist, Some(data_dir.to_path_buf()))
