@@ -195,11 +195,21 @@ mod tests {
                 .collect();
             assert_eq!(tagged.len(), 1, "{tagged:?}");
         });
+        // the processes, not the ports: a concurrent test may take a port once it is free
+        let pids: Vec<Option<u32>> = ports
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(Layout::new().pid_file(*p))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+            })
+            .collect();
         ha::down_all(ports[0]).expect("down");
-        for p in &ports {
+        for (p, pid) in ports.iter().zip(pids) {
+            let pid = pid.unwrap_or_else(|| panic!("no pid file for port {p}"));
             assert!(
-                matches!(redis::probe(*p), redis::State::Stopped { .. }),
-                "port {p}"
+                !crate::process::alive(pid),
+                "the node on port {p} (pid {pid}) still runs"
             );
             let _ = std::fs::remove_dir_all(Layout::new().run_dir.join(format!("cluster-{p}")));
         }
