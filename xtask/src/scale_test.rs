@@ -142,7 +142,19 @@ fn replicas_serve_the_same_lists_and_the_acting_user_reads_its_writes() {
     }
     drop(single);
 
-    // 3. read-your-writes: the clicked item is excluded from the very next recommendation
+    // 3. read-your-writes: the clicked item is excluded from the very next recommendation,
+    //    even with replicas that never catch up: both are cut off from the primary (pointed at
+    //    a port where nothing listens; they keep serving their stale copy), so a user feature
+    //    read from a replica would miss every click
+    let nowhere = crate::redis::free_port().unwrap().to_string();
+    for r in [&r1, &r2] {
+        let reply = r
+            .conn()
+            .call(&["REPLICAOF", "127.0.0.1", &nowhere])
+            .unwrap();
+        assert!(matches!(reply, Value::Simple(_)), "REPLICAOF: {reply:?}");
+    }
+    let before = (searches(r1.port), searches(r2.port));
     let user = "ryw-user";
     let mut shown = recommend(&spread, user);
     let t0 = Instant::now();
@@ -156,10 +168,20 @@ fn replicas_serve_the_same_lists_and_the_acting_user_reads_its_writes() {
         );
     }
     eprintln!(
-        "read-your-writes: 200 click-then-recommend pairs in {:?}, none stale",
+        "read-your-writes: 200 click-then-recommend pairs in {:?} with replicas cut off, none stale",
         t0.elapsed()
     );
     assert_eq!(user_counter(primary.port, NS, user, "n:click"), 200);
+    assert_eq!(
+        user_counter(r1.port, NS, user, "n:click"),
+        0,
+        "replica 1 is stale"
+    );
+    let after = (searches(r1.port), searches(r2.port));
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "the recommendations searched the stale replicas"
+    );
 }
 
 #[test]

@@ -209,7 +209,11 @@ impl Redis {
     /// known yet) sends the question to the Sentinels once before giving up.
     async fn primary_conn(&self) -> Result<Connection> {
         let Some(sentinel) = &self.nodes.sentinel else {
-            let node = self.primary_node().expect("a primary without sentinel");
+            // without Sentinel the primary is set once, in `new`
+            let node = self.primary_node().ok_or_else(|| Error::Unavailable {
+                what: "connect".into(),
+                message: "no primary configured".into(),
+            })?;
             return self.get(&node.pool).await;
         };
         sentinel.maybe_refresh_in_background(self);
