@@ -204,7 +204,7 @@ mod tests {
                     .and_then(|t| t.trim().parse().ok())
             })
             .collect();
-        ha::down_all(ports[0]).expect("down");
+        ha::down_all_embedded(ports[0]).expect("down");
         for (p, pid) in ports.iter().zip(pids) {
             let pid = pid.unwrap_or_else(|| panic!("no pid file for port {p}"));
             assert!(

@@ -284,10 +284,17 @@ pub fn down_sentinels(primary: u16) -> Result<()> {
 }
 
 /// Stops every process recorded for `primary` (Sentinels, replicas, other cluster shards),
-/// then the primary.
+/// then the primary (unless `REDREC_REDIS__URL` names a server xtask did not start).
 pub fn down_all(primary: u16) -> Result<()> {
     stop(primary, &[Kind::Sentinel, Kind::Replica, Kind::Shard])?;
     redis::down(primary)
+}
+
+/// [`down_all`] whatever `REDREC_REDIS__URL` says (tests, which run with it set).
+#[cfg(test)]
+pub fn down_all_embedded(primary: u16) -> Result<()> {
+    stop(primary, &[Kind::Sentinel, Kind::Replica, Kind::Shard])?;
+    redis::down_embedded(primary)
 }
 
 fn stop(primary: u16, kinds: &[Kind]) -> Result<()> {

@@ -297,14 +297,9 @@ fn start(layout: &Layout, opts: &UpOptions) -> Result<()> {
         cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
     }
     if opts.cluster {
-        // nodes.conf lives in the node's own data directory
-        cmd.args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-        ])
-        .args(["--cluster-node-timeout", "2000"]);
+        // its nodes.conf goes to the node's own data directory (`--dir`)
+        let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+        cmd.args(args);
     }
     // ON_TIMEOUT FAIL: a query that runs past its deadline errors instead of silently
     // returning partial results (the module's default is `return`).
