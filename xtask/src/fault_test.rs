@@ -15,7 +15,7 @@ use crate::{
     demo::http_get_full,
     resp::Value,
     test_support::{
-        Answer, Gateway, Kind, Load, Server, check_answers, conn, info_field, seed, tally,
+        self, Answer, Gateway, Kind, Load, Server, check_answers, conn, info_field, seed, tally,
         user_counter,
     },
 };
@@ -59,31 +59,8 @@ fn gateway(port: u16) -> Gateway {
     )
 }
 
-/// Ids of `n` items of the seeded catalog.
 fn item_ids(port: u16, n: usize) -> Vec<String> {
-    let reply = conn(port)
-        .call(&[
-            "FT.SEARCH",
-            &format!("{NS}:items"),
-            "*",
-            "NOCONTENT",
-            "LIMIT",
-            "0",
-            &n.to_string(),
-        ])
-        .expect("FT.SEARCH");
-    let Value::Array(parts) = reply else {
-        panic!("FT.SEARCH: {reply:?}")
-    };
-    let prefix = format!("{NS}:item:");
-    let ids: Vec<String> = parts
-        .iter()
-        .skip(1)
-        .filter_map(Value::text)
-        .map(|k| k.trim_start_matches(&prefix).to_owned())
-        .collect();
-    assert_eq!(ids.len(), n, "{parts:?}");
-    ids
+    test_support::item_ids(port, NS, n)
 }
 
 fn config_set(port: u16, name: &str, value: &str) {

@@ -2,16 +2,20 @@
 //! the embedding model and datasets), runs the full test suite, the demo, seeding and benchmarks.
 
 mod bench;
+mod cluster;
 mod demo;
 mod eval;
 #[cfg(test)]
 mod fault_test;
+mod ha;
 mod process;
 mod provision;
 mod redis;
 mod resp;
 #[cfg(test)]
 mod restart_test;
+#[cfg(test)]
+mod scale_test;
 mod seed;
 mod soak;
 #[cfg(test)]
@@ -95,15 +99,57 @@ enum RedisCmd {
         /// Accepted for compatibility: persistence is the default
         #[arg(long, hide = true, conflicts_with = "no_persist")]
         persist: bool,
+        /// Also start this many read replicas (same binaries and modules) on the next ports
+        #[arg(long, default_value_t = 0)]
+        replicas: u16,
     },
-    /// Stop the server, whatever it is doing (loading, hung, or with a stale pid file)
+    /// Stop the server, whatever it is doing (loading, hung, or with a stale pid file), and the
+    /// replicas and sentinels started with it
     Down,
+    /// Sentinels watching the server (failover to a replica): `sentinel up`, `sentinel down`
+    Sentinel {
+        #[command(subcommand)]
+        action: SentinelCmd,
+    },
+    /// A local Redis Cluster (`cluster up --shards 3` from `--port` on); `redis down` stops it
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
     /// Show its state (stopped, loading with progress, indexing, ready), version, modules, keys and memory
     Status,
     /// Print the end of the server log
     Logs {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum SentinelCmd {
+    /// Start sentinels (quorum: a majority) watching the server on `--port` as `redrec`
+    Up {
+        /// How many sentinels
+        #[arg(long, default_value_t = 3)]
+        count: u16,
+        /// Port of the first sentinel (default: the server's port + 20000)
+        #[arg(long)]
+        first_port: Option<u16>,
+    },
+    /// Stop the sentinels started for the server on `--port`
+    Down,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Start cluster nodes on `--port` and the next ports, split the slots, join them
+    Up {
+        /// Primaries in the cluster
+        #[arg(long, default_value_t = 3)]
+        shards: u16,
+        /// Keep no data across restarts
+        #[arg(long)]
+        no_persist: bool,
     },
 }
 
@@ -120,14 +166,52 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Redis { action, port } => match action {
-            RedisCmd::Up { no_persist, .. } => redis::up(&redis::UpOptions {
-                port,
-                persist: !no_persist,
-                data_dir: None,
-            })
-            .map(|_| ()),
-            RedisCmd::Down => redis::down(port),
-            RedisCmd::Status => redis::status(port),
+            RedisCmd::Up {
+                no_persist,
+                replicas,
+                ..
+            } => {
+                if replicas > 0
+                    && matches!(redis::Target::from_env(port), redis::Target::External(_))
+                {
+                    bail!(
+                        "--replicas starts local replicas of the embedded server; unset REDREC_REDIS__URL"
+                    );
+                }
+                redis::up(&redis::UpOptions {
+                    port,
+                    persist: !no_persist,
+                    data_dir: None,
+                    replica_of: None,
+                    cluster: false,
+                })?;
+                ha::up_replicas(port, replicas, !no_persist).map(|_| ())
+            }
+            RedisCmd::Down => ha::down_all(port),
+            RedisCmd::Sentinel { action } => match action {
+                SentinelCmd::Up { count, first_port } => {
+                    let first = match first_port {
+                        Some(p) => p,
+                        None => port.checked_add(ha::SENTINEL_PORT_OFFSET).context(
+                            "the default sentinel port runs past 65535: pass --first-port",
+                        )?,
+                    };
+                    ha::up_sentinels(port, count, first).map(|_| ())
+                }
+                SentinelCmd::Down => ha::down_sentinels(port),
+            },
+            RedisCmd::Cluster { action } => match action {
+                ClusterCmd::Up { shards, no_persist } => {
+                    cluster::up(port, shards, !no_persist).map(|_| ())
+                }
+            },
+            RedisCmd::Status => {
+                redis::status(port)?;
+                for line in ha::describe(port) {
+                    println!("  group:   {line}");
+                }
+                Ok(())
+            }
             RedisCmd::Logs { lines } => redis::logs(port, lines),
         },
         Cmd::Test {
@@ -251,6 +335,8 @@ impl TestServer {
             port,
             persist: false,
             data_dir: Some(data_dir.clone()),
+            replica_of: None,
+            cluster: false,
         })?;
         if !started {
             return Ok(TestServer::Existing(format!("redis://127.0.0.1:{port}")));

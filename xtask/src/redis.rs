@@ -89,6 +89,10 @@ pub struct UpOptions {
     pub persist: bool,
     /// Data directory; `Layout::data_dir(port)` when `None`.
     pub data_dir: Option<PathBuf>,
+    /// Start it as a replica of the server on this port (`--replicaof`; see `ha.rs`).
+    pub replica_of: Option<u16>,
+    /// Start it as a Redis Cluster node (`--cluster-enabled`; see `cluster.rs`).
+    pub cluster: bool,
 }
 
 /// Everything the embedded server on a port can be doing, as seen from outside.
@@ -188,6 +192,8 @@ pub fn up_dev(port: u16) -> Result<String> {
         port,
         persist: true,
         data_dir: None,
+        replica_of: None,
+        cluster: false,
     })?;
     Ok(Target::from_env(port).url())
 }
@@ -199,6 +205,8 @@ pub fn up_scratch(port: u16) -> Result<(bool, String)> {
         port,
         persist: false,
         data_dir: None,
+        replica_of: None,
+        cluster: false,
     })?;
     Ok((started, Target::from_env(port).url()))
 }
@@ -285,6 +293,14 @@ fn start(layout: &Layout, opts: &UpOptions) -> Result<()> {
         .arg(&data_dir)
         .args(["--save", ""])
         .args(["--appendonly", if opts.persist { "yes" } else { "no" }]);
+    if let Some(primary) = opts.replica_of {
+        cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+    }
+    if opts.cluster {
+        // its nodes.conf goes to the node's own data directory (`--dir`)
+        let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+        cmd.args(args);
+    }
     // ON_TIMEOUT FAIL: a query that runs past its deadline errors instead of silently
     // returning partial results (the module's default is `return`).
     cmd.arg("--loadmodule")
@@ -408,7 +424,7 @@ pub fn index_progress(port: u16) -> Result<Vec<(String, f64)>> {
 
 /// Waits until every index on the server is 100% indexed (after a restart RediSearch may still
 /// be scanning keys when loading ends).
-fn wait_indexed(port: u16) -> Result<()> {
+pub(crate) fn wait_indexed(port: u16) -> Result<()> {
     let mut progress = Progress::new();
     let mut last_change = Instant::now();
     let mut last_sum = -1.0;
@@ -662,7 +678,7 @@ fn shutdown(port: u16) -> Result<()> {
     Ok(())
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);

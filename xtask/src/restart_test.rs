@@ -131,6 +131,8 @@ fn a_restarted_server_is_waited_for_and_keeps_its_catalog() {
         port,
         persist: true,
         data_dir: None,
+        replica_of: None,
+        cluster: false,
     })
     .expect("a second `up` while the first one starts the server");
     assert!(spawned.join().unwrap(), "the first call started it");

@@ -56,6 +56,33 @@ pub fn seed(port: u16, ns: &str, items: u64, dim: usize) -> String {
     stdout
 }
 
+/// Ids of `n` items of the catalog seeded into namespace `ns` on `port`.
+pub fn item_ids(port: u16, ns: &str, n: usize) -> Vec<String> {
+    let reply = conn(port)
+        .call(&[
+            "FT.SEARCH",
+            &format!("{ns}:items"),
+            "*",
+            "NOCONTENT",
+            "LIMIT",
+            "0",
+            &n.to_string(),
+        ])
+        .expect("FT.SEARCH");
+    let Value::Array(parts) = reply else {
+        panic!("FT.SEARCH: {reply:?}")
+    };
+    let prefix = format!("{ns}:item:");
+    let ids: Vec<String> = parts
+        .iter()
+        .skip(1)
+        .filter_map(Value::text)
+        .map(|k| k.trim_start_matches(&prefix).to_owned())
+        .collect();
+    assert_eq!(ids.len(), n, "{parts:?}");
+    ids
+}
+
 /// A connection to the embedded server on `port`.
 pub fn conn(port: u16) -> Conn {
     Conn::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(10)).expect("connect")
@@ -70,13 +97,21 @@ pub fn info_field(port: u16, section: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Starts the embedded server on `port` with `data_dir`; true when this call started it.
-fn up(port: u16, persist: bool, data_dir: &std::path::Path) -> bool {
-    redis::up_embedded(&UpOptions {
-        port,
-        persist,
-        data_dir: Some(data_dir.to_path_buf()),
-    })
+/// Starts the embedded server on `port` with `data_dir` (a replica of `replica_of` when set,
+/// returning once it has synchronised); true when this call started it.
+fn up(port: u16, persist: bool, data_dir: &std::path::Path, replica_of: Option<u16>) -> bool {
+    match replica_of {
+        None => redis::up_embedded(&UpOptions {
+            port,
+            persist,
+            data_dir: Some(data_dir.to_path_buf()),
+            replica_of: None,
+            cluster: false,
+        }),
+        Some(primary) => {
+            crate::ha::start_replica(port, primary, persist, Some(data_dir.to_path_buf()))
+        }
+    }
     .expect("redis up")
 }
 
@@ -86,11 +121,23 @@ pub struct Server {
     pub port: u16,
     pub data_dir: PathBuf,
     pub persist: bool,
+    /// The primary's port when this is a replica.
+    pub replica_of: Option<u16>,
 }
 
 impl Server {
     /// Starts one; `label` names its data directory (`target/redrec/run/it-{label}-{port}`).
     pub fn start(label: &str, persist: bool) -> Server {
+        Server::start_as(label, persist, None)
+    }
+
+    /// Starts a replica of the server on `primary` (`--replicaof`, the modules loaded);
+    /// returns once it has synchronised and built its indexes.
+    pub fn start_replica(label: &str, primary: u16) -> Server {
+        Server::start_as(label, false, Some(primary))
+    }
+
+    fn start_as(label: &str, persist: bool, replica_of: Option<u16>) -> Server {
         let port = redis::free_port().unwrap();
         let data_dir = redis::Layout::new()
             .run_dir
@@ -100,6 +147,7 @@ impl Server {
             port,
             data_dir,
             persist,
+            replica_of,
         };
         assert!(server.up(), "a fresh server is started");
         server
@@ -107,13 +155,18 @@ impl Server {
 
     /// Starts the server again on its data directory; true when this call started it.
     pub fn up(&self) -> bool {
-        up(self.port, self.persist, &self.data_dir)
+        up(self.port, self.persist, &self.data_dir, self.replica_of)
     }
 
     /// [`Server::up`] on another thread (a test watches the start).
     pub fn up_in_background(&self) -> JoinHandle<bool> {
-        let (port, persist, dir) = (self.port, self.persist, self.data_dir.clone());
-        std::thread::spawn(move || up(port, persist, &dir))
+        let (port, persist, dir, of) = (
+            self.port,
+            self.persist,
+            self.data_dir.clone(),
+            self.replica_of,
+        );
+        std::thread::spawn(move || up(port, persist, &dir, of))
     }
 
     /// SIGKILL, then waits until the process is gone; returns its pid.
@@ -139,6 +192,64 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = redis::down_embedded(self.port);
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Sentinels on free ports watching a primary as [`crate::ha::MASTER_NAME`] (quorum: a
+/// majority), stopped when the test ends.
+pub struct Sentinels {
+    pub ports: Vec<u16>,
+}
+
+impl Sentinels {
+    /// Starts `count` of them and waits until they see each other.
+    pub fn start(primary: u16, count: u16) -> Sentinels {
+        let mut sentinels = Sentinels { ports: Vec::new() };
+        for _ in 0..count {
+            let port = redis::free_port().unwrap();
+            crate::ha::start_sentinel(port, primary, count / 2 + 1).expect("sentinel up");
+            sentinels.ports.push(port);
+        }
+        crate::ha::wait_quorum(sentinels.ports[0], count).expect("sentinel quorum");
+        sentinels
+    }
+
+    /// `["127.0.0.1:p1",...]`, for `REDREC_REDIS__SENTINEL__NODES`.
+    pub fn nodes_env(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        format!("[{}]", nodes.join(","))
+    }
+
+    /// The primary's port according to the first Sentinel.
+    pub fn primary_port(&self) -> u16 {
+        let reply = conn(self.ports[0])
+            .call(&[
+                "SENTINEL",
+                "GET-MASTER-ADDR-BY-NAME",
+                crate::ha::MASTER_NAME,
+            ])
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        let Value::Array(parts) = &reply else {
+            panic!("SENTINEL GET-MASTER-ADDR-BY-NAME: {reply:?}")
+        };
+        parts[1]
+            .text()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        let run_dir = redis::Layout::new().run_dir;
+        for port in &self.ports {
+            let _ = redis::down_embedded(*port);
+            let _ = std::fs::remove_file(run_dir.join(format!("sentinel-{port}.conf")));
+        }
     }
 }
 

@@ -35,6 +35,33 @@ pub struct RedisConfig {
     /// `rediss://` URLs to servers whose CA is not in the system trust store (self-signed,
     /// private CAs). Unset: the system's trusted roots.
     pub tls_ca_file: Option<String>,
+    /// Read replicas (`redis://host:port` URLs) that serve searches, item reads and index
+    /// information, balanced by least outstanding requests; writes and the acting user's
+    /// features stay on the primary. Empty (the default): the primary serves everything.
+    pub replicas: Vec<String>,
+    /// A replica that refused or timed out a connection is left out this long, then tried again.
+    pub replica_retry_ms: u64,
+    /// Find the primary through Sentinel instead of `url` (whose scheme, credentials and
+    /// database are still used for the primary Sentinel names). Unset: `url` is the primary.
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// Where the Sentinels are and which primary to ask them for (`[redis.sentinel]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    pub master_name: String,
+    /// Sentinel addresses, `host:port`, asked in order.
+    pub nodes: Vec<String>,
+    /// How often the gateway asks a Sentinel which node is the primary, besides asking at once
+    /// when the primary cannot be reached (a demoted primary still accepts connections).
+    #[serde(default = "default_sentinel_check_ms")]
+    pub check_ms: u64,
+}
+
+fn default_sentinel_check_ms() -> u64 {
+    1_000
 }
 
 impl Default for RedisConfig {
@@ -45,6 +72,9 @@ impl Default for RedisConfig {
             command_timeout_ms: 100,
             connect_timeout_ms: 1000,
             tls_ca_file: None,
+            replicas: Vec::new(),
+            replica_retry_ms: 2_000,
+            sentinel: None,
         }
     }
 }
@@ -203,6 +233,36 @@ mod tests {
             assert_eq!(s.redis.pool_size, 3);
             assert_eq!(s.index.namespace, "shop");
             assert_eq!(s.index.schema(1).unwrap().index.name, "shop:items:v1");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn replicas_and_sentinel_come_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert!(s.redis.replicas.is_empty() && s.redis.sentinel.is_none());
+            jail.create_file(
+                "redrec.toml",
+                "[redis]\nreplicas = [\"redis://r1:6379\"]\n\
+                 [redis.sentinel]\nmaster_name = \"redrec\"\nnodes = [\"s1:26379\"]\n",
+            )?;
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.replicas, ["redis://r1:6379"]);
+            let sentinel = s.redis.sentinel.unwrap();
+            assert_eq!(
+                (sentinel.master_name.as_str(), sentinel.check_ms),
+                ("redrec", 1_000)
+            );
+            assert_eq!(sentinel.nodes, ["s1:26379"]);
+            jail.set_env(
+                "REDREC_REDIS__REPLICAS",
+                "[\"redis://a:1\",\"redis://b:2\"]",
+            );
+            jail.set_env("REDREC_REDIS__SENTINEL__NODES", "[\"s2:1\",\"s3:2\"]");
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.replicas, ["redis://a:1", "redis://b:2"]);
+            assert_eq!(s.redis.sentinel.unwrap().nodes, ["s2:1", "s3:2"]);
             Ok(())
         });
     }

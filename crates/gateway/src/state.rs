@@ -355,9 +355,9 @@ fn build_retriever(
         field: "retriever",
         message: e.to_string(),
     };
-    // Searches tolerate replication lag: the store decides which node serves them.
-    let mut retriever = redrec_retriever::Retriever::with_pool(
-        redis.pool_for(Route::Replica).clone(),
+    // Searches tolerate replication lag: the store decides which node serves each of them.
+    let mut retriever = redrec_retriever::Retriever::with_store(
+        redis.clone(),
         settings.index.namespace(),
         schema.clone(),
         settings.index.fields.clone(),

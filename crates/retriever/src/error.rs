@@ -69,6 +69,24 @@ impl Error {
         }
     }
 
+    /// A failure of `redrec_store` to give a connection for a search of `index`.
+    pub(crate) fn from_store(e: redrec_store::Error, index: &str) -> Error {
+        use redrec_store::Error as S;
+        match e {
+            S::Unavailable { message, .. } => Error::Unavailable { message },
+            S::Timeout { .. } => Error::Unavailable {
+                message: e.to_string(),
+            },
+            S::IndexMissing { .. } => Error::IndexMissing {
+                index: index.to_owned(),
+            },
+            S::Config { key, message } => Error::Config { key, message },
+            other => Error::Rejected {
+                message: other.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn config(key: &'static str, message: impl Into<String>) -> Error {
         Error::Config {
             key,

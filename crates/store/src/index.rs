@@ -83,6 +83,17 @@ pub async fn ping(con: &mut impl ConnectionLike) -> Result<()> {
     }
 }
 
+/// Whether this node is a replica whose link to its primary is up (`INFO replication`:
+/// `master_link_status:up`); false for a primary or a replica that lost its primary.
+pub async fn replica_link(con: &mut impl ConnectionLike) -> Result<bool> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(con)
+        .await
+        .map_err(|e| Error::from_redis("INFO replication", &e))?;
+    Ok(info.lines().any(|l| l.trim() == "master_link_status:up"))
+}
+
 /// `FT.CREATE` with `args` as rendered by `redrec_core::schema` (the index name first).
 pub async fn create(con: &mut impl ConnectionLike, args: &[String]) -> Result<()> {
     let index = args.first().map(String::as_str).unwrap_or_default();

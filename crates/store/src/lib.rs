@@ -1,8 +1,9 @@
 //! redrec-store: the one place that knows how redrec reaches Redis.
 //!
-//! - [`node`]: the connection setup every deployment uses (one RESP3 pool, per-call timeouts)
-//!   and the single home of "which node serves this command" ([`Route`]); today every route is
-//!   served by the one primary, so replica routing is a change to [`Redis::pool_for`] only.
+//! - [`node`]: the connection setup every deployment uses (a RESP3 pool per node, per-call
+//!   timeouts) and the single home of "which node serves this command" ([`Route`],
+//!   [`Redis::conn`]): the primary, or the least busy read replica; `sentinel` follows the
+//!   primary through a failover.
 //! - Typed calls per concern, each over any connection (`redis::aio::ConnectionLike`: a pooled
 //!   connection or a multiplexed one): [`catalog`] (item hashes), [`index`] (`FT.INFO`,
 //!   facets, `PING`), [`ratelimit`] (fixed-window counters). User state lives in
@@ -16,6 +17,7 @@ pub mod error;
 pub mod index;
 pub mod node;
 pub mod ratelimit;
+mod sentinel;
 
 pub use error::{Error, Failure, Result, classify};
-pub use node::{Redis, Route, create_pool};
+pub use node::{NodeCheck, Redis, Route, create_pool};

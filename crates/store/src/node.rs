@@ -1,14 +1,23 @@
 //! One connection setup per deployment and the single home of "which node serves this command".
 //!
-//! Every binary builds one [`Redis`] from `[redis]`: a deadpool pool speaking RESP3 (the
+//! Every binary builds one [`Redis`] from `[redis]`: a deadpool pool per node speaking RESP3 (the
 //! retriever reads partial-result warnings that only RESP3 carries; every parser in
 //! `redrec_core::reply` reads both protocols), with connect and response timeouts. Callers say
-//! what a command needs with a [`Route`]; [`Redis::pool_for`] decides which node serves it.
+//! what a command needs with a [`Route`]; [`Redis::conn`] decides which node serves it:
+//!
+//! - [`Route::Primary`]: the primary, from `redis.url` or, with `redis.sentinel`, the node the
+//!   Sentinels name (asked again at once when the primary cannot be reached, and every
+//!   `check_ms` in the background, so a failover is followed without a restart: `sentinel.rs`).
+//! - [`Route::Replica`]: one of `redis.replicas`, the one with the fewest requests outstanding
+//!   (connections checked out plus callers waiting; ties rotate). A replica whose connection
+//!   fails is left out for `replica_retry_ms`; with no replica left, the primary serves.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use deadpool_redis::{Connection, Manager, Pool, Runtime, Status};
+use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime, Status, TimeoutType};
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion};
 
 use redrec_core::config::RedisConfig;
@@ -20,33 +29,108 @@ use crate::error::{Error, Result};
 pub enum Route {
     /// Writes, and reads that must see the latest write (read-your-writes, rate limits).
     Primary,
-    /// Reads that tolerate replication lag (search, item reads, index info): a replica may
-    /// serve them once replicas are configured.
+    /// Reads that tolerate replication lag (search, item reads, index info): a replica serves
+    /// them when replicas are configured.
     Replica,
 }
 
-/// The connection setup of a deployment.
+/// One node: its pool and, for a replica, until when it is left out.
+pub(crate) struct Node {
+    /// `host:port` (no credentials), for readiness reports and logs.
+    pub(crate) addr: String,
+    pub(crate) pool: Pool,
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Node {
+    pub(crate) fn new(addr: String, pool: Pool) -> Node {
+        Node {
+            addr,
+            pool,
+            down_until: Mutex::new(None),
+        }
+    }
+
+    fn is_down(&self, now: Instant) -> bool {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| now < t)
+    }
+
+    fn set_down(&self, until: Option<Instant>) {
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+    }
+
+    /// Requests this node is busy with: connections checked out plus callers waiting for one.
+    fn outstanding(&self) -> usize {
+        let s = self.pool.status();
+        s.size.saturating_sub(s.available) + s.waiting
+    }
+}
+
+/// What a readiness check found on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCheck {
+    /// `primary` or `replica`.
+    pub role: &'static str,
+    /// `host:port`.
+    pub addr: String,
+    /// `Ok` when it answered `PING`; for a replica, also that its link to the primary is up.
+    pub result: std::result::Result<(), String>,
+}
+
+pub(crate) struct Nodes {
+    pub(crate) cfg: RedisConfig,
+    /// `None` until Sentinel named a primary.
+    pub(crate) primary: RwLock<Option<Arc<Node>>>,
+    replicas: Vec<Arc<Node>>,
+    /// Rotates the first replica looked at, so equal loads take turns.
+    next: AtomicUsize,
+    pub(crate) sentinel: Option<crate::sentinel::Sentinel>,
+}
+
+/// The connection setup of a deployment (cheap to clone: the nodes are shared).
 #[derive(Clone)]
 pub struct Redis {
-    primary: Pool,
+    pub(crate) nodes: Arc<Nodes>,
     command_timeout: Duration,
 }
 
 impl Redis {
-    /// Builds the pool (no I/O: connections open lazily, so this succeeds while Redis is down).
+    /// Builds the pools (no I/O: connections open lazily, so this succeeds while Redis is down;
+    /// with Sentinel the primary is looked up on first use).
     pub fn new(cfg: &RedisConfig) -> Result<Redis> {
+        let sentinel = cfg
+            .sentinel
+            .as_ref()
+            .map(crate::sentinel::Sentinel::new)
+            .transpose()?;
+        let primary = match sentinel {
+            Some(_) => None,
+            None => Some(Arc::new(Node::new(
+                display_addr(&cfg.url),
+                create_pool(cfg)?,
+            ))),
+        };
+        let replicas = cfg
+            .replicas
+            .iter()
+            .map(|url| {
+                let pool = pool_from_info(parse_url(url, "redis.replicas")?, cfg)?;
+                Ok(Arc::new(Node::new(display_addr(url), pool)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Redis {
-            primary: create_pool(cfg)?,
+            nodes: Arc::new(Nodes {
+                cfg: cfg.clone(),
+                primary: RwLock::new(primary),
+                replicas,
+                next: AtomicUsize::new(0),
+                sentinel,
+            }),
             command_timeout: Duration::from_millis(cfg.command_timeout_ms.max(1)),
         })
-    }
-
-    /// The pool whose node serves commands with this route. Today one node serves everything;
-    /// replica routing changes this function only.
-    pub fn pool_for(&self, route: Route) -> &Pool {
-        match route {
-            Route::Primary | Route::Replica => &self.primary,
-        }
     }
 
     /// Timeout of one call.
@@ -54,9 +138,100 @@ impl Redis {
         self.command_timeout
     }
 
+    /// One node serves everything: no replicas, no Sentinel (the default).
+    pub fn is_single_node(&self) -> bool {
+        self.nodes.replicas.is_empty() && self.nodes.sentinel.is_none()
+    }
+
+    /// Whether read replicas are configured.
+    pub fn has_replicas(&self) -> bool {
+        !self.nodes.replicas.is_empty()
+    }
+
+    /// The current primary (`None` while Sentinel has not named one).
+    pub(crate) fn primary_node(&self) -> Option<Arc<Node>> {
+        self.nodes
+            .primary
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// A pooled connection to the node serving `route`, within the command timeout.
     pub async fn conn(&self, route: Route) -> Result<Connection> {
-        match tokio::time::timeout(self.command_timeout, self.pool_for(route).get()).await {
+        match route {
+            Route::Replica if self.has_replicas() => match self.replica_conn().await {
+                Some(c) => Ok(c),
+                None => self.primary_conn().await,
+            },
+            Route::Primary | Route::Replica => self.primary_conn().await,
+        }
+    }
+
+    /// A connection to the least busy replica that is not left out; a replica that fails to
+    /// give one is left out for `replica_retry_ms`. `None` when no replica can serve.
+    async fn replica_conn(&self) -> Option<Connection> {
+        let nodes = &self.nodes.replicas;
+        let now = Instant::now();
+        let start = self.nodes.next.fetch_add(1, Ordering::Relaxed);
+        let mut order: Vec<&Arc<Node>> = (0..nodes.len())
+            .map(|i| &nodes[(start + i) % nodes.len()])
+            .filter(|n| !n.is_down(now))
+            .collect();
+        // stable: among equal loads the rotation decides
+        order.sort_by_key(|n| n.outstanding());
+        for node in order {
+            // A replica whose pool is busy (every connection checked out) is skipped, not
+            // left out: saturation is load, not failure.
+            let saturated = {
+                let s = node.pool.status();
+                s.available == 0 && s.size >= s.max_size
+            };
+            let failure = match tokio::time::timeout(self.command_timeout, node.pool.get()).await {
+                Ok(Ok(c)) => return Some(c),
+                Ok(Err(PoolError::Timeout(TimeoutType::Wait))) => continue,
+                Err(_) if saturated => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "no connection within {} ms",
+                    self.command_timeout.as_millis()
+                ),
+            };
+            let retry = Duration::from_millis(self.nodes.cfg.replica_retry_ms);
+            node.set_down(Some(Instant::now() + retry));
+            tracing::warn!(replica = %node.addr, error = %failure,
+                retry_ms = retry.as_millis() as u64, "replica left out");
+        }
+        None
+    }
+
+    /// A connection to the primary. With Sentinel, a primary that cannot be reached (or none
+    /// known yet) sends the question to the Sentinels once before giving up.
+    async fn primary_conn(&self) -> Result<Connection> {
+        let Some(sentinel) = &self.nodes.sentinel else {
+            // without Sentinel the primary is set once, in `new`
+            let node = self.primary_node().ok_or_else(|| Error::Unavailable {
+                what: "connect".into(),
+                message: "no primary configured".into(),
+            })?;
+            return self.get(&node.pool).await;
+        };
+        sentinel.maybe_refresh_in_background(self);
+        if let Some(node) = self.primary_node() {
+            match self.get(&node.pool).await {
+                Ok(c) => return Ok(c),
+                Err(e) if !matches!(e, Error::Unavailable { .. } | Error::Timeout { .. }) => {
+                    return Err(e);
+                }
+                Err(_) => {}
+            }
+        }
+        let node = sentinel.refresh(self).await?;
+        self.get(&node.pool).await
+    }
+
+    async fn get(&self, pool: &Pool) -> Result<Connection> {
+        match tokio::time::timeout(self.command_timeout, pool.get()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Error::from_pool(&e)),
             Err(_) => Err(Error::Timeout {
@@ -87,9 +262,106 @@ impl Redis {
         }
     }
 
-    /// Pool occupancy of the node serving `route` (for metrics).
+    /// Pool occupancy of the node serving `route` (for metrics; for replicas, summed over them).
     pub fn status(&self, route: Route) -> Status {
-        self.pool_for(route).status()
+        let pools: Vec<Status> = match route {
+            Route::Replica if self.has_replicas() => self
+                .nodes
+                .replicas
+                .iter()
+                .map(|n| n.pool.status())
+                .collect(),
+            _ => self
+                .primary_node()
+                .map(|n| n.pool.status())
+                .into_iter()
+                .collect(),
+        };
+        pools.into_iter().fold(
+            Status {
+                max_size: 0,
+                size: 0,
+                available: 0,
+                waiting: 0,
+            },
+            |a, s| Status {
+                max_size: a.max_size + s.max_size,
+                size: a.size + s.size,
+                available: a.available + s.available,
+                waiting: a.waiting + s.waiting,
+            },
+        )
+    }
+
+    /// `PING`s every node (the primary, then each replica, whether left out or not; a replica
+    /// also reports its link to the primary). A replica found answering is taken back in.
+    pub async fn check_nodes(&self) -> Vec<NodeCheck> {
+        let mut out = Vec::new();
+        match self.primary_conn().await {
+            Ok(mut con) => {
+                let addr = self
+                    .primary_node()
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                let result = self
+                    .call("PING", crate::index::ping(&mut con))
+                    .await
+                    .map_err(|e| e.to_string());
+                out.push(NodeCheck {
+                    role: "primary",
+                    addr,
+                    result,
+                });
+            }
+            Err(e) => out.push(NodeCheck {
+                role: "primary",
+                addr: self
+                    .primary_node()
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default(),
+                result: Err(e.to_string()),
+            }),
+        }
+        for node in &self.nodes.replicas {
+            let result = match self.get(&node.pool).await {
+                Ok(mut con) => self
+                    .call("INFO replication", crate::index::replica_link(&mut con))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|up| {
+                        if up {
+                            Ok(())
+                        } else {
+                            Err("its link to the primary is down".into())
+                        }
+                    }),
+                Err(e) => Err(e.to_string()),
+            };
+            node.set_down(match result {
+                Ok(()) => None,
+                Err(_) => {
+                    Some(Instant::now() + Duration::from_millis(self.nodes.cfg.replica_retry_ms))
+                }
+            });
+            out.push(NodeCheck {
+                role: "replica",
+                addr: node.addr.clone(),
+                result,
+            });
+        }
+        out
+    }
+}
+
+/// `host:port` of a URL, without credentials (what readiness reports name).
+pub(crate) fn display_addr(url: &str) -> String {
+    match url.into_connection_info() {
+        Ok(info) => match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
+            other => other.to_string(),
+        },
+        Err(_) => redrec_core::config::redact_url(url),
     }
 }
 
@@ -141,14 +413,19 @@ fn with_tls_roots(
 /// Builds a deadpool pool: RESP3, connect and response timeouts from the config, `pool_size`
 /// connections. A URL that does not parse is an [`Error::Config`] naming `redis.url`.
 pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
-    let info = redis
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| Error::Config {
-            key: "redis.url",
-            message: format!("`{}`: {e}", redrec_core::config::redact_url(&redis.url)),
-        })?;
+    pool_from_info(parse_url(&redis.url, "redis.url")?, redis)
+}
+
+/// Parses a node URL; an error names the config key it came from.
+pub(crate) fn parse_url(url: &str, key: &'static str) -> Result<redis::ConnectionInfo> {
+    url.into_connection_info().map_err(|e| Error::Config {
+        key,
+        message: format!("`{}`: {e}", redrec_core::config::redact_url(url)),
+    })
+}
+
+/// A pool to the node `info` names, with the deployment's TLS roots, protocol and timeouts.
+pub(crate) fn pool_from_info(info: redis::ConnectionInfo, redis: &RedisConfig) -> Result<Pool> {
     let info = with_tls_roots(info, redis)?;
     let settings = info
         .redis_settings()

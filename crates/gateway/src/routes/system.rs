@@ -73,7 +73,8 @@ pub struct Readiness {
     pub checks: BTreeMap<String, String>,
 }
 
-/// Readiness: Redis answers, the index alias exists, the embedder is loaded.
+/// Readiness: Redis answers, the index alias exists, the embedder is loaded (and, with
+/// replicas or Sentinel, what each node answers).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn get_ready(State(state): State<AppState>) -> Response {
@@ -97,6 +98,18 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
             false
         }
     };
+    // With replicas or Sentinel, each node is reported too (`redis primary <addr>`, `redis
+    // replica <addr>`); a replica that is down does not make the gateway unready: reads fall
+    // back to the other replicas, then the primary.
+    for node in index::nodes(&state).await {
+        checks.insert(
+            format!("redis {} {}", node.role, node.addr),
+            match node.result {
+                Ok(()) => "ok".into(),
+                Err(e) => e,
+            },
+        );
+    }
     let alias = state.ns.alias();
     let index_ok = if redis_ok {
         match index::serving_index(&state).await {

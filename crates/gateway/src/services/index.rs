@@ -35,6 +35,14 @@ pub async fn ping(state: &AppState) -> ApiResult<()> {
         .await
 }
 
+/// Each node of a deployment with replicas or Sentinel (empty for a single node).
+pub async fn nodes(state: &AppState) -> Vec<redrec_store::NodeCheck> {
+    if state.redis.is_single_node() {
+        return Vec::new();
+    }
+    state.redis.check_nodes().await
+}
+
 /// How far Redis is in loading its data after a restart; `None` when it is not loading or
 /// cannot tell.
 pub async fn loading_percent(state: &AppState) -> Option<f64> {

@@ -91,6 +91,7 @@ pub fn redis_config() -> RedisConfig {
         command_timeout_ms: 5000,
         connect_timeout_ms: 1000,
         tls_ca_file: None,
+        ..RedisConfig::default()
     }
 }
 

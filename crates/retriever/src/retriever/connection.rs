@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 pub(super) enum Conn {
     Pool(Pool),
+    /// The deployment's nodes: searches tolerate replication lag, so `Route::Replica`.
+    Store(redrec_store::Redis),
     Shared(redis::aio::MultiplexedConnection),
 }
 
@@ -20,6 +22,13 @@ impl Conn {
         let result = match self {
             Conn::Pool(pool) => {
                 let mut conn = pool.get().await.map_err(|e| Error::from_pool(e, index))?;
+                send(pipe, &mut conn).await
+            }
+            Conn::Store(redis) => {
+                let mut conn = redis
+                    .conn(redrec_store::Route::Replica)
+                    .await
+                    .map_err(|e| Error::from_store(e, index))?;
                 send(pipe, &mut conn).await
             }
             Conn::Shared(conn) => {

@@ -106,6 +106,19 @@ impl Retriever {
         Retriever::build(Conn::Pool(pool), ns, schema, fields, config)
     }
 
+    /// A retriever over the deployment's connection setup (no I/O): every search takes a
+    /// connection for `Route::Replica`, so `redrec_store` decides which node serves it (a read
+    /// replica when configured, else the primary).
+    pub fn with_store(
+        redis: redrec_store::Redis,
+        ns: Namespace,
+        schema: IndexSchema,
+        fields: ItemFields,
+        config: RetrieverConfig,
+    ) -> Result<Retriever> {
+        Retriever::build(Conn::Store(redis), ns, schema, fields, config)
+    }
+
     /// A retriever sharing one multiplexed connection (no pool). For comparison and for callers
     /// that already hold a connection.
     pub fn with_connection(

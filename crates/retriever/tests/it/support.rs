@@ -121,6 +121,7 @@ pub fn redis_config() -> RedisConfig {
         command_timeout_ms: 5_000,
         connect_timeout_ms: 2_000,
         tls_ca_file: None,
+        ..RedisConfig::default()
     }
 }
 

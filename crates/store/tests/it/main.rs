@@ -292,3 +292,83 @@ async fn unreachable_redis_is_unavailable_and_bad_urls_are_config_errors() {
         bad.err()
     );
 }
+
+/// A replica that refuses connections is left out: reads fall back to the primary at once,
+/// readiness reports the replica, and bad replica / Sentinel settings name their key.
+#[tokio::test]
+async fn a_down_replica_is_left_out_and_reads_fall_back_to_the_primary() {
+    let redis = Redis::new(&RedisConfig {
+        url: redrec_testkit::redis_url(),
+        replicas: vec!["redis://127.0.0.1:1".into()],
+        connect_timeout_ms: 200,
+        replica_retry_ms: 60_000,
+        ..RedisConfig::default()
+    })
+    .unwrap();
+    assert!(!redis.is_single_node());
+    for _ in 0..3 {
+        let mut con = redis
+            .conn(Route::Replica)
+            .await
+            .expect("the primary serves");
+        index::ping(&mut con).await.unwrap();
+    }
+    let checks = redis.check_nodes().await;
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(
+        (checks[0].role, checks[0].result.is_ok()),
+        ("primary", true)
+    );
+    assert_eq!(checks[1].role, "replica");
+    assert_eq!(checks[1].addr, "127.0.0.1:1");
+    assert!(checks[1].result.is_err(), "{checks:?}");
+
+    let bad = |cfg: RedisConfig| match Redis::new(&cfg) {
+        Err(Error::Config { key, .. }) => key,
+        other => panic!("expected a config error, got {:?}", other.err()),
+    };
+    assert_eq!(
+        bad(RedisConfig {
+            replicas: vec!["http://nope".into()],
+            ..RedisConfig::default()
+        }),
+        "redis.replicas"
+    );
+    let sentinel = |master: &str, nodes: &[&str]| RedisConfig {
+        sentinel: Some(redrec_core::config::SentinelConfig {
+            master_name: master.into(),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            check_ms: 1_000,
+        }),
+        ..RedisConfig::default()
+    };
+    assert_eq!(
+        bad(sentinel("", &["127.0.0.1:26379"])),
+        "redis.sentinel.master_name"
+    );
+    assert_eq!(bad(sentinel("redrec", &[])), "redis.sentinel.nodes");
+    assert_eq!(
+        bad(sentinel("redrec", &["127.0.0.1"])),
+        "redis.sentinel.nodes"
+    );
+}
+
+/// With Sentinel configured but no Sentinel answering, a primary call is unavailable and says
+/// that the Sentinels were asked.
+#[tokio::test]
+async fn no_sentinel_answering_is_unavailable() {
+    let redis = Redis::new(&RedisConfig {
+        url: redrec_testkit::redis_url(),
+        connect_timeout_ms: 200,
+        sentinel: Some(redrec_core::config::SentinelConfig {
+            master_name: "redrec".into(),
+            nodes: vec!["127.0.0.1:1".into()],
+            check_ms: 1_000,
+        }),
+        ..RedisConfig::default()
+    })
+    .unwrap();
+    let e = redis.conn(Route::Primary).await.err().expect("no sentinel");
+    assert!(e.is_unavailable(), "{e}");
+    assert!(e.to_string().contains("sentinel"), "{e}");
+}
