@@ -77,10 +77,9 @@ pub async fn candidates(
     let mut req = RetrievalRequest::new(sources, candidate_count(plan.k));
     req.filter = plan.filter.clone();
     if let Some(p) = profile {
+        // the retriever decides whether it goes into the search or is checked on the candidates
         let price = &state.index_config().fields.price;
-        req.filter =
-            req.filter
-                .and_also(redrec_reranker::exclusion_filter(p, &state.schema, price));
+        req.exclusion = redrec_reranker::exclusion_filter(p, &state.schema, price);
     }
     if plan.exclude_seen {
         // "seen" means exposed without buying: under profiles that keep purchases, an item the
@@ -144,7 +143,12 @@ pub async fn candidates(
     }
     // Popularity-only lists (cold start) are the same for everyone with this filter and profile.
     let popular_key = (req.exclude.is_empty() && req.sources.iter().all(|s| *s == Source::Popular))
-        .then(|| format!("{:?}|{}|{}", req.filter, req.k, req.with_vectors));
+        .then(|| {
+            format!(
+                "{:?}|{:?}|{}|{}",
+                req.filter, req.exclusion, req.k, req.with_vectors
+            )
+        });
     if let Some(hit) = popular_key.as_deref().and_then(|k| state.caches.popular(k)) {
         return Ok(hit.as_ref().clone());
     }

@@ -82,6 +82,10 @@ pub struct RetrievalRequest {
     /// Empty means popularity only.
     pub sources: Vec<Source>,
     pub filter: Filter,
+    /// Items never to return by their fields (a rank profile's exclusion rules). Unlike
+    /// `filter`, the retriever chooses where it is checked: in the search, or on the candidates
+    /// when the selectivity sample says it removes few items (`retriever.post_filter_below`).
+    pub exclusion: Filter,
     pub k: usize,
     /// Item ids never to return (the user's seen set, the cart...).
     pub exclude: BTreeSet<String>,
@@ -97,6 +101,7 @@ impl RetrievalRequest {
         RetrievalRequest {
             sources,
             filter: Filter::All,
+            exclusion: Filter::All,
             k,
             exclude: BTreeSet::new(),
             with_vectors: false,
@@ -122,8 +127,11 @@ pub struct Retrieval {
     pub candidates: Vec<Candidate>,
     /// Pipelines sent to Redis for this request.
     pub round_trips: u32,
-    /// Search hits dropped because their id was excluded.
+    /// Search hits dropped because their id was excluded, or because the request's exclusion
+    /// was checked on the candidates and removed them.
     pub excluded: usize,
+    /// Whether the request's exclusion was checked on the candidates instead of in the search.
+    pub exclusion_after_search: bool,
     /// Whether the search pipeline was re-sent with a larger k.
     pub retried: bool,
     /// The server flagged a result as partial (RESP3 warning, e.g. a timeout with ON_TIMEOUT return).

@@ -110,6 +110,11 @@ impl FieldSample {
         Some(kept.iter().filter(|k| **k).count() as f64 / self.rows as f64)
     }
 
+    /// Which rows the filter keeps, in row order; `None` as for [`FieldSample::estimate`].
+    pub fn keeps(&self, filter: &Filter) -> Option<Vec<bool>> {
+        self.matches(filter)
+    }
+
     /// Which rows the filter keeps.
     fn matches(&self, filter: &Filter) -> Option<Vec<bool>> {
         Some(match filter {

@@ -278,7 +278,16 @@ impl Retriever {
                 req.k, self.config.max_k
             )));
         }
-        let filter = req.filter.render(&self.schema)?;
+        // the profile's exclusion: in the search, or checked on the candidates when it removes
+        // few items (a negated filter makes every KNN a filtered one)
+        let after_search = self.exclusion_after_search(&req.exclusion);
+        let searched_filter = if after_search {
+            req.filter.clone()
+        } else {
+            req.filter.clone().and_also(req.exclusion.clone())
+        };
+        let post = after_search.then_some(&req.exclusion);
+        let filter = searched_filter.render(&self.schema)?;
         let cf = if req.sources.iter().any(|s| s.is_collaborative()) {
             self.cf_field().await
         } else {
@@ -303,12 +312,12 @@ impl Retriever {
         let plans = self.plan(&req.sources, &stored, cf.as_ref(), &mut exclude)?;
         // Only KNN sources care about the hybrid policy (and only with a filter).
         let policy = if plans.iter().any(|p| p.searches_vectors()) {
-            self.policy_for(&req.filter)
+            self.policy_for(&searched_filter)
         } else {
             None
         };
         let searched = self
-            .search(&plans, &filter, policy, &exclude, req.k)
+            .search(&plans, &filter, policy, &exclude, post, req.k)
             .await?;
         round_trips += searched.round_trips;
         let mut candidates = searched.merged.candidates;
@@ -319,6 +328,7 @@ impl Retriever {
             candidates,
             round_trips,
             excluded: searched.merged.excluded,
+            exclusion_after_search: after_search,
             retried: searched.retried,
             partial: searched.partial,
             fusion: searched.fusion,

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use redis::Value;
 
 use redrec_core::candidate::{Candidate, SourceKind};
+use redrec_core::filter::Filter;
 use redrec_core::hybrid::HybridQuery;
 use redrec_core::keys::validate_id;
 use redrec_core::query::{
@@ -22,6 +23,7 @@ use crate::config::FetchMode;
 use crate::error::{Error, Result};
 use crate::merge::{Merged, RankedList, merge};
 use crate::request::{FusionPath, Source};
+use crate::selectivity::FieldSample;
 use redrec_core::reply::{Page, Shape, parse_hmget, parse_hybrid, parse_search};
 
 /// One query to send per source.
@@ -263,6 +265,7 @@ impl Retriever {
         filter: &str,
         policy: Option<HybridPolicy>,
         exclude: &BTreeSet<String>,
+        post: Option<&Filter>,
         k: usize,
     ) -> Result<Searched> {
         // Over-fetch so that exclusions still leave k: all of a small exclusion set, or 2k.
@@ -280,7 +283,13 @@ impl Retriever {
             searched.round_trips += 1;
             searched.partial |= round.partial;
             searched.fusion = round.fusion;
-            let merged = merge(round.lists, exclude, k);
+            let mut lists = round.lists;
+            let dropped = match post {
+                Some(f) => self.drop_excluded(&mut lists, f),
+                None => 0,
+            };
+            let mut merged = merge(lists, exclude, k);
+            merged.excluded += dropped;
             let want_more = merged.candidates.len() < k && merged.excluded > 0 && round.full;
             let next = (k + exclude.len()).max(fetch * 4).min(max_fetch);
             if want_more && !searched.retried && next > fetch {
@@ -297,6 +306,36 @@ impl Retriever {
             searched.merged = merged;
             return Ok(searched);
         }
+    }
+
+    /// Removes the entries `exclusion` does not keep, judged on their returned fields (the
+    /// fields the exclusion names are read with every hit); returns how many went.
+    fn drop_excluded(&self, lists: &mut [RankedList], exclusion: &Filter) -> usize {
+        let mut names = BTreeSet::new();
+        filter_fields(exclusion, &mut names);
+        let rows: Vec<BTreeMap<String, String>> = lists
+            .iter()
+            .flat_map(|l| &l.entries)
+            .map(|e| {
+                names
+                    .iter()
+                    .filter_map(|n| e.fields.get(*n).map(|v| ((*n).to_owned(), v.clone())))
+                    .collect()
+            })
+            .collect();
+        let Some(keep) = FieldSample::new(&self.schema, rows).keeps(exclusion) else {
+            return 0;
+        };
+        let mut keep = keep.into_iter();
+        let mut dropped = 0;
+        for list in lists.iter_mut() {
+            list.entries.retain(|_| {
+                let kept = keep.next().unwrap_or(true);
+                dropped += usize::from(!kept);
+                kept
+            });
+        }
+        dropped
     }
 
     /// Sends every planned query, each fetching `fetch`, in one pipeline and turns the replies
@@ -576,5 +615,24 @@ mod tests {
         let a = vec![1.0, 0.0];
         let b = vec![0.0, 1.0];
         assert_eq!(mean([&a, &b].into_iter(), 2), vec![0.5, 0.5]);
+    }
+}
+
+/// The field names `filter` reads.
+pub(super) fn filter_fields<'a>(filter: &'a Filter, out: &mut BTreeSet<&'a str>) {
+    match filter {
+        Filter::All | Filter::Text(_) => {}
+        Filter::Tag(t) => {
+            out.insert(&t.field);
+        }
+        Filter::Range(r) => {
+            out.insert(&r.field);
+        }
+        Filter::And(children) | Filter::Or(children) => {
+            for c in children {
+                filter_fields(c, out);
+            }
+        }
+        Filter::Not(child) => filter_fields(child, out),
     }
 }

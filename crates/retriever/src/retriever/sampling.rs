@@ -104,6 +104,26 @@ impl Retriever {
         }
     }
 
+    /// Whether `exclusion` is checked on the candidates rather than sent with every search:
+    /// when the sample says it removes less than `post_filter_below` of the items (and can
+    /// judge it: no full-text part). Without a sample it stays in the search.
+    pub(super) fn exclusion_after_search(&self, exclusion: &Filter) -> bool {
+        if *exclusion == Filter::All || self.config.post_filter_below <= 0.0 {
+            return false;
+        }
+        // every field it reads must come back with the hits, or it could not be checked there
+        let mut names = std::collections::BTreeSet::new();
+        super::rounds::filter_fields(exclusion, &mut names);
+        let returned = &self.config.return_fields;
+        if !returned.is_empty() && !names.iter().all(|n| returned.iter().any(|r| r == n)) {
+            return false;
+        }
+        self.sampler
+            .current()
+            .and_then(|s| s.estimate(exclusion))
+            .is_some_and(|kept| 1.0 - kept < self.config.post_filter_below)
+    }
+
     /// Whether this retriever chooses the policy from a sample (`hybrid_policy = "auto"`).
     pub fn samples_selectivity(&self) -> bool {
         self.config.hybrid_policy == Some(PolicyName::Auto)

@@ -157,3 +157,70 @@ async fn the_background_sampler_follows_catalog_changes() {
     .await;
     task.abort();
 }
+
+/// A profile's exclusion that removes few items is checked on the candidates (the search stays a
+/// plain KNN) and still never lets one through; one that removes many stays in the search; and
+/// without a sample it stays in the search.
+#[tokio::test]
+async fn a_small_exclusion_is_checked_on_the_candidates_a_large_one_in_the_search() {
+    let space = TestSpace::new("sample_exclusion");
+    let schema = support::schema(&space.ns, DIMS);
+    support::create_index(&space, &schema).await;
+    let mut catalog = items(0, 200);
+    // two "fuel" items of 200 (1%), one of them the nearest to the query vector
+    for (i, item) in catalog.iter_mut().enumerate().take(2) {
+        item.fields.insert("department".into(), "FUEL".into());
+        if i == 0 {
+            item.vector = vec![1.0 / (DIMS as f32).sqrt(); DIMS];
+        }
+    }
+    support::load(&space, &catalog, 200).await;
+    let r = support::retriever(&space, &schema, RetrieverConfig::default());
+    let request = |exclusion: Filter| {
+        let mut req = RetrievalRequest::new(vec![Source::Vector(vec![1.0; DIMS])], 20);
+        req.exclusion = exclusion;
+        req
+    };
+    let fuel = Filter::tag_not_any("department", ["FUEL"]);
+    let department = |c: &redrec_core::candidate::Candidate| c.fields["department"].clone();
+
+    // no sample yet: in the search
+    let got = r.retrieve(&request(fuel.clone())).await.unwrap();
+    assert!(!got.exclusion_after_search);
+    assert!(got.candidates.iter().all(|c| department(c) != "FUEL"));
+
+    r.refresh_sample().await.unwrap();
+    let got = r.retrieve(&request(fuel.clone())).await.unwrap();
+    assert!(
+        got.exclusion_after_search,
+        "1% removed: checked on the candidates"
+    );
+    assert_eq!(got.policy, None, "the search is a plain KNN");
+    assert_eq!(got.candidates.len(), 20);
+    assert!(
+        got.candidates.iter().all(|c| department(c) != "FUEL"),
+        "an excluded item was returned"
+    );
+    assert!(got.excluded >= 1, "the nearest item was a fuel item");
+
+    // half the catalog (HOME) is no small exclusion: it goes into the search
+    let home = Filter::tag_not_any("department", ["HOME"]);
+    let got = r.retrieve(&request(home)).await.unwrap();
+    assert!(!got.exclusion_after_search);
+    assert_eq!(got.candidates.len(), 20);
+    assert!(got.candidates.iter().all(|c| department(c) != "HOME"));
+
+    // post_filter_below = 0 keeps every exclusion in the search
+    let never = support::retriever(
+        &space,
+        &schema,
+        RetrieverConfig {
+            post_filter_below: 0.0,
+            ..RetrieverConfig::default()
+        },
+    );
+    never.refresh_sample().await.unwrap();
+    let got = never.retrieve(&request(fuel)).await.unwrap();
+    assert!(!got.exclusion_after_search);
+    assert!(got.candidates.iter().all(|c| department(c) != "FUEL"));
+}
