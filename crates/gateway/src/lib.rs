@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod online;
 pub mod openapi;
 pub mod pipeline;
 pub mod plan;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::items::router())
         .merge(routes::query::router())
         .merge(routes::users::router())
+        .merge(routes::experiments::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::rate_limit,

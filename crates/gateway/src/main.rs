@@ -67,6 +67,11 @@ async fn main() -> Result<()> {
         async move { state.retriever.keep_sample_fresh().await }
     });
     spawn_popularity_fold(&state);
+    // `POST /v1/admin/reload` re-reads the same files and environment as this start did.
+    state
+        .online
+        .set_reload_source(Arc::new(|| load_settings().map_err(|e| format!("{e:#}"))));
+    let flushed = state.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -85,6 +90,13 @@ async fn main() -> Result<()> {
             let _ = stop_rx.await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; exiting"),
+    }
+    // served lists still queued for the impression writer
+    if tokio::time::timeout(Duration::from_secs(2), flushed.online.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("served lists still queued at exit were not recorded");
     }
     tracing::info!("stopped");
     Ok(())

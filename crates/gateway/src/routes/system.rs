@@ -157,6 +157,7 @@ pub async fn get_metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.pool_gauges());
     crate::metrics::render_admission(&mut body, &state.admission.stats());
     crate::metrics::render_caches(&mut body, &state.caches.stats());
+    state.online.render_metrics(&mut body);
     (
         [(
             header::CONTENT_TYPE,
