@@ -106,18 +106,13 @@ pub struct Contract {
 impl Contract {
     pub fn from_state(state: &AppState) -> Contract {
         let index = state.index_config();
+        let live = state.online.live();
         Contract {
             dims: index.vector.dims,
             cosine: index.vector.distance_metric == DistanceMetric::Cosine,
             max_k: state.gateway().max_k,
-            profiles: state.online.live().reranker.profiles().names(),
-            experiments: state
-                .online
-                .live()
-                .experiments
-                .iter()
-                .map(|e| e.name.clone())
-                .collect(),
+            profiles: live.reranker.profiles().names(),
+            experiments: live.experiments.iter().map(|e| e.name.clone()).collect(),
             max_batch: state.settings.user_state.max_batch,
             schema: state.schema.clone(),
             vector_field: index.fields.vector.clone(),
@@ -644,17 +639,12 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         json!({"type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX}),
     );
     patch_prop(doc, "Event", "rec_id", nullable(schema_ref("Id")));
-    patch_prop(
-        doc,
-        "Event",
-        "position",
-        json!({"type": ["integer", "null"], "minimum": 0, "maximum": redrec_userstate::MAX_POSITION}),
-    );
-    doc["components"]["schemas"]["Event"]["not"] = json!({
-        "required": ["position"],
+    let position = redrec_userstate::MAX_POSITION;
+    let position = json!({"type": ["integer", "null"], "minimum": 0, "maximum": position});
+    patch_prop(doc, "Event", "position", position);
+    doc["components"]["schemas"]["Event"]["not"] = json!({"required": ["position"],
         "properties": {"position": {"type": "integer"}, "rec_id": {"type": "null"}},
-        "description": "`position` needs the list's `rec_id`",
-    });
+        "description": "`position` needs the list's `rec_id`"});
     doc["components"]["schemas"]["Event"]["if"] =
         json!({"required": ["type"], "properties": {"type": {"const": "dwell"}}});
     doc["components"]["schemas"]["Event"]["then"] =
