@@ -82,7 +82,9 @@ pub fn app(state: AppState) -> Router {
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-")
                 .to_owned();
-            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
+            // `rec_id` is filled in by the pipeline for served lists
+            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id,
+                rec_id = tracing::field::Empty)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RequestIds::new()));

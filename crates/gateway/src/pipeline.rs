@@ -129,6 +129,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     }
     let degraded_reason = flag_index_building(state, degraded_reason);
     let rec_id = state.online.next_rec_id();
+    tracing::Span::current().record("rec_id", rec_id.as_str());
     record(state, &plan, &rec_id, &items);
     Ok(Outcome {
         items,

@@ -435,3 +435,34 @@ async fn simulated_users_who_prefer_one_profile_make_it_the_winner() {
     assert!((ctr["difference"].as_f64().unwrap() - observed).abs() < 1e-12);
     assert!(treated["mean_first_click_position"].as_f64().unwrap() >= 1.0);
 }
+
+#[tokio::test]
+async fn the_operator_dashboard_is_served_with_its_script_pinned_by_the_csp() {
+    let (_space, _s, _state, app) = loaded("gw_online_admin", OnlineConfig::default()).await;
+    let page = call(&app, Method::GET, "/admin", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("redrec operator dashboard"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'sha256-") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    // every route the page reads answers the admin key, and only it
+    for path in ["/v1/index", "/v1/experiments"] {
+        let r = call(&app, Method::GET, path, Some(KEY), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert!(r.text.len() > 2);
+        let r = call(&app, Method::GET, path, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for fetched in [
+        "get(\"/v1/index\")",
+        "get(\"/metrics\")",
+        "get(\"/v1/experiments\")",
+    ] {
+        assert!(
+            page.text.contains(fetched),
+            "the page no longer reads {fetched}"
+        );
+    }
+}
