@@ -71,6 +71,7 @@ async fn main() -> Result<()> {
     state
         .online
         .set_reload_source(Arc::new(|| load_settings().map_err(|e| format!("{e:#}"))));
+    spawn_reload_on_sighup(&state);
     let flushed = state.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -135,6 +136,28 @@ fn spawn_popularity_fold(state: &AppState) {
         }
     });
 }
+
+/// SIGHUP does what `POST /v1/admin/reload` does: re-read the configuration and swap rank
+/// profiles and experiments, or keep the running ones when the new configuration is invalid.
+#[cfg(unix)]
+fn spawn_reload_on_sighup(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload through POST /v1/admin/reload only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(e) = redrec_gateway::services::online::reload(&state) {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_sighup(_state: &AppState) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

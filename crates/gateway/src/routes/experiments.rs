@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{Access, authorize},
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     online::Live,
     services::online::{ExperimentReport, experiment_report},
     state::AppState,
@@ -126,53 +126,10 @@ pub async fn post_reload(
     headers: HeaderMap,
 ) -> ApiResult<Json<ReloadReport>> {
     authorize(&state, &headers, Access::Admin)?;
-    let settings = match state.online.reload_source() {
-        Some(load) => load().map_err(|message| ApiError::invalid("config", message))?,
-        None => state.settings.clone(),
-    };
-    let live = Live::build(&settings.reranker, &settings.online)
-        .map_err(|e| ApiError::invalid(e.key.clone(), e.to_string()))?;
-    let restart_required = restart_required(&state.settings, &settings);
-    let report = ReloadReport {
-        profiles: live.reranker.profiles().names(),
-        experiments: experiment_list(&live),
-        restart_required,
-    };
-    state.online.swap(live);
-    // popular lists are cached per profile, whose rules may have changed
-    state.caches.popularity_changed();
-    tracing::info!(
-        profiles = ?report.profiles,
-        experiments = report.experiments.experiments.len(),
-        "configuration reloaded"
-    );
-    Ok(Json(report))
-}
-
-/// Sections (and `[online]` keys) that differ between the running and the new settings but are
-/// read only at start.
-fn restart_required(running: &crate::Settings, new: &crate::Settings) -> Vec<String> {
-    let (Ok(a), Ok(b)) = (serde_json::to_value(running), serde_json::to_value(new)) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-        for (section, value) in a {
-            if section == "reranker" || section == "online" {
-                continue;
-            }
-            if b.get(section) != Some(value) {
-                out.push(section.clone());
-            }
-        }
-    }
-    for (key, changed) in [
-        ("online.queue", running.online.queue != new.online.queue),
-        ("online.batch", running.online.batch != new.online.batch),
-    ] {
-        if changed {
-            out.push(key.to_owned());
-        }
-    }
-    out
+    let reloaded = crate::services::online::reload(&state)?;
+    Ok(Json(ReloadReport {
+        profiles: reloaded.live.reranker.profiles().names(),
+        experiments: experiment_list(&reloaded.live),
+        restart_required: reloaded.restart_required,
+    }))
 }

@@ -3,7 +3,7 @@
 //! `GET /v1/experiments/{name}` (rates from the counters every gateway shares, compared with
 //! the control by a two-proportion z-test).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use redrec_store::{
     Route,
@@ -15,9 +15,73 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{ApiError, ApiResult},
-    online::{Assignment, Attribution, FEEDBACK_KINDS, stats},
+    online::{Assignment, Attribution, FEEDBACK_KINDS, Live, stats},
     state::AppState,
 };
+
+/// What a reload applied.
+pub struct Reloaded {
+    /// The profiles and experiments now served.
+    pub live: Arc<Live>,
+    /// Changed settings a reload does not apply (they need a restart), by section or key.
+    pub restart_required: Vec<String>,
+}
+
+/// Re-reads the configuration (the reload source the binary installed, else the settings the
+/// gateway started with), validates `[reranker]` and `[online]` together and swaps them in at
+/// once; an invalid configuration changes nothing and is a 422 naming the key. Used by
+/// `POST /v1/admin/reload` and by the binary on SIGHUP.
+pub fn reload(state: &AppState) -> ApiResult<Reloaded> {
+    let settings = match state.online.reload_source() {
+        Some(load) => load().map_err(|message| ApiError::invalid("config", message))?,
+        None => state.settings.clone(),
+    };
+    let live = Live::build(&settings.reranker, &settings.online)
+        .map_err(|e| ApiError::invalid(e.key.clone(), e.to_string()))?;
+    let restart_required = restart_required(&state.settings, &settings);
+    state.online.swap(live);
+    // popular lists are cached per profile, whose rules may have changed
+    state.caches.popularity_changed();
+    let live = state.online.live();
+    tracing::info!(
+        profiles = ?live.reranker.profiles().names(),
+        experiments = live.experiments.len(),
+        restart_required = ?restart_required,
+        "configuration reloaded"
+    );
+    Ok(Reloaded {
+        live,
+        restart_required,
+    })
+}
+
+/// Sections (and `[online]` keys) that differ between the running and the new settings but are
+/// read only at start.
+fn restart_required(running: &crate::Settings, new: &crate::Settings) -> Vec<String> {
+    let (Ok(a), Ok(b)) = (serde_json::to_value(running), serde_json::to_value(new)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        for (section, value) in a {
+            if section == "reranker" || section == "online" {
+                continue;
+            }
+            if b.get(section) != Some(value) {
+                out.push(section.clone());
+            }
+        }
+    }
+    for (key, changed) in [
+        ("online.queue", running.online.queue != new.online.queue),
+        ("online.batch", running.online.batch != new.online.batch),
+    ] {
+        if changed {
+            out.push(key.to_owned());
+        }
+    }
+    out
+}
 
 /// Attributes the events of an applied batch that carry a `rec_id` (skipping the indexes in
 /// `duplicates`: a retried event counts once). The events are already applied, so a Redis

@@ -175,6 +175,14 @@ async fn events_are_attributed_to_their_list_and_variant() {
     )
     .await;
     assert!(explicit.json.get("experiment").is_none());
+    // the experiment covers recommendations only: a search by the same user is not in it
+    let mut v = vec![0.0f32; DIMS];
+    v[0] = 1.0;
+    let body = json!({"vector": v, "user_id": user, "k": 3}).to_string();
+    let search = call(&app, Method::POST, "/v1/search", None, Some(&body)).await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.text);
+    assert!(search.json.get("experiment").is_none(), "{}", search.text);
+    assert_eq!(search.json["profile"], "default");
     state.online.flush().await;
 
     let rec_id = r.json["rec_id"].as_str().unwrap();
