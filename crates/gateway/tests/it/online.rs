@@ -474,3 +474,25 @@ async fn the_operator_dashboard_is_served_with_its_script_pinned_by_the_csp() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_invalid_online_section_stops_the_start_naming_the_key() {
+    let space = TestSpace::new("gw_online_start");
+    let mut s = settings(&space, DIMS);
+    s.online.experiments = vec![experiment("e", &["default", "discovery"])];
+    let err = AppState::new(s.clone(), None)
+        .err()
+        .expect("experiments without impressions")
+        .to_string();
+    assert!(err.contains("`online.impressions`"), "{err}");
+    s.online.impressions = true;
+    s.online.experiments[0].variants[0].profile = "missing".into();
+    let err = AppState::new(s, None)
+        .err()
+        .expect("unknown profile")
+        .to_string();
+    assert!(
+        err.contains("`online.experiments[0].variants[0].profile`: unknown rank profile `missing`"),
+        "{err}"
+    );
+}
