@@ -133,3 +133,45 @@ async fn write(task: &Task, lists: &[ServedList]) {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(n: usize) -> ServedList {
+        ServedList {
+            rec_id: format!("r{n}"),
+            at_ms: 0,
+            route: "recommendations".into(),
+            user_id: None,
+            profile: "default".into(),
+            experiment: None,
+            items: vec!["a".into()],
+            sources: vec!["popular".into()],
+        }
+    }
+
+    /// On a current-thread runtime the writer cannot run between the sends, so a queue of 2
+    /// takes exactly 2 lists and drops the rest; the 2 then fail against a Redis that is not
+    /// there. Neither case waits or errors on the sending side.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_a_failed_write_counts() {
+        let redis = Redis::new(&redrec_core::config::RedisConfig {
+            // nothing listens on port 1
+            url: "redis://127.0.0.1:1".into(),
+            connect_timeout_ms: 100,
+            command_timeout_ms: 100,
+            ..Default::default()
+        })
+        .expect("pool");
+        let counters = Arc::new(OnlineCounters::default());
+        let writer = Writer::new(redis, Namespace::new("t"), 2, 8, 1000, counters.clone());
+        for n in 0..10 {
+            writer.send(list(n));
+        }
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);
+        writer.flush().await;
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.recorded.load(Ordering::Relaxed), 0);
+    }
+}
