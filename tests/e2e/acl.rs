@@ -33,6 +33,22 @@ async fn the_gateway_runs_as_the_documented_least_privilege_user() {
     s.redis.url = with_user(&s.redis.url, &user.name, &user.password);
     s.gateway.rate_limit.enabled = true;
     s.gateway.rate_limit.requests = 10_000;
+    // impressions, attribution and experiment counters under the same rules
+    s.online = redrec_gateway::online::OnlineConfig {
+        impressions: true,
+        experiments: vec![redrec_gateway::online::ExperimentConfig {
+            name: "acl-ab".into(),
+            routes: Vec::new(),
+            variants: ["default", "discovery"]
+                .map(|p| redrec_gateway::online::VariantConfig {
+                    profile: p.into(),
+                    name: None,
+                    weight: 1,
+                })
+                .to_vec(),
+        }],
+        ..Default::default()
+    };
     let gw = Running::start(s.clone(), Some(e)).await;
     let a = gw.addr.as_str();
 
@@ -80,6 +96,52 @@ async fn the_gateway_runs_as_the_documented_least_privilege_user() {
     )
     .await;
     assert_eq!(r.status, 200, "personal: {}", r.text());
+    let served = r.json();
+    let variant = served["experiment"]["variant"]
+        .as_str()
+        .expect("assigned")
+        .to_owned();
+    // the list is written in the background: wait for it, then click its first item
+    let mut recorded = false;
+    for _ in 0..40 {
+        let rep = call(a, "GET", "/v1/experiments/acl-ab", Some(KEY), None).await;
+        assert_eq!(rep.status, 200, "{}", rep.text());
+        let v = rep.json()["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == variant.as_str())
+            .cloned()
+            .unwrap();
+        if v["impressions"] == 1 {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        recorded,
+        "the served list was not recorded under the gateway's ACL"
+    );
+    let click = json!({"type": "click", "user_id": "acl-u", "item_id": served["items"][0]["id"],
+        "rec_id": served["rec_id"], "position": 0});
+    let r = call(a, "POST", "/v1/events", Some(KEY), Some(&click)).await;
+    assert_eq!(r.status, 202, "attributed click: {}", r.text());
+    let rep = call(a, "GET", "/v1/experiments/acl-ab", Some(KEY), None)
+        .await
+        .json();
+    let v = rep["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == variant.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (v["clicks"].clone(), v["ctr"].clone()),
+        (json!(1), json!(1.0)),
+        "{rep}"
+    );
     let r = call(a, "GET", "/v1/users/acl-u", None, None).await;
     assert_eq!(r.json()["counters"]["purchase"], 1, "{}", r.text());
     let r = call(a, "DELETE", "/v1/users/acl-u", Some(KEY), None).await;

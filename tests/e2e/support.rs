@@ -94,9 +94,18 @@ impl Drop for Running {
 
 /// A gateway over the embedded text catalog.
 pub async fn catalog_gateway(label: &str) -> (TestSpace, Running) {
+    catalog_gateway_with(label, |_| {}).await
+}
+
+/// [`catalog_gateway`] with settings changed by `configure` first.
+pub async fn catalog_gateway_with(
+    label: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestSpace, Running) {
     let space = TestSpace::new(label);
     let e = embedder();
-    let s = settings(&space, e.dims());
+    let mut s = settings(&space, e.dims());
+    configure(&mut s);
     let items = tokio::task::spawn_blocking({
         let e = e.clone();
         move || fixture::text_catalog(e.as_ref())

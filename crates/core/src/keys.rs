@@ -12,6 +12,10 @@
 //! - `redrec:evt:{event_id}`            idempotency marker (string, with TTL)
 //! - `redrec:pop`                       item popularity from events (sorted set)
 //! - `redrec:rl:{key}`                  rate-limit counters
+//! - `redrec:rec:{rec_id}`              a served list (impression, hash, with TTL = attribution window)
+//! - `redrec:rec:{rec_id}:fb`           which feedback kinds that list has had (hash, same TTL)
+//! - `redrec:exp:{name}:{variant}`      online counters of one experiment variant (hash)
+//! - `redrec:exp:{name}:{variant}:items` distinct items served by the variant (HyperLogLog)
 //! - `redrec:meta:{name}`               operational metadata (migrations, seed markers)
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +131,26 @@ impl Namespace {
         format!("{}:rl:{key}", self.prefix)
     }
 
+    /// A served list (impression) by its `rec_id`.
+    pub fn rec(&self, rec_id: &str) -> String {
+        format!("{}:rec:{rec_id}", self.prefix)
+    }
+
+    /// The feedback kinds a served list has had (first click, first cart add, ...).
+    pub fn rec_feedback(&self, rec_id: &str) -> String {
+        format!("{}:rec:{rec_id}:fb", self.prefix)
+    }
+
+    /// Online counters of one experiment variant.
+    pub fn experiment_counters(&self, experiment: &str, variant: &str) -> String {
+        format!("{}:exp:{experiment}:{variant}", self.prefix)
+    }
+
+    /// Distinct items one experiment variant served (HyperLogLog).
+    pub fn experiment_items(&self, experiment: &str, variant: &str) -> String {
+        format!("{}:exp:{experiment}:{variant}:items", self.prefix)
+    }
+
     pub fn meta(&self, name: &str) -> String {
         format!("{}:meta:{name}", self.prefix)
     }
@@ -156,6 +180,10 @@ mod tests {
         assert_eq!(ns.user_seen("u1"), "shop:user:u1:seen");
         assert_eq!(ns.alias(), "shop:items");
         assert_eq!(ns.index(2), "shop:items:v2");
+        assert_eq!(ns.rec("r1"), "shop:rec:r1");
+        assert_eq!(ns.rec_feedback("r1"), "shop:rec:r1:fb");
+        assert_eq!(ns.experiment_counters("e", "b"), "shop:exp:e:b");
+        assert_eq!(ns.experiment_items("e", "b"), "shop:exp:e:b:items");
     }
 
     #[test]

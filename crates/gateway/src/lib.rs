@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod online;
 pub mod openapi;
 pub mod pipeline;
 pub mod plan;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::items::router())
         .merge(routes::query::router())
         .merge(routes::users::router())
+        .merge(routes::experiments::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::rate_limit,
@@ -80,7 +82,9 @@ pub fn app(state: AppState) -> Router {
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or("-")
                 .to_owned();
-            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
+            // `rec_id` is filled in by the pipeline for served lists
+            tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id,
+                rec_id = tracing::field::Empty)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RequestIds::new()));

@@ -67,6 +67,12 @@ async fn main() -> Result<()> {
         async move { state.retriever.keep_sample_fresh().await }
     });
     spawn_popularity_fold(&state);
+    // `POST /v1/admin/reload` re-reads the same files and environment as this start did.
+    state
+        .online
+        .set_reload_source(Arc::new(|| load_settings().map_err(|e| format!("{e:#}"))));
+    spawn_reload_on_sighup(&state);
+    let flushed = state.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -85,6 +91,13 @@ async fn main() -> Result<()> {
             let _ = stop_rx.await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; exiting"),
+    }
+    // served lists still queued for the impression writer
+    if tokio::time::timeout(Duration::from_secs(2), flushed.online.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("served lists still queued at exit were not recorded");
     }
     tracing::info!("stopped");
     Ok(())
@@ -155,6 +168,28 @@ async fn fold_paced(state: &AppState) -> anyhow::Result<redrec_userstate::FoldRe
     }
     Ok(report)
 }
+
+/// SIGHUP does what `POST /v1/admin/reload` does: re-read the configuration and swap rank
+/// profiles and experiments, or keep the running ones when the new configuration is invalid.
+#[cfg(unix)]
+fn spawn_reload_on_sighup(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload through POST /v1/admin/reload only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(e) = redrec_gateway::services::online::reload(&state) {
+                tracing::error!(error = %e, "SIGHUP: configuration not reloaded");
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_sighup(_state: &AppState) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

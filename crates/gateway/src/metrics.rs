@@ -1,8 +1,22 @@
 //! A small Prometheus registry: counters and fixed-bucket histograms keyed by label values,
 //! rendered in the text exposition format (version 0.0.4). Hand-rolled because the gateway
-//! needs five metric families and the `prometheus` crate would add a protobuf build.
+//! needs a handful of metric families and the `prometheus` crate would add a protobuf build.
+//!
+//! No global lock on the request path: each family is a map from label values to cells of
+//! atomics behind its own `RwLock`. An observation takes the read lock (shared: requests never
+//! wait for each other) and adds atomically; the write lock is taken only the first time a
+//! label set is seen, and label sets are bounded (route templates, stages, fixed reasons).
+//! Durations are summed as integer nanoseconds, so sums are exact and need no CAS loop.
 
-use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use crate::{cpu::Stage, error::ErrorMetric};
 
@@ -11,40 +25,79 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct Histogram {
     /// Non-cumulative counts per bucket; the last slot is +Inf.
-    counts: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
         let slot = BUCKETS
             .iter()
             .position(|b| seconds <= *b)
             .unwrap_or(BUCKETS.len());
-        self.counts[slot] += 1;
-        self.sum += seconds;
-        self.count += 1;
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(nanos(elapsed), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 type Labels = Vec<(&'static str, String)>;
 
-#[derive(Default)]
-struct Families {
-    requests: BTreeMap<Labels, u64>,
-    request_duration: BTreeMap<Labels, Histogram>,
-    stage_duration: BTreeMap<Labels, Histogram>,
-    redis_errors: BTreeMap<Labels, u64>,
-    degraded: BTreeMap<Labels, u64>,
-    stage_timeouts: BTreeMap<Labels, u64>,
-    admission_refused: BTreeMap<Labels, u64>,
-    rate_limited: u64,
-    /// CPU seconds per route template, by stage (`cpu::Stage::ALL` order).
-    request_cpu: BTreeMap<String, [f64; Stage::ALL.len()]>,
+/// Cells of one family by label values.
+struct Family<K, C> {
+    cells: RwLock<BTreeMap<K, C>>,
+}
+
+impl<K: Ord, C: Default> Default for Family<K, C> {
+    fn default() -> Self {
+        Family {
+            cells: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<K: Ord, C: Default> Family<K, C> {
+    /// Runs `f` on the cell of `key` (created on first use).
+    fn with<Q>(&self, key: &Q, owned: impl FnOnce() -> K, f: impl FnOnce(&C))
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        {
+            let cells = self.cells.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cells.get(key) {
+                f(c);
+                return;
+            }
+        }
+        let mut cells = self.cells.write().unwrap_or_else(|p| p.into_inner());
+        f(cells.entry(owned()).or_default());
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<K, C>> {
+        self.cells.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type Counters = Family<Labels, AtomicU64>;
+
+fn inc(family: &Counters, labels: Labels) {
+    family.with(
+        &labels,
+        || labels.clone(),
+        |c| {
+            c.fetch_add(1, Ordering::Relaxed);
+        },
+    );
 }
 
 /// Pool occupancy read at scrape time.
@@ -56,10 +109,19 @@ pub struct PoolGauges {
     pub waiting: usize,
 }
 
-/// The gateway's metrics. Cheap to update (one short mutex hold per observation).
+/// The gateway's metrics. Cheap to update: a shared read lock and atomic adds.
 #[derive(Default)]
 pub struct Metrics {
-    families: Mutex<Families>,
+    requests: Counters,
+    request_duration: Family<Labels, Histogram>,
+    stage_duration: Family<Labels, Histogram>,
+    redis_errors: Counters,
+    degraded: Counters,
+    stage_timeouts: Counters,
+    admission_refused: Counters,
+    rate_limited: AtomicU64,
+    /// CPU nanoseconds per route template, by stage (`cpu::Stage::ALL` order).
+    request_cpu: Family<String, [AtomicU64; Stage::ALL.len()]>,
 }
 
 impl Metrics {
@@ -67,78 +129,61 @@ impl Metrics {
         Metrics::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Families) -> R) -> R {
-        let mut guard = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
     /// One finished HTTP request. `route` is the matched route template, never the raw path.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.with(|f| {
-            *f.requests
-                .entry(vec![
-                    ("method", method.to_owned()),
-                    ("route", route.to_owned()),
-                    ("status", status.to_string()),
-                ])
-                .or_default() += 1;
-            f.request_duration
-                .entry(vec![("route", route.to_owned())])
-                .or_default()
-                .observe(elapsed.as_secs_f64());
-        });
+        inc(
+            &self.requests,
+            vec![
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ],
+        );
+        let labels = vec![("route", route.to_owned())];
+        self.request_duration
+            .with(&labels, || labels.clone(), |h| h.observe(elapsed));
     }
 
     /// The CPU time one request of `route` used, by stage (see `cpu.rs`).
     pub fn observe_cpu(&self, route: &str, spent: &[Duration; Stage::ALL.len()]) {
-        self.with(|f| {
-            // the route is known after the first request: no allocation per request
-            if !f.request_cpu.contains_key(route) {
-                f.request_cpu.insert(route.to_owned(), Default::default());
-            }
-            if let Some(totals) = f.request_cpu.get_mut(route) {
-                for (total, s) in totals.iter_mut().zip(spent) {
-                    *total += s.as_secs_f64();
+        self.request_cpu.with(
+            route,
+            || route.to_owned(),
+            |totals| {
+                for (total, s) in totals.iter().zip(spent) {
+                    total.fetch_add(nanos(*s), Ordering::Relaxed);
                 }
-            }
-        });
+            },
+        );
     }
 
     /// One pipeline stage (`embed`, `features`, `retrieve`, `rerank`, ...).
     pub fn observe_stage(&self, stage: &str, elapsed: Duration) {
-        self.with(|f| {
-            f.stage_duration
-                .entry(vec![("stage", stage.to_owned())])
-                .or_default()
-                .observe(elapsed.as_secs_f64());
-        });
+        let labels = vec![("stage", stage.to_owned())];
+        self.stage_duration
+            .with(&labels, || labels.clone(), |h| h.observe(elapsed));
     }
 
     /// The metric of one error behind a response. Called only by the metrics middleware
     /// (`observe` in `lib.rs`), which reads them off the response (`ErrorMetrics`).
     pub fn error(&self, metric: ErrorMetric) {
-        self.with(|f| match metric {
-            ErrorMetric::Redis(failure) => {
-                *f.redis_errors
-                    .entry(vec![("kind", failure.label().to_owned())])
-                    .or_default() += 1
-            }
+        match metric {
+            ErrorMetric::Redis(failure) => inc(
+                &self.redis_errors,
+                vec![("kind", failure.label().to_owned())],
+            ),
             ErrorMetric::StageTimeout(stage) => {
-                *f.stage_timeouts
-                    .entry(vec![("stage", stage.to_owned())])
-                    .or_default() += 1
+                inc(&self.stage_timeouts, vec![("stage", stage.to_owned())])
             }
-            ErrorMetric::RateLimited => f.rate_limited += 1,
-        });
+            ErrorMetric::RateLimited => {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// A response served in degraded mode.
     pub fn degraded(&self, reason: &'static str) {
-        self.with(|f| {
-            *f.degraded
-                .entry(vec![("reason", reason.to_owned())])
-                .or_default() += 1
-        });
+        inc(&self.degraded, vec![("reason", reason.to_owned())]);
     }
 
     /// A Redis stage refused by admission control (the request failed with 503).
@@ -147,62 +192,59 @@ impl Metrics {
             crate::admission::Refused::Overloaded => "overloaded",
             crate::admission::Refused::Deadline => "deadline",
         };
-        self.with(|f| {
-            *f.admission_refused
-                .entry(vec![
-                    ("stage", stage.to_owned()),
-                    ("reason", why.to_owned()),
-                ])
-                .or_default() += 1
-        });
+        inc(
+            &self.admission_refused,
+            vec![("stage", stage.to_owned()), ("reason", why.to_owned())],
+        );
     }
 
     /// The text exposition of every family.
     pub fn render(&self, pool: PoolGauges) -> String {
         let mut out = String::with_capacity(4096);
-        self.with(|f| {
+        {
+            let f = self;
             counter(
                 &mut out,
                 "redrec_http_requests_total",
                 "HTTP requests by method, route template and status.",
-                &f.requests,
+                &f.requests.read(),
             );
             histogram(
                 &mut out,
                 "redrec_http_request_duration_seconds",
                 "End-to-end HTTP request latency by route template.",
-                &f.request_duration,
+                &f.request_duration.read(),
             );
             histogram(
                 &mut out,
                 "redrec_stage_duration_seconds",
                 "Latency of each request pipeline stage.",
-                &f.stage_duration,
+                &f.stage_duration.read(),
             );
             counter(
                 &mut out,
                 "redrec_redis_errors_total",
                 "Failed Redis calls by kind (timeout, connection, command).",
-                &f.redis_errors,
+                &f.redis_errors.read(),
             );
             counter(
                 &mut out,
                 "redrec_degraded_responses_total",
                 "Responses served in degraded mode, by reason.",
-                &f.degraded,
+                &f.degraded.read(),
             );
             counter(
                 &mut out,
                 "redrec_stage_timeouts_total",
                 "Requests failed with 503 because the deadline passed during a stage, by stage.",
-                &f.stage_timeouts,
+                &f.stage_timeouts.read(),
             );
             counter(
                 &mut out,
                 "redrec_admission_refused_total",
                 "Requests refused with 503 by admission control, by stage and reason \
                  (overloaded: refused at once; deadline: waited until the deadline).",
-                &f.admission_refused,
+                &f.admission_refused.read(),
             );
             let _ = writeln!(
                 out,
@@ -211,8 +253,9 @@ impl Metrics {
                  (HTTP I/O, Redis connection tasks and the runtime are not included).\n\
                  # TYPE redrec_request_cpu_seconds_total counter"
             );
-            for (route, totals) in &f.request_cpu {
-                for (stage, seconds) in Stage::ALL.iter().zip(totals) {
+            for (route, totals) in f.request_cpu.read().iter() {
+                for (stage, ns) in Stage::ALL.iter().zip(totals) {
+                    let seconds = ns.load(Ordering::Relaxed) as f64 / 1e9;
                     let _ = writeln!(
                         out,
                         "redrec_request_cpu_seconds_total{{route=\"{}\",stage=\"{}\"}} {seconds}",
@@ -225,9 +268,9 @@ impl Metrics {
                 out,
                 "# HELP redrec_rate_limited_total Requests refused by the rate limiter.\n\
                  # TYPE redrec_rate_limited_total counter\nredrec_rate_limited_total {}",
-                f.rate_limited
+                f.rate_limited.load(Ordering::Relaxed)
             );
-        });
+        }
         let _ = writeln!(
             out,
             "# HELP redrec_redis_pool_connections Redis connection pool occupancy.\n\
@@ -332,9 +375,10 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels, u64>) {
+fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels, AtomicU64>) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for (labels, v) in values {
+        let v = v.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}{} {v}", label_text(labels, None));
     }
 }
@@ -344,7 +388,7 @@ fn histogram(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels,
     for (labels, h) in values {
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += h.counts[i];
+            cumulative += h.counts[i].load(Ordering::Relaxed);
             let le = format!("{bound}");
             let _ = writeln!(
                 out,
@@ -352,14 +396,16 @@ fn histogram(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels,
                 label_text(labels, Some(("le", &le)))
             );
         }
-        cumulative += h.counts[BUCKETS.len()];
+        cumulative += h.counts[BUCKETS.len()].load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "{name}_bucket{} {cumulative}",
             label_text(labels, Some(("le", "+Inf")))
         );
-        let _ = writeln!(out, "{name}_sum{} {}", label_text(labels, None), h.sum);
-        let _ = writeln!(out, "{name}_count{} {}", label_text(labels, None), h.count);
+        let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let count = h.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_sum{} {sum}", label_text(labels, None));
+        let _ = writeln!(out, "{name}_count{} {count}", label_text(labels, None));
     }
 }
 
@@ -431,6 +477,48 @@ mod tests {
             text.contains(
                 "redrec_request_cpu_seconds_total{route=\"/v1/recommendations\",stage=\"request\"} 0"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn concurrent_observations_all_count() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        // a label set seen first by several threads at once, and shared ones
+                        m.observe_request(
+                            "GET",
+                            &format!("/r{}", i % 3),
+                            200,
+                            Duration::from_micros(100),
+                        );
+                        m.observe_stage("retrieve", Duration::from_micros(t + 1));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render(PoolGauges::default());
+        let total: u64 = (0..3)
+            .map(|r| {
+                let prefix = format!(
+                    "redrec_http_requests_total{{method=\"GET\",route=\"/r{r}\",status=\"200\"}} "
+                );
+                let line = text.lines().find(|l| l.starts_with(&prefix)).expect("line");
+                line[prefix.len()..].parse::<u64>().unwrap()
+            })
+            .sum();
+        assert_eq!(total, 8000, "{text}");
+        assert!(text.contains("redrec_stage_duration_seconds_count{stage=\"retrieve\"} 8000"));
+        // 1000 observations each of 1..=8 us: 36 ms exactly
+        assert!(
+            text.contains("redrec_stage_duration_seconds_sum{stage=\"retrieve\"} 0.036\n"),
             "{text}"
         );
     }

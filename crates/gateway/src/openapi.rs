@@ -28,7 +28,7 @@ use redrec_core::{
 use crate::{
     error::ErrorCode,
     routes::{
-        items, query,
+        experiments, items, query,
         query::{MAX_EXAMPLE_IDS, MAX_QUERY_TEXT_CHARS},
         system, users,
     },
@@ -54,6 +54,9 @@ use crate::{
         users::post_events,
         users::get_user,
         users::delete_user,
+        experiments::get_experiments,
+        experiments::get_experiment,
+        experiments::post_reload,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security)
@@ -87,6 +90,8 @@ pub struct Contract {
     pub max_k: usize,
     /// Rank profile names.
     pub profiles: Vec<String>,
+    /// Experiment names (`GET /v1/experiments/{name}`).
+    pub experiments: Vec<String>,
     /// Most events in one `POST /v1/events` batch.
     pub max_batch: usize,
     pub schema: IndexSchema,
@@ -101,11 +106,13 @@ pub struct Contract {
 impl Contract {
     pub fn from_state(state: &AppState) -> Contract {
         let index = state.index_config();
+        let live = state.online.live();
         Contract {
             dims: index.vector.dims,
             cosine: index.vector.distance_metric == DistanceMetric::Cosine,
             max_k: state.gateway().max_k,
-            profiles: state.reranker.profiles().names(),
+            profiles: live.reranker.profiles().names(),
+            experiments: live.experiments.iter().map(|e| e.name.clone()).collect(),
             max_batch: state.settings.user_state.max_batch,
             schema: state.schema.clone(),
             vector_field: index.fields.vector.clone(),
@@ -631,6 +638,13 @@ fn add_schemas(doc: &mut Value, c: &Contract) {
         "dwell_ms",
         json!({"type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX}),
     );
+    patch_prop(doc, "Event", "rec_id", nullable(schema_ref("Id")));
+    let position = redrec_userstate::MAX_POSITION;
+    let position = json!({"type": ["integer", "null"], "minimum": 0, "maximum": position});
+    patch_prop(doc, "Event", "position", position);
+    doc["components"]["schemas"]["Event"]["not"] = json!({"required": ["position"],
+        "properties": {"position": {"type": "integer"}, "rec_id": {"type": "null"}},
+        "description": "`position` needs the list's `rec_id`"});
     doc["components"]["schemas"]["Event"]["if"] =
         json!({"required": ["type"], "properties": {"type": {"const": "dwell"}}});
     doc["components"]["schemas"]["Event"]["then"] =
@@ -679,6 +693,7 @@ fn add_parameters(doc: &mut Value, c: &Contract) {
                 "id" | "user_id" => schema_ref("Id"),
                 "k" => json!({"type": "integer", "minimum": 1, "maximum": c.max_k}),
                 "profile" => json!({"type": "string", "enum": c.profiles}),
+                "name" => json!({"type": "string", "enum": c.experiments}),
                 "explain" | "with_vector" => json!({"type": "boolean"}),
                 "filter" => {
                     if let Some(obj) = p.as_object_mut() {

@@ -32,6 +32,10 @@ pub struct Outcome {
     pub degraded_reason: Option<String>,
     pub candidates: usize,
     pub timings: Timings,
+    /// The id of this served list (events may carry it back for attribution).
+    pub rec_id: String,
+    /// The experiment variant that chose the profile.
+    pub assignment: Option<crate::online::Assignment>,
 }
 
 /// Runs `fut` until the deadline at most; `None` when the deadline came first.
@@ -124,6 +128,9 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         tracing::info!(reason = %reason, "degraded response");
     }
     let degraded_reason = flag_index_building(state, degraded_reason);
+    let rec_id = state.online.next_rec_id();
+    tracing::Span::current().record("rec_id", rec_id.as_str());
+    record(state, &plan, &rec_id, &items);
     Ok(Outcome {
         items,
         user_id: plan.user_id,
@@ -132,7 +139,36 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         degraded_reason,
         candidates: candidate_count,
         timings,
+        rec_id,
+        assignment: plan.assignment,
     })
+}
+
+/// Hands the served list to the impression writer (a queue push: no I/O here).
+fn record(state: &AppState, plan: &Plan, rec_id: &str, items: &[RankedItem]) {
+    if !plan.live.config.impressions {
+        return;
+    }
+    let list = redrec_store::online::ServedList {
+        rec_id: rec_id.to_owned(),
+        at_ms: plan.now_ms,
+        route: plan.route.as_str().to_owned(),
+        user_id: plan.user_id.clone(),
+        profile: plan.profile.clone(),
+        experiment: plan
+            .assignment
+            .as_ref()
+            .map(|a| (a.experiment.clone(), a.variant.clone())),
+        items: items.iter().map(|r| r.id.clone()).collect(),
+        sources: items
+            .iter()
+            .map(|r| {
+                let names: Vec<&str> = r.sources.iter().map(|s| s.source.as_str()).collect();
+                names.join(",")
+            })
+            .collect(),
+    };
+    state.online.record(&plan.live, list);
 }
 
 /// Reason code of results served from an index still being built (a restart, an `FT.CREATE`
@@ -176,6 +212,7 @@ async fn rerank(
     let candidates = Arc::new(candidates);
     let job = {
         let state = state.clone();
+        let live = plan.live.clone();
         let candidates = candidates.clone();
         let user = user.clone();
         let profile = plan.profile.clone();
@@ -189,7 +226,7 @@ async fn rerank(
                     .k(k)
                     .explain(explain)
                     .now_ms(now_ms);
-                state.reranker.rerank(&req)
+                live.reranker.rerank(&req)
             })
         })
     };

@@ -1,7 +1,11 @@
 //! A validated read request ([`Plan`]): what the routes build from a request body and the
 //! pipeline and the retrieval edge consume.
 
+use std::sync::Arc;
+
 use redrec_core::filter::Filter;
+
+use crate::online::{Assignment, Live, RouteKind};
 
 /// What to retrieve around (already validated).
 #[derive(Debug, Clone, Default)]
@@ -37,6 +41,13 @@ pub struct Plan {
     pub personalise: bool,
     /// The request's clock (epoch ms): the wall clock, or a replay's `x-redrec-as-of`.
     pub now_ms: i64,
+    /// The profiles and experiments this request was validated against (one snapshot, so a
+    /// reload during the request cannot remove its profile).
+    pub live: Arc<Live>,
+    /// Which route serves it (experiments may be limited to some).
+    pub route: RouteKind,
+    /// The experiment variant that chose `profile`, if any.
+    pub assignment: Option<Assignment>,
 }
 
 /// How many candidates retrieval fetches for `k` results: enough for reranking and diversity

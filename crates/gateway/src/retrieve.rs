@@ -53,7 +53,7 @@ pub async fn candidates(
     text_vector: Option<Vec<f32>>,
     deadline: &Deadline,
 ) -> ApiResult<Vec<Candidate>> {
-    let profile = state.reranker.profiles().get(&plan.profile).ok();
+    let profile = plan.live.reranker.profiles().get(&plan.profile).ok();
     let keep_purchases = !profile.is_some_and(|p| p.exclude_purchased());
     let mut sources = sources(plan, user, text_vector);
     // Around the user's collaborative vectors ("people who buy these also buy"); the retriever
@@ -106,7 +106,8 @@ pub async fn candidates(
             .collect();
     }
     // MMR needs the candidates' vectors; fetch them only for profiles that diversify.
-    req.with_vectors = state
+    req.with_vectors = plan
+        .live
         .reranker
         .profiles()
         .get(&plan.profile)

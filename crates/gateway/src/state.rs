@@ -38,6 +38,8 @@ pub struct Settings {
     pub user_state: redrec_userstate::UserStateConfig,
     pub reranker: redrec_reranker::RerankerConfig,
     pub retriever: redrec_retriever::RetrieverConfig,
+    /// Impression recording, attribution and experiments (`[online]`).
+    pub online: crate::online::OnlineConfig,
 }
 
 /// Why the state could not be built.
@@ -48,6 +50,9 @@ pub enum StartError {
         field: &'static str,
         message: String,
     },
+    /// A setting named by its full key (`online.experiments[0].variants[1].profile`).
+    #[error("invalid setting `{key}`: {message}")]
+    Setting { key: String, message: String },
 }
 
 /// Request-body limit, handed to the JSON extractor as a request extension.
@@ -72,7 +77,9 @@ pub struct Inner {
     /// `None` until an embedder is loaded: text queries then answer 503 and `/readyz` is false.
     pub embedder: Option<Arc<dyn redrec_embedder::Embedder>>,
     pub user_state: redrec_userstate::UserStateStore,
-    pub reranker: redrec_reranker::Reranker,
+    /// The rank profiles and experiments (swapped whole by a reload: `state.online.live()`),
+    /// the impression writer and the attribution counters.
+    pub online: crate::online::Online,
     pub retriever: redrec_retriever::Retriever,
     /// Admission control of the Redis queries of read requests.
     pub admission: Limiter,
@@ -158,6 +165,13 @@ impl AppState {
                     message: e.to_string(),
                 }
             })?;
+        let live = crate::online::Live::new(reranker, &settings.online).map_err(|e| {
+            StartError::Setting {
+                key: e.key,
+                message: e.message,
+            }
+        })?;
+        let online = crate::online::Online::new(live, redis.clone(), ns.clone());
         let retriever = build_retriever(&settings, &redis, &schema, None)?;
         let batcher = match (&embedder, settings.gateway.embed_batch_max) {
             (_, 0) => {
@@ -193,7 +207,7 @@ impl AppState {
                 api_keys,
                 embedder,
                 user_state,
-                reranker,
+                online,
                 settings,
             }),
         })

@@ -6,7 +6,8 @@
 //!   primary through a failover.
 //! - Typed calls per concern, each over any connection (`redis::aio::ConnectionLike`: a pooled
 //!   connection or a multiplexed one): [`catalog`] (item hashes), [`index`] (`FT.INFO`,
-//!   facets, `PING`), [`ratelimit`] (fixed-window counters). User state lives in
+//!   facets, `PING`), [`ratelimit`] (fixed-window counters), [`online`] (served lists,
+//!   feedback attribution and experiment counters). User state lives in
 //!   `redrec-userstate` (a Redis Function), retrieval in `redrec-retriever`.
 //!
 //! Replies are parsed by `redrec_core::reply`; this crate sends commands and classifies errors.
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod error;
 pub mod index;
 pub mod node;
+pub mod online;
 pub mod ratelimit;
 mod sentinel;
 

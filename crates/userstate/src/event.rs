@@ -87,6 +87,14 @@ pub struct Event {
     /// Dwell time for `dwell` events, in milliseconds (not negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dwell_ms: Option<i64>,
+    /// The `rec_id` of the served list the item was picked from: clicks, cart adds and
+    /// purchases are then attributed to that list (and its experiment variant). User state is
+    /// updated the same with or without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rec_id: Option<String>,
+    /// The item's 0-based position in that list, as the client showed it (needs `rec_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
     /// When the event happened (unix ms). Not part of the wire format: the gateway applies
     /// events at its own clock; bulk imports set it from the file so decays see the real age.
     #[serde(skip)]
@@ -117,8 +125,17 @@ impl Event {
             item_id: item_id.to_owned(),
             event_id: None,
             dwell_ms: None,
+            rec_id: None,
+            position: None,
             at_ms: None,
         }
+    }
+
+    /// Attributes the event to the served list `rec_id`, where the item was at `position`.
+    pub fn from_list(mut self, rec_id: &str, position: Option<i64>) -> Event {
+        self.rec_id = Some(rec_id.to_owned());
+        self.position = position;
+        self
     }
 
     pub fn with_event_id(mut self, event_id: &str) -> Event {
@@ -149,6 +166,9 @@ pub(crate) struct CheckedEvent<'a> {
     /// Event time, when it is not the batch's clock.
     pub at_ms: Option<i64>,
 }
+
+/// Largest accepted `position` in a served list.
+pub const MAX_POSITION: i64 = 9_999;
 
 /// Latest accepted event time (unix ms, year 2100): a larger value is a unit mistake.
 pub(crate) const MAX_EVENT_MS: i64 = 4_102_444_800_000;
@@ -199,6 +219,25 @@ pub(crate) fn check_event<'a>(
             "dwell_ms",
             format!("is {ms}, expected a non-negative number of milliseconds"),
         ));
+    }
+    if let Some(id) = &event.rec_id {
+        validate_id(id).map_err(|e| invalid(index, "rec_id", e.to_string()))?;
+    }
+    if let Some(p) = event.position {
+        if event.rec_id.is_none() {
+            return Err(invalid(
+                index,
+                "position",
+                "is a position in a served list: send it with that list's `rec_id`",
+            ));
+        }
+        if !(0..=MAX_POSITION).contains(&p) {
+            return Err(invalid(
+                index,
+                "position",
+                format!("is {p}, expected a 0-based position 0..={MAX_POSITION}"),
+            ));
+        }
     }
     if let Some(at) = event.at_ms
         && !(0..=MAX_EVENT_MS).contains(&at)
@@ -290,6 +329,14 @@ mod tests {
         assert!(e.contains("`item_id`"), "{e}");
         let e = err(r#"{"type":"view","user_id":"u1","item_id":"1","event_id":"a{b}"}"#);
         assert!(e.contains("`event_id`"), "{e}");
+        let e = err(r#"{"type":"click","user_id":"u1","item_id":"1","rec_id":"r 1"}"#);
+        assert!(e.contains("`rec_id`"), "{e}");
+        let e = err(r#"{"type":"click","user_id":"u1","item_id":"1","position":2}"#);
+        assert!(e.contains("`position`") && e.contains("rec_id"), "{e}");
+        let e = err(r#"{"type":"click","user_id":"u1","item_id":"1","rec_id":"r1","position":-1}"#);
+        assert!(e.contains("`position`: is -1"), "{e}");
+        check(r#"{"type":"click","user_id":"u1","item_id":"1","rec_id":"r1","position":3}"#)
+            .unwrap();
     }
 
     #[test]

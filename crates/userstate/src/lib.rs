@@ -31,5 +31,5 @@ mod store;
 
 pub use config::{AckMode, EventWeights, UserStateConfig};
 pub use error::{Error, Result};
-pub use event::{Event, EventKind, RESERVED_SUFFIXES};
+pub use event::{Event, EventKind, MAX_POSITION, RESERVED_SUFFIXES};
 pub use store::{ApplyReport, FoldReport, READ_COMMANDS, UserStateStore, decay};

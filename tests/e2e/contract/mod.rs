@@ -13,11 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use redrec_gateway::online::{ExperimentConfig, OnlineConfig, VariantConfig};
 use serde_json::{Value, json};
 
 use crate::{
     fixture, http,
-    support::{self, KEY, catalog_gateway},
+    support::{self, KEY, catalog_gateway, catalog_gateway_with},
 };
 use generate::{Generator, Rng};
 use schema::Validator;
@@ -385,7 +386,25 @@ fn catalog_ids() -> Vec<Value> {
 
 #[tokio::test]
 async fn generated_requests_match_the_openapi_document() {
-    let (_space, gw) = catalog_gateway("e2e_contract").await;
+    // an experiment, so `GET /v1/experiments/{name}` has a name to take and lists are recorded
+    let (_space, gw) = catalog_gateway_with("e2e_contract", |s| {
+        s.online = OnlineConfig {
+            impressions: true,
+            experiments: vec![ExperimentConfig {
+                name: "contract-ab".into(),
+                routes: Vec::new(),
+                variants: ["default", "discovery"]
+                    .map(|p| VariantConfig {
+                        profile: p.into(),
+                        name: None,
+                        weight: 1,
+                    })
+                    .to_vec(),
+            }],
+            ..OnlineConfig::default()
+        };
+    })
+    .await;
     let addr = gw.addr.clone();
     let r = http::request(&addr, "GET", "/openapi.json", &[], None).await;
     assert_eq!(r.status, 200);

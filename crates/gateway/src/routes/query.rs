@@ -22,6 +22,7 @@ use crate::{
     budget::{ServerTiming, StageTiming},
     error::{ApiError, ApiResult},
     extract::{QueryParams, StrictJson},
+    online::{Assignment, Live, RouteKind},
     pipeline,
     plan::{Plan, QueryInput},
     services::{
@@ -162,7 +163,23 @@ pub struct ResultList {
     pub candidates: usize,
     /// Per-stage timings (also in the `Server-Timing` header).
     pub timings: Vec<StageTiming>,
+    /// The id of this list (also in the `X-Rec-Id` header): send it back with events about
+    /// its items (`rec_id` in `POST /v1/events`) to attribute them to it.
+    pub rec_id: String,
+    /// The experiment and variant that chose `profile`, when the request was in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentAssignment>,
 }
+
+/// An experiment assignment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExperimentAssignment {
+    pub name: String,
+    pub variant: String,
+}
+
+/// Header carrying a served list's `rec_id`.
+pub const REC_ID_HEADER: &str = "x-rec-id";
 
 impl IntoResponse for pipeline::Outcome {
     fn into_response(self) -> Response {
@@ -195,21 +212,42 @@ impl IntoResponse for pipeline::Outcome {
             degraded_reason: self.degraded_reason,
             candidates: self.candidates,
             timings: self.timings.stages,
+            experiment: self.assignment.map(|a| ExperimentAssignment {
+                name: a.experiment,
+                variant: a.variant,
+            }),
+            rec_id: self.rec_id,
         };
+        let rec_id = axum::http::HeaderValue::from_str(&body.rec_id).ok();
         let mut response = Json(body).into_response();
+        if let Some(v) = rec_id {
+            response.headers_mut().insert(REC_ID_HEADER, v);
+        }
         response.extensions_mut().insert(header);
         response
     }
 }
 
-/// Validated common options.
+/// Validated options every read route shares.
+struct Common {
+    k: usize,
+    profile: String,
+    filter: Filter,
+    user_id: Option<String>,
+    live: std::sync::Arc<Live>,
+    assignment: Option<Assignment>,
+}
+
+/// Validates the common options. A request that names no profile and has a user is assigned
+/// by the first experiment covering `route` (an explicit `profile` always wins).
 fn common(
     state: &AppState,
+    route: RouteKind,
     k: Option<usize>,
     profile: Option<String>,
     filter: Option<serde_json::Value>,
     user_id: Option<String>,
-) -> ApiResult<(usize, String, Filter, Option<String>)> {
+) -> ApiResult<Common> {
     let max_k = state.gateway().max_k;
     let k = k.unwrap_or(DEFAULT_K);
     if k == 0 || k > max_k {
@@ -218,9 +256,19 @@ fn common(
             format!("k is {k}, expected 1..={max_k}"),
         ));
     }
-    let profile = profile.unwrap_or_else(|| redrec_reranker::DEFAULT_PROFILE.to_owned());
-    state
-        .reranker
+    if let Some(u) = &user_id {
+        check_id(u, "user_id")?;
+    }
+    let live = state.online.live();
+    let (profile, assignment) = match (profile, &user_id) {
+        (Some(p), _) => (p, None),
+        (None, Some(u)) => match live.assign(route, u) {
+            Some((a, p)) => (p, Some(a)),
+            None => (redrec_reranker::DEFAULT_PROFILE.to_owned(), None),
+        },
+        (None, None) => (redrec_reranker::DEFAULT_PROFILE.to_owned(), None),
+    };
+    live.reranker
         .profiles()
         .get(&profile)
         .map_err(|e| ApiError::invalid("profile", e.to_string()))?;
@@ -229,10 +277,14 @@ fn common(
         Some(v) => Filter::from_json(&v)?,
     };
     filter.check(&state.schema)?;
-    if let Some(u) = &user_id {
-        check_id(u, "user_id")?;
-    }
-    Ok((k, profile, filter, user_id))
+    Ok(Common {
+        k,
+        profile,
+        filter,
+        user_id,
+        live,
+        assignment,
+    })
 }
 
 fn check_vector(state: &AppState, v: &[f32], field: &str) -> ApiResult<()> {
@@ -273,8 +325,14 @@ pub async fn post_recommendations(
     StrictJson(req): StrictJson<RecommendRequest>,
 ) -> ApiResult<pipeline::Outcome> {
     authorize(&state, &headers, Access::Read)?;
-    let (k, profile, filter, user_id) =
-        common(&state, req.k, req.profile, req.filter, req.user_id)?;
+    let c = common(
+        &state,
+        RouteKind::Recommendations,
+        req.k,
+        req.profile,
+        req.filter,
+        req.user_id,
+    )?;
     let q = req.query.unwrap_or_default();
     let text = check_text(&q.text, "query.text")?;
     if let Some(v) = &q.vector {
@@ -306,16 +364,19 @@ pub async fn post_recommendations(
             "negative examples need at least one positive example",
         ));
     }
-    let exclude_seen = req.exclude_seen.unwrap_or(user_id.is_some());
+    let exclude_seen = req.exclude_seen.unwrap_or(c.user_id.is_some());
     let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
         now_ms,
-        k,
-        profile,
-        filter,
-        user_id,
+        k: c.k,
+        profile: c.profile,
+        filter: c.filter,
+        user_id: c.user_id,
         exclude_seen,
         explain: req.explain,
+        live: c.live,
+        route: RouteKind::Recommendations,
+        assignment: c.assignment,
         query: QueryInput {
             text,
             vector: q.vector,
@@ -338,8 +399,14 @@ pub async fn post_search(
     StrictJson(req): StrictJson<SearchRequest>,
 ) -> ApiResult<pipeline::Outcome> {
     authorize(&state, &headers, Access::Read)?;
-    let (k, profile, filter, user_id) =
-        common(&state, req.k, req.profile, req.filter, req.user_id)?;
+    let c = common(
+        &state,
+        RouteKind::Search,
+        req.k,
+        req.profile,
+        req.filter,
+        req.user_id,
+    )?;
     let text = check_text(&req.text, "text")?;
     if let Some(v) = &req.vector {
         check_vector(&state, v, "vector")?;
@@ -353,12 +420,15 @@ pub async fn post_search(
     let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
         now_ms,
-        k,
-        profile,
-        filter,
+        k: c.k,
+        profile: c.profile,
+        filter: c.filter,
         exclude_seen: req.exclude_seen.unwrap_or(false),
-        user_id,
+        user_id: c.user_id,
         explain: req.explain,
+        live: c.live,
+        route: RouteKind::Search,
+        assignment: c.assignment,
         query: QueryInput {
             text,
             vector: req.vector,
@@ -406,16 +476,19 @@ pub async fn get_similar(
         ),
     };
     params.finish(&["k", "profile", "explain", "user_id", "filter"])?;
-    let (k, profile, filter, user_id) = common(&state, k, profile, filter, user_id)?;
+    let c = common(&state, RouteKind::Similar, k, profile, filter, user_id)?;
     let now_ms = crate::clock::request_now_ms(&state, &headers)?;
     let plan = Plan {
         now_ms,
-        k,
-        profile,
-        filter,
+        k: c.k,
+        profile: c.profile,
+        filter: c.filter,
         exclude_seen: false,
-        user_id,
+        user_id: c.user_id,
         explain,
+        live: c.live,
+        route: RouteKind::Similar,
+        assignment: c.assignment,
         query: QueryInput {
             item_id: Some(id),
             ..QueryInput::default()

@@ -1,5 +1,5 @@
-//! Operational routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `GET /v1/index`
-//! and the demo page at `/`.
+//! Operational routes: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `GET /v1/index`,
+//! the demo page at `/` and the operator dashboard at `/admin`.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(get_demo))
+        .route("/admin", get(get_admin))
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_ready))
         .route("/metrics", get(get_metrics))
@@ -52,6 +53,33 @@ async fn get_demo() -> impl axum::response::IntoResponse {
             ),
         ],
         Html(DEMO_HTML),
+    )
+}
+
+const ADMIN_HTML: &str = include_str!("../../assets/admin.html");
+
+static ADMIN_CSP: std::sync::LazyLock<axum::http::HeaderValue> = std::sync::LazyLock::new(|| {
+    axum::http::HeaderValue::from_str(&crate::security::demo_csp(ADMIN_HTML))
+        .expect("the CSP is ASCII")
+});
+
+/// The operator dashboard (static HTML and JS): index status, traffic, stage latency, caches,
+/// online evaluation and experiments, every figure read with the admin key from `/v1/index`,
+/// `/metrics` and `/v1/experiments`; the key comes from the URL fragment (`/admin#key=...`),
+/// which never reaches the server.
+async fn get_admin() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                ADMIN_CSP.clone(),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                axum::http::HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Html(ADMIN_HTML),
     )
 }
 
@@ -170,6 +198,7 @@ pub async fn get_metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.pool_gauges());
     crate::metrics::render_admission(&mut body, &state.admission.stats());
     crate::metrics::render_caches(&mut body, &state.caches.stats());
+    state.online.render_metrics(&mut body);
     (
         [(
             header::CONTENT_TYPE,

@@ -1,5 +1,6 @@
 //! Events and user features: `POST /v1/events` (one event or an array; the whole batch is applied
-//! in one atomic step by redrec-userstate' Redis Function: all of it or none), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
+//! in one atomic step by redrec-userstate' Redis Function: all of it or none; events carrying a
+//! `rec_id` are then attributed to that served list), `GET /v1/users/{id}` and `DELETE /v1/users/{id}`.
 
 use axum::{
     Json, Router,
@@ -66,6 +67,7 @@ pub async fn post_events(
         });
     }
     let report = users::apply_events(&state, &events, batch).await?;
+    crate::services::online::attribute(&state, &events, &report.duplicates).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(EventsAccepted {

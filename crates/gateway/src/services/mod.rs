@@ -5,4 +5,5 @@
 pub mod catalog;
 pub mod embed;
 pub mod index;
+pub mod online;
 pub mod users;

@@ -168,7 +168,9 @@ pub async fn write_items(space: &TestSpace, items: &[Item]) {
     }
 }
 
-/// Waits until the alias reports `n` documents (indexing is asynchronous for large batches).
+/// Waits until the alias reports `n` documents and its initial scan is complete
+/// (`percent_indexed` 1: with other tests writing keys at the same time, the scan of the
+/// keyspace that `FT.CREATE` starts can still be running after the documents are in).
 pub async fn wait_indexed(space: &TestSpace, n: usize) {
     let mut con = conn(space).await;
     for _ in 0..200 {
@@ -190,7 +192,13 @@ pub async fn wait_indexed(space: &TestSpace, n: usize) {
             .and_then(|kv| kv.get(1).map(text))
             .and_then(|t| t.parse::<f64>().ok())
             .unwrap_or(0.0) as usize;
-        if docs >= n {
+        let built = info
+            .chunks(2)
+            .find(|kv| text(&kv[0]) == "percent_indexed")
+            .and_then(|kv| kv.get(1).map(text))
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_none_or(|p| p >= 1.0);
+        if docs >= n && built {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -6,6 +6,7 @@ mod cache;
 mod clock;
 mod fixture;
 mod history;
+mod online;
 mod ops;
 mod pipeline;
 mod secrets;

@@ -606,18 +606,6 @@ fn mean<'a>(vs: impl Iterator<Item = &'a Vec<f32>>, dims: usize) -> Vec<f32> {
     sum
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn averages_vectors() {
-        let a = vec![1.0, 0.0];
-        let b = vec![0.0, 1.0];
-        assert_eq!(mean([&a, &b].into_iter(), 2), vec![0.5, 0.5]);
-    }
-}
-
 /// The field names `filter` reads.
 pub(super) fn filter_fields<'a>(filter: &'a Filter, out: &mut BTreeSet<&'a str>) {
     match filter {
@@ -634,5 +622,17 @@ pub(super) fn filter_fields<'a>(filter: &'a Filter, out: &mut BTreeSet<&'a str>)
             }
         }
         Filter::Not(child) => filter_fields(child, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averages_vectors() {
+        let a = vec![1.0, 0.0];
+        let b = vec![0.0, 1.0];
+        assert_eq!(mean([&a, &b].into_iter(), 2), vec![0.5, 0.5]);
     }
 }

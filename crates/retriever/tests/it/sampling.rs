@@ -169,7 +169,7 @@ async fn a_small_exclusion_is_checked_on_the_candidates_a_large_one_in_the_searc
     let mut catalog = items(0, 200);
     // two "fuel" items of 200 (1%), one of them the nearest to the query vector
     for (i, item) in catalog.iter_mut().enumerate().take(2) {
-        item.fields.insert("department".into(), "FUEL".into());
+        item.fields.insert("department", "FUEL".into());
         if i == 0 {
             item.vector = vec![1.0 / (DIMS as f32).sqrt(); DIMS];
         }

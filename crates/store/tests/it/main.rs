@@ -382,3 +382,82 @@ async fn no_sentinel_answering_is_unavailable() {
     assert!(e.is_unavailable(), "{e}");
     assert!(e.to_string().contains("sentinel"), "{e}");
 }
+
+#[tokio::test]
+async fn served_lists_are_recorded_attributed_once_and_counted_per_variant() {
+    use redrec_store::online::{self, FeedbackHit, ServedList};
+    let space = TestSpace::new("store_online");
+    let redis = redis();
+    let mut con = redis.conn(Route::Primary).await.unwrap();
+    let exp = Some(("e".to_owned(), "b".to_owned()));
+    let list = |id: &str, items: &[&str]| ServedList {
+        rec_id: id.to_owned(),
+        at_ms: 1_700_000_000_000,
+        route: "recommendations".into(),
+        user_id: Some("u1".into()),
+        profile: "discovery".into(),
+        experiment: exp.clone(),
+        items: items.iter().map(|s| (*s).to_owned()).collect(),
+        sources: items.iter().map(|_| "popular".to_owned()).collect(),
+    };
+    online::record_lists(
+        &mut con,
+        &space.ns,
+        &[list("r1", &["a", "b", "c"]), list("r2", &["c", "d"])],
+        60_000,
+    )
+    .await
+    .unwrap();
+    let read = online::read_lists(&mut con, &space.ns, &["r1", "nope"])
+        .await
+        .unwrap();
+    let r1 = read[0].as_ref().expect("r1 recorded");
+    assert_eq!(r1.items, ["a", "b", "c"]);
+    assert_eq!(r1.experiment, exp);
+    assert_eq!(r1.user_id.as_deref(), Some("u1"));
+    assert!(read[1].is_none());
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(space.ns.rec("r1"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+
+    let hit = |rec: &str, kind: &'static str, position: usize| FeedbackHit {
+        rec_id: rec.to_owned(),
+        kind,
+        position,
+        experiment: exp.clone(),
+    };
+    let firsts = online::count_feedback(
+        &mut con,
+        &space.ns,
+        &[
+            hit("r1", "click", 1),
+            hit("r1", "click", 2),
+            hit("r2", "click", 0),
+        ],
+        60_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(firsts, [true, false, true]);
+    let c = online::read_counters(&mut con, &space.ns, "e", &["b", "a"])
+        .await
+        .unwrap();
+    assert_eq!(c[0].get(online::IMPRESSIONS), 2);
+    assert_eq!(c[0].get(online::ITEMS_SERVED), 5);
+    assert_eq!(c[0].get("click"), 3);
+    assert_eq!(c[0].get(&online::lists_field("click")), 2);
+    // first clicks at positions 1 and 0: 1-based 2 + 1
+    assert_eq!(c[0].get(online::FIRST_CLICK_POSITION_SUM), 3);
+    assert_eq!(c[0].distinct_items, 4);
+    assert_eq!(c[1], online::VariantCounters::default());
+    online::reset_counters(&mut con, &space.ns, "e", &["b"])
+        .await
+        .unwrap();
+    let c = online::read_counters(&mut con, &space.ns, "e", &["b"])
+        .await
+        .unwrap();
+    assert_eq!(c[0].get(online::IMPRESSIONS), 0);
+}
