@@ -34,21 +34,35 @@ pub enum Route {
     Replica,
 }
 
-/// One node: its pool and, for a replica, until when it is left out.
+/// One node: its pool, a client for connections outside the pool, and, for a replica, until
+/// when it is left out.
 pub(crate) struct Node {
     /// `host:port` (no credentials), for readiness reports and logs.
     pub(crate) addr: String,
     pub(crate) pool: Pool,
+    /// The pool's connection settings (TLS roots, RESP3), for [`Redis::dedicated_conn`].
+    client: redis::Client,
     down_until: Mutex<Option<Instant>>,
 }
 
 impl Node {
-    pub(crate) fn new(addr: String, pool: Pool) -> Node {
-        Node {
+    /// The node `info` names, with the deployment's TLS roots, protocol and timeouts.
+    pub(crate) fn from_info(
+        addr: String,
+        info: redis::ConnectionInfo,
+        cfg: &RedisConfig,
+    ) -> Result<Node> {
+        let info = node_info(info, cfg)?;
+        let client = redis::Client::open(info.clone()).map_err(|e| Error::Config {
+            key: "redis.url",
+            message: format!("`{addr}`: {e}"),
+        })?;
+        Ok(Node {
             addr,
-            pool,
+            pool: pool_from_info(info, cfg)?,
+            client,
             down_until: Mutex::new(None),
-        }
+        })
     }
 
     fn is_down(&self, now: Instant) -> bool {
@@ -108,17 +122,18 @@ impl Redis {
             .transpose()?;
         let primary = match sentinel {
             Some(_) => None,
-            None => Some(Arc::new(Node::new(
+            None => Some(Arc::new(Node::from_info(
                 display_addr(&cfg.url),
-                create_pool(cfg)?,
-            ))),
+                parse_url(&cfg.url, "redis.url")?,
+                cfg,
+            )?)),
         };
         let replicas = cfg
             .replicas
             .iter()
             .map(|url| {
-                let pool = pool_from_info(parse_url(url, "redis.replicas")?, cfg)?;
-                Ok(Arc::new(Node::new(display_addr(url), pool)))
+                let info = parse_url(url, "redis.replicas")?;
+                Ok(Arc::new(Node::from_info(display_addr(url), info, cfg)?))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Redis {
@@ -166,6 +181,56 @@ impl Redis {
             },
             Route::Primary | Route::Replica => self.primary_conn().await,
         }
+    }
+
+    /// A new connection, outside the pool, to the node serving `route`, whose commands may
+    /// take up to `timeout`: for slow calls off the hot path (a whole-catalog `FT.AGGREGATE`).
+    ///
+    /// Not a handle on a pooled connection: Redis answers one connection's commands in order,
+    /// so a slow command on a shared multiplexed connection would hold up every request that
+    /// the pool hands the same connection to (and those fail at the command timeout). The
+    /// caller drops it when done; it is meant for calls made every few minutes, not per request.
+    pub async fn dedicated_conn(
+        &self,
+        route: Route,
+        timeout: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection> {
+        let node = match route {
+            Route::Replica if self.has_replicas() => self.least_busy_replica(),
+            _ => None,
+        };
+        let node = match node {
+            Some(n) => n,
+            None => {
+                // the primary; with Sentinel, asking for a pooled connection finds it first
+                if self.primary_node().is_none() {
+                    drop(self.primary_conn().await?);
+                }
+                self.primary_node().ok_or_else(|| Error::Unavailable {
+                    what: "connect".into(),
+                    message: "no primary known".into(),
+                })?
+            }
+        };
+        let connect = Duration::from_millis(self.nodes.cfg.connect_timeout_ms.max(1));
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(timeout));
+        node.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| Error::from_redis(&format!("connect to {}", node.addr), &e))
+    }
+
+    /// The replica with the fewest requests outstanding among those not left out.
+    fn least_busy_replica(&self) -> Option<Arc<Node>> {
+        let now = Instant::now();
+        self.nodes
+            .replicas
+            .iter()
+            .filter(|n| !n.is_down(now))
+            .min_by_key(|n| n.outstanding())
+            .cloned()
     }
 
     /// A connection to the least busy replica that is not left out; a replica that fails to
@@ -413,7 +478,10 @@ fn with_tls_roots(
 /// Builds a deadpool pool: RESP3, connect and response timeouts from the config, `pool_size`
 /// connections. A URL that does not parse is an [`Error::Config`] naming `redis.url`.
 pub fn create_pool(redis: &RedisConfig) -> Result<Pool> {
-    pool_from_info(parse_url(&redis.url, "redis.url")?, redis)
+    pool_from_info(
+        node_info(parse_url(&redis.url, "redis.url")?, redis)?,
+        redis,
+    )
 }
 
 /// Parses a node URL; an error names the config key it came from.
@@ -424,14 +492,18 @@ pub(crate) fn parse_url(url: &str, key: &'static str) -> Result<redis::Connectio
     })
 }
 
-/// A pool to the node `info` names, with the deployment's TLS roots, protocol and timeouts.
-pub(crate) fn pool_from_info(info: redis::ConnectionInfo, redis: &RedisConfig) -> Result<Pool> {
+/// `info` with the deployment's TLS roots, speaking RESP3.
+fn node_info(info: redis::ConnectionInfo, redis: &RedisConfig) -> Result<redis::ConnectionInfo> {
     let info = with_tls_roots(info, redis)?;
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    let info = info.set_redis_settings(settings);
+    Ok(info.set_redis_settings(settings))
+}
+
+/// A pool to the node `info` (from [`node_info`]) names, with the deployment's timeouts.
+fn pool_from_info(info: redis::ConnectionInfo, redis: &RedisConfig) -> Result<Pool> {
     let connect_timeout = Duration::from_millis(redis.connect_timeout_ms.max(1));
     let command_timeout = Duration::from_millis(redis.command_timeout_ms.max(1));
     let config = AsyncConnectionConfig::new()

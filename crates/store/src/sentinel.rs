@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use redrec_core::config::SentinelConfig;
 
 use crate::error::{Error, Result};
-use crate::node::{Node, Redis, parse_url, pool_from_info};
+use crate::node::{Node, Redis, parse_url};
 
 pub(crate) struct Sentinel {
     master_name: String,
@@ -115,10 +115,7 @@ impl Sentinel {
             },
             _ => redis::ConnectionAddr::Tcp(host, port),
         };
-        let node = Arc::new(Node::new(
-            addr.clone(),
-            pool_from_info(info.set_addr(target), cfg)?,
-        ));
+        let node = Arc::new(Node::from_info(addr.clone(), info.set_addr(target), cfg)?);
         let previous = redis
             .nodes
             .primary

@@ -461,3 +461,48 @@ async fn served_lists_are_recorded_attributed_once_and_counted_per_variant() {
         .unwrap();
     assert_eq!(c[0].get(online::IMPRESSIONS), 0);
 }
+
+/// A slow, off-the-hot-path call runs on a dedicated connection with its own timeout: a command
+/// that outlasts `command_timeout_ms` fails on a pooled connection and succeeds on the dedicated
+/// one, and the pool still answers at once while the slow call runs (no head-of-line blocking).
+#[tokio::test]
+async fn a_dedicated_connection_outlasts_the_command_timeout_without_blocking_the_pool() {
+    let space = TestSpace::new("store_slow");
+    let redis = Redis::new(&RedisConfig {
+        url: redrec_testkit::redis_url(),
+        command_timeout_ms: 100,
+        pool_size: 1,
+        ..RedisConfig::default()
+    })
+    .unwrap();
+    // BLPOP on an empty list blocks for its timeout (0.3 s): a stand-in for a slow aggregation.
+    let empty = space.ns.meta("never-filled");
+    let slow = |mut con: redis::aio::MultiplexedConnection, key: String| async move {
+        redis::cmd("BLPOP")
+            .arg(key)
+            .arg(0.3)
+            .query_async::<Option<(String, String)>>(&mut con)
+            .await
+    };
+    {
+        let pooled = redis.conn(Route::Primary).await.unwrap();
+        let e = slow((*pooled).clone(), empty.clone())
+            .await
+            .expect_err("0.3 s > 100 ms");
+        assert!(e.is_timeout(), "{e}");
+    }
+    // the timed-out reply arrives on the pooled connection; let it drain
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let long = redis
+        .dedicated_conn(Route::Replica, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    let slow_call = tokio::spawn(slow(long, empty));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // while the slow call runs, the pool's one connection answers within its 100 ms
+    let mut con = redis.conn(Route::Primary).await.unwrap();
+    index::ping(&mut con).await.unwrap();
+    assert!(!slow_call.is_finished(), "BLPOP should still be blocking");
+    assert_eq!(slow_call.await.unwrap().unwrap(), None);
+}
