@@ -30,6 +30,24 @@ pub fn vector_settings(dim: usize) -> VectorSettings {
     }
 }
 
+/// HNSW build parameters of the bench's index (`--hnsw-m`, `--ef-construction`); the default is
+/// the project's default schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswBuild {
+    pub m: u32,
+    pub ef_construction: u32,
+}
+
+impl Default for HnswBuild {
+    fn default() -> Self {
+        let d = VectorSettings::default();
+        HnswBuild {
+            m: d.m,
+            ef_construction: d.ef_construction,
+        }
+    }
+}
+
 /// What the loader measured.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IngestResult {
@@ -143,6 +161,7 @@ pub async fn load(
     con: &MultiplexedConnection,
     ns: &Namespace,
     spec: SyntheticParams,
+    hnsw: HnswBuild,
     batch: usize,
     in_flight: usize,
 ) -> Result<IngestResult> {
@@ -151,7 +170,11 @@ pub async fn load(
         &ns.index(1),
         &ns.item_prefix(),
         &ItemFields::default(),
-        &vector_settings(spec.dims),
+        &VectorSettings {
+            m: hnsw.m,
+            ef_construction: hnsw.ef_construction,
+            ..vector_settings(spec.dims)
+        },
     );
     let before = settled_used_memory(&mut c).await?;
     index::create(&mut c, &schema.ft_create_args())
@@ -215,7 +238,7 @@ pub async fn load(
         done??;
     }
     let write_secs = start.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let info = index_info(&mut c, &ns.alias()).await?;
         if info.num_docs >= spec.items && info.percent_indexed >= 1.0 {
@@ -223,7 +246,7 @@ pub async fn load(
         }
         if Instant::now() > deadline {
             bail!(
-                "index still not complete after 10 minutes: {} docs, {} indexed",
+                "index still not complete an hour after the writes: {} docs, {} indexed",
                 info.num_docs,
                 info.percent_indexed
             );

@@ -18,4 +18,5 @@ pub mod schedule;
 pub mod soak;
 pub mod stats;
 pub mod suite;
+pub mod sweep;
 pub mod workload;

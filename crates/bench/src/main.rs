@@ -8,6 +8,7 @@ use clap::Parser;
 use redrec_bench::{
     soak::SoakOptions,
     suite::{self, Options},
+    sweep::SweepOptions,
     workload::Mix,
 };
 
@@ -65,6 +66,20 @@ struct Cli {
     /// EF_RUNTIME of raw KNN queries (the retriever's default)
     #[arg(long, default_value_t = 100)]
     ef_runtime: u32,
+    /// HNSW M of the index when the bench seeds it (the project's default schema: 16)
+    #[arg(long, default_value_t = 16)]
+    hnsw_m: u32,
+    /// HNSW EF_CONSTRUCTION of the index when the bench seeds it (default schema: 200)
+    #[arg(long, default_value_t = 200)]
+    ef_construction: u32,
+    /// Instead of the suite: recall and single-flight latency of every KNN plan (server's
+    /// choice and BATCHES at each of these EF_RUNTIME values, ADHOC_BF) at each selectivity rung,
+    /// on the catalog already seeded with --items (see docs/RETRIEVAL.md, "At a million items")
+    #[arg(long, value_delimiter = ',')]
+    sweep_ef: Option<Vec<u32>>,
+    /// Sweep: queries per rung (each sent once per plan)
+    #[arg(long, default_value_t = 100)]
+    sweep_queries: usize,
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Closed-loop concurrency levels, comma separated [default: 4,16,64; 8,32 with --quick]
@@ -102,6 +117,10 @@ struct Cli {
     /// Soak: the gateway's build profile, recorded in the report
     #[arg(long, default_value = "release")]
     build_profile: String,
+    /// Soak: clicks per user before anything is measured (steady-state histories; the
+    /// gateway's default `user_state.seen_cap` is 500)
+    #[arg(long, default_value_t = 500)]
+    soak_history: usize,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +155,10 @@ fn main() -> ExitCode {
         quick,
         reuse: cli.reuse,
         ef_runtime: cli.ef_runtime,
+        hnsw: redrec_bench::catalog::HnswBuild {
+            m: cli.hnsw_m,
+            ef_construction: cli.ef_construction,
+        },
         k: cli.k,
         concurrency: cli
             .concurrency
@@ -152,8 +175,13 @@ fn main() -> ExitCode {
         capacity_concurrency: cli.capacity_concurrency,
         load: cli.soak_load,
         build_profile: cli.build_profile.clone(),
+        history: cli.soak_history,
     });
-    match run(opts, cli.seed_only, soak) {
+    let sweep = cli.sweep_ef.map(|efs| SweepOptions {
+        efs,
+        queries: cli.sweep_queries,
+    });
+    match run(opts, cli.seed_only, soak, sweep) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -162,10 +190,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(opts: Options, seed_only: bool, soak: Option<SoakOptions>) -> Result<()> {
+fn run(
+    opts: Options,
+    seed_only: bool,
+    soak: Option<SoakOptions>,
+    sweep: Option<SweepOptions>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(sweep) = sweep {
+        let report = rt.block_on(redrec_bench::sweep::run(&opts, &sweep))?;
+        for p in redrec_bench::sweep::write_report(&report, &opts.out)? {
+            println!("{}", p.display());
+        }
+        return Ok(());
+    }
     if let Some(soak) = soak {
         let report = rt.block_on(redrec_bench::soak::run(&opts, &soak))?;
         for p in redrec_bench::soak::write_report(&report, &opts.out)? {

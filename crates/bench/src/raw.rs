@@ -73,7 +73,11 @@ pub struct RawTarget {
     /// `HYBRID_POLICY` of filtered KNN queries; None lets RediSearch choose (the retriever's
     /// default).
     pub hybrid_policy: Option<HybridPolicy>,
+    /// Client-side deadline of one query.
     pub timeout: Duration,
+    /// `TIMEOUT` sent with each KNN query; None leaves the server's default (the sweep raises it
+    /// so brute force over a million vectors is measured instead of cut off).
+    pub server_timeout_ms: Option<u64>,
 }
 
 impl RawTarget {
@@ -92,6 +96,7 @@ impl RawTarget {
             candidates: 50,
             hybrid_policy: None,
             timeout: Duration::from_secs(2),
+            server_timeout_ms: None,
         }
     }
 
@@ -108,7 +113,7 @@ impl RawTarget {
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
             hybrid_policy: self.hybrid_policy,
-            timeout_ms: None,
+            timeout_ms: self.server_timeout_ms,
         }
         .cmd()?)
     }

@@ -29,13 +29,13 @@ use std::{
 use anyhow::{Context, Result, bail};
 use redrec_core::{
     keys::Namespace,
-    synthetic::{Rng, Synthetic, SyntheticParams},
+    synthetic::{Rng, Synthetic, SyntheticParams, unit_vector},
 };
 use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    catalog,
+    catalog::{self, StoredCatalog},
     driver::{Target, closed_loop, open_loop},
     http::{GatewayTarget, HttpClient},
     raw::{RawConn, RawTarget},
@@ -72,6 +72,11 @@ pub struct SoakOptions {
     pub load: f64,
     /// The gateway's build profile (`release`, or `debug` for a try-out), recorded in the report.
     pub build_profile: String,
+    /// Clicks per user sent before anything is measured, so every user starts with the history
+    /// a long-running deployment has (the gateway caps the seen set at `user_state.seen_cap`,
+    /// 500 by default). Without it the first minutes measure users with empty histories, whose
+    /// requests exclude nothing, and the later ones users whose seen sets grow every minute.
+    pub history: usize,
 }
 
 /// One minute of the soak.
@@ -295,7 +300,7 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
             )
         );
     }
-    let cat = catalog::read_back(&mut con, &ns, opts.dim).await?;
+    let cat = Arc::new(catalog::read_back(&mut con, &ns, opts.dim).await?);
     let generator = Synthetic::new(spec);
     let users = workload::make_users(&generator, &cat, opts.users, opts.seed);
     let queries = Arc::new(workload::make_queries(
@@ -311,6 +316,8 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
         opts.ef_runtime,
     ));
 
+    warm_users(&gw, &users, &cat.ids, soak.history, opts.seed).await?;
+    wait_for_fold(&mut con, &ns).await?;
     log(&format!(
         "measuring capacity: closed loop, {} workers, {:.0} s",
         soak.capacity_concurrency, soak.capacity_secs
@@ -348,8 +355,7 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
     );
     let updates = spawn_updates(
         raw.clone(),
-        &generator,
-        &cat.ids,
+        cat.clone(),
         read_only / 20.0,
         writes_for,
         opts.seed,
@@ -399,8 +405,7 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
         );
         let updates = spawn_updates(
             raw.clone(),
-            &generator,
-            &cat.ids,
+            cat.clone(),
             update_rate,
             minute,
             opts.seed + m as u64,
@@ -476,6 +481,96 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
     })
 }
 
+/// Gives every user `per_user` clicks on random items (batches of 100 through
+/// `POST /v1/events`), so the soak starts from steady-state user state.
+async fn warm_users(
+    gw: &GatewayTarget,
+    users: &[workload::BenchUser],
+    items: &[String],
+    per_user: usize,
+    seed: u64,
+) -> Result<()> {
+    if per_user == 0 || users.is_empty() || items.is_empty() {
+        return Ok(());
+    }
+    let total = per_user * users.len();
+    log(&format!(
+        "warming {} users to {per_user} clicks each ({total} events) before measuring",
+        users.len()
+    ));
+    let mut rng = Rng::stream(seed, 0x3A7A);
+    let mut sent = 0;
+    let mut next_report = Instant::now() + Duration::from_secs(5);
+    let started = Instant::now();
+    while sent < total {
+        let batch: Vec<serde_json::Value> = (sent..(sent + 100).min(total))
+            .map(|i| {
+                json!({
+                    "type": "click",
+                    "user_id": users[i % users.len()].id,
+                    "item_id": items[rng.below(items.len())],
+                })
+            })
+            .collect();
+        let n = batch.len();
+        let (status, body) = gw
+            .client
+            .post_json("/v1/events", &serde_json::Value::Array(batch))
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "warming the users: POST /v1/events answered {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        sent += n;
+        if Instant::now() > next_report {
+            next_report += Duration::from_secs(5);
+            log(&format!(
+                "warmed {sent}/{total} events ({:.0}/s)",
+                sent as f64 / started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Waits (up to 3 minutes) until the gateway has folded the warm-up's popularity deltas into the
+/// index (`{ns}:popularity` nearly empty). The warm-up touches every item; the paced fold takes
+/// about half a minute of a fifth of Redis for that, and a first window measured during it is
+/// slower than the steady state (run 2 of 2026-12-05: p99 30-41 ms in minutes 1-3, 24-29 after).
+async fn wait_for_fold(con: &mut redis::aio::MultiplexedConnection, ns: &Namespace) -> Result<()> {
+    let key = ns.popularity();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last_log = Instant::now();
+    loop {
+        let pending: usize = redis::cmd("ZCARD").arg(&key).query_async(con).await?;
+        if pending <= FOLD_SETTLED {
+            log(&format!(
+                "popularity fold settled ({pending} items pending)"
+            ));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            log(&format!(
+                "popularity fold still has {pending} items pending after 3 minutes: measuring anyway"
+            ));
+            return Ok(());
+        }
+        if last_log.elapsed() > Duration::from_secs(10) {
+            last_log = Instant::now();
+            log(&format!(
+                "waiting for the popularity fold: {pending} items pending"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Pending popularity items below which the fold counts as settled (a minute of soak events
+/// touches about a thousand items).
+const FOLD_SETTLED: usize = 200;
+
 /// Click events of random users on random items at `rate` per second for `duration`:
 /// (accepted, failed, first failure).
 fn spawn_events(
@@ -537,28 +632,25 @@ fn spawn_events(
 /// Item vector overwrites at `rate` per second for `duration`: (done, failed).
 fn spawn_updates(
     raw: Arc<RawTarget>,
-    generator: &Synthetic,
-    items: &[String],
+    cat: Arc<StoredCatalog>,
     rate: f64,
     duration: Duration,
     seed: u64,
 ) -> tokio::task::JoinHandle<(u64, u64)> {
     let mut rng = Rng::stream(seed, 0x0DA7);
-    let vectors: Vec<Vec<f32>> = (0..64)
-        .map(|_| generator.query_vector_with(&mut rng))
-        .collect();
-    let items = items.to_vec();
     tokio::spawn(async move {
         let schedule = Schedule::for_duration(rate, duration);
         let (mut ok, mut errors) = (0, 0);
         let start = Instant::now();
-        for i in 0..schedule.count {
-            tokio::time::sleep_until((start + schedule.offset(i)).into()).await;
-            let id = &items[rng.below(items.len().max(1))];
-            match raw
-                .write_vector(id, &vectors[i as usize % vectors.len()])
-                .await
-            {
+        for n in 0..schedule.count {
+            tokio::time::sleep_until((start + schedule.offset(n)).into()).await;
+            let i = rng.below(cat.len().max(1));
+            // A refreshed embedding: the item's seeded vector moved a little (cosine ~0.95 to
+            // it), drawn afresh each time, so the catalog keeps its distribution however long
+            // the soak runs. (Recycling a few fixed vectors, as the first version did, filled
+            // the index with identical vectors over the run and slowed every search.)
+            let v = unit_vector(&mut rng, cat.dim, Some(cat.vector(i)), REFRESH_NOISE);
+            match raw.write_vector(&cat.ids[i], &v).await {
                 Ok(()) => ok += 1,
                 Err(_) => errors += 1,
             }
@@ -566,6 +658,9 @@ fn spawn_updates(
         (ok, errors)
     })
 }
+
+/// Noise of a refreshed item vector (see `unit_vector`): about 0.95 cosine to the old one.
+const REFRESH_NOISE: f64 = 0.1;
 
 /// Writes `report.json` and `report.md` into `out`; returns their paths.
 pub fn write_report(report: &SoakReport, out: &Path) -> Result<Vec<PathBuf>> {

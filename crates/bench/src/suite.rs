@@ -53,6 +53,8 @@ pub struct Options {
     pub quick: bool,
     pub reuse: bool,
     pub ef_runtime: u32,
+    /// HNSW build parameters when the bench seeds the catalog.
+    pub hnsw: catalog::HnswBuild,
     pub k: usize,
     pub concurrency: Vec<usize>,
     pub max_in_flight: usize,
@@ -132,7 +134,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         dims: opts.dim,
         seed: opts.seed,
     };
-    let ingest = match seed_catalog(&mut con, &ns, spec, opts.reuse).await? {
+    let ingest = match seed_catalog(&mut con, &ns, spec, opts.hnsw, opts.reuse).await? {
         Some(i) => Some(i),
         None => recorded_ingest(&opts.out, spec),
     };
@@ -431,9 +433,15 @@ pub async fn seed_only(opts: &Options) -> Result<catalog::IngestResult> {
         dims: opts.dim,
         seed: opts.seed,
     };
-    let result = seed_catalog(&mut con, &Namespace::new(&opts.namespace), spec, false)
-        .await?
-        .context("a fresh seed always measures ingest")?;
+    let result = seed_catalog(
+        &mut con,
+        &Namespace::new(&opts.namespace),
+        spec,
+        opts.hnsw,
+        false,
+    )
+    .await?
+    .context("a fresh seed always measures ingest")?;
     std::fs::create_dir_all(&opts.out)?;
     std::fs::write(
         opts.out.join(INGEST_FILE),
@@ -457,6 +465,7 @@ async fn seed_catalog(
     con: &mut MultiplexedConnection,
     ns: &Namespace,
     spec: SyntheticParams,
+    hnsw: catalog::HnswBuild,
     reuse: bool,
 ) -> Result<Option<catalog::IngestResult>> {
     if reuse
@@ -472,13 +481,15 @@ async fn seed_catalog(
         return Ok(None);
     }
     log(&format!(
-        "seeding {} items x {} dims under namespace `{}`",
+        "seeding {} items x {} dims under namespace `{}` (HNSW M {}, EF_CONSTRUCTION {})",
         spec.items,
         spec.dims,
-        ns.name()
+        ns.name(),
+        hnsw.m,
+        hnsw.ef_construction
     ));
     catalog::drop_namespace(con, ns).await?;
-    let result = catalog::load(con, ns, spec, 500, 4).await?;
+    let result = catalog::load(con, ns, spec, hnsw, 500, 4).await?;
     log(&format!(
         "seeded: {:.0} items/s until 100% indexed ({:.1} s), {:.0} bytes/item",
         result.items_per_sec, result.indexed_secs, result.memory_per_item_bytes

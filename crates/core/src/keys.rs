@@ -155,6 +155,12 @@ impl Namespace {
         format!("{}:meta:{name}", self.prefix)
     }
 
+    /// The measured recall per `EF_RUNTIME` of a concrete index (JSON of
+    /// [`EfCurve`](crate::calibration::EfCurve)), e.g. `shop:meta:ef_curve:shop:items:v1`.
+    pub fn ef_curve(&self, index: &str) -> String {
+        self.meta(&format!("ef_curve:{index}"))
+    }
+
     /// Name of the serving alias every query goes through, e.g. `redrec:items`.
     pub fn alias(&self) -> String {
         format!("{}:items", self.prefix)
@@ -180,6 +186,10 @@ mod tests {
         assert_eq!(ns.user_seen("u1"), "shop:user:u1:seen");
         assert_eq!(ns.alias(), "shop:items");
         assert_eq!(ns.index(2), "shop:items:v2");
+        assert_eq!(
+            ns.ef_curve("shop:items:v2"),
+            "shop:meta:ef_curve:shop:items:v2"
+        );
         assert_eq!(ns.rec("r1"), "shop:rec:r1");
         assert_eq!(ns.rec_feedback("r1"), "shop:rec:r1:fb");
         assert_eq!(ns.experiment_counters("e", "b"), "shop:exp:e:b");

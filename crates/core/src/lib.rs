@@ -12,8 +12,11 @@
 //! - [`config`]: configuration types and the figment layering;
 //! - [`candidate`] and [`user`]: the data passed between stages (`Candidate`, `UserFeatures`);
 //! - [`synthetic`]: the deterministic synthetic catalog (ingest, bench and tests share it);
+//! - [`calibration`]: the measured recall per `EF_RUNTIME` of an index and the EF a recall
+//!   target needs;
 //! - [`error`]: the crate's error type (every variant a user error).
 
+pub mod calibration;
 pub mod candidate;
 pub mod config;
 pub mod error;

@@ -20,6 +20,9 @@ pub enum Error {
     Invalid { count: u64, first: Vec<Reject> },
     #[error("mapping: {message}")]
     Mapping { message: String },
+    /// A command-line option out of range (the message names it).
+    #[error("{message}")]
+    Usage { message: String },
     #[error("{0}")]
     Core(#[from] redrec_core::Error),
     #[error("migration: {message}")]

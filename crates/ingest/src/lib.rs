@@ -9,12 +9,15 @@
 //! - [`keyscan`]: `SCAN` over a namespace's keys, batch by batch.
 //! - [`refresh`]: in-place vector refresh while serving.
 //! - [`migrate`]: model / dimension migrations behind the alias, resumable, with rollback.
+//! - [`calibrate`]: recall@k per `EF_RUNTIME` of the serving index, stored for the retriever's
+//!   `recall_target`.
 //! - [`cf`]: collaborative item vectors from interactions (implicit ALS).
 //! - [`cf_field`]: publishes them as the `cf_vector` field of the live index (`FT.ALTER`).
 //! - [`dataset`]: the Complete Journey catalog and the synthetic benchmark catalog.
 //! - [`events`]: interaction files (views, purchases, ...) applied through the feature store's
 //!   atomic event function, at the time each event happened.
 
+pub mod calibrate;
 pub mod cf;
 pub mod cf_field;
 pub mod dataset;

@@ -117,6 +117,26 @@ enum Cmd {
     },
     /// Show the serving alias, its index and indexing progress
     Status,
+    /// Measure recall@k of unfiltered KNN per EF_RUNTIME on the serving index (exact brute
+    /// force here) and store the curve for the retriever's `recall_target`
+    Calibrate {
+        /// Queries per EF value
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
+        /// k of recall@k (the gateway fetches 50 candidates by default)
+        #[arg(long, default_value_t = 50)]
+        k: usize,
+        /// EF_RUNTIME values to measure, ascending
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "50,100,200,400,800,1600,3200"
+        )]
+        ef: Vec<u32>,
+        /// Seed of the query draw
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Read or write the index schema as RedisVL YAML
     Schema {
         #[command(subcommand)]
@@ -367,6 +387,36 @@ async fn run(cli: Cli) -> Result<()> {
         } => cmd_load(ctx, input, json, no_vector, schema).await,
         Cmd::Refresh { input, field } => cmd_refresh(ctx, input, field).await,
         Cmd::Status => cmd_status(ctx).await,
+        Cmd::Calibrate {
+            queries,
+            k,
+            ef,
+            seed,
+        } => {
+            let opts = redrec_ingest::calibrate::CalibrateOptions {
+                queries,
+                k,
+                efs: ef,
+                seed,
+                vector_field: ctx.vector_field.clone(),
+            };
+            let mut con = ctx.con.clone();
+            let curve =
+                redrec_ingest::calibrate::calibrate(&mut con, &ctx.ns, &opts, ctx.progress).await?;
+            println!(
+                "{} ({} items): recall@{} of unfiltered KNN over {} queries",
+                curve.index, curve.items, curve.k, curve.queries
+            );
+            println!("EF_RUNTIME  recall");
+            for p in &curve.points {
+                println!("{:>10}  {:.3}", p.ef, p.recall);
+            }
+            println!(
+                "stored in {}; set `retriever.recall_target` (e.g. 0.95) to use it",
+                ctx.ns.ef_curve(&curve.index)
+            );
+            Ok(())
+        }
         Cmd::Schema { action } => cmd_schema(ctx, action).await,
         Cmd::Migrate { action } => cmd_migrate(ctx, action).await,
         Cmd::Events(args) => {

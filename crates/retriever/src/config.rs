@@ -37,8 +37,15 @@ pub enum PolicyName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrieverConfig {
-    /// `EF_RUNTIME` of every KNN query (HNSW beam width; recall vs latency).
+    /// `EF_RUNTIME` of every KNN query (HNSW beam width; recall vs latency), raised to the k of
+    /// the query when that is larger. With `recall_target` and a measured curve, the curve's EF
+    /// is used instead.
     pub ef_runtime: u32,
+    /// Recall@k that unfiltered KNN should reach: the `EF_RUNTIME` sent is the smallest one the
+    /// serving index's measured curve (`redrec-ingest calibrate`, read in the background with
+    /// the index lookups) says reaches it, or the largest measured when none does. Without a
+    /// curve for the serving index, `ef_runtime` is used. Unset (the default): `ef_runtime`.
+    pub recall_target: Option<f64>,
     /// Largest k a request may ask for, and the cap on over-fetching.
     pub max_k: usize,
     /// Per-query `TIMEOUT` in ms sent to RediSearch (0 = the server's own default). What happens
@@ -89,6 +96,7 @@ impl Default for RetrieverConfig {
     fn default() -> Self {
         RetrieverConfig {
             ef_runtime: 100,
+            recall_target: None,
             max_k: 1000,
             query_timeout_ms: 500,
             fusion: Fusion::default(),
@@ -134,6 +142,14 @@ impl RetrieverConfig {
             return Err(crate::Error::config(
                 "retriever.post_filter_below",
                 format!("is {}, expected a share in 0..=1", self.post_filter_below),
+            ));
+        }
+        if let Some(t) = self.recall_target
+            && !(t > 0.0 && t <= 1.0)
+        {
+            return Err(crate::Error::config(
+                "retriever.recall_target",
+                format!("is {t}, expected a recall in (0, 1], e.g. 0.95"),
             ));
         }
         if !(0.0..=1.0).contains(&self.auto_batches_above) {
@@ -194,6 +210,8 @@ mod tests {
                 r#"{"auto_batches_above": 1.5}"#,
                 "retriever.auto_batches_above",
             ),
+            (r#"{"recall_target": 0}"#, "retriever.recall_target"),
+            (r#"{"recall_target": 1.2}"#, "retriever.recall_target"),
         ] {
             let c: RetrieverConfig = serde_json::from_str(json).unwrap();
             let e = c.validate().unwrap_err();

@@ -28,7 +28,9 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
     let space = TestSpace::new("bench_load");
     let url = redis_url();
     let mut con = catalog::connect(&url).await.unwrap();
-    let ingest = catalog::load(&con, &space.ns, SPEC, 300, 3).await.unwrap();
+    let ingest = catalog::load(&con, &space.ns, SPEC, catalog::HnswBuild::default(), 300, 3)
+        .await
+        .unwrap();
     assert_eq!(ingest.items as u64, SPEC.items);
     assert!(ingest.items_per_sec > 0.0 && ingest.indexed_secs >= ingest.write_secs);
     let info = catalog::index_info(&mut con, &space.ns.alias())

@@ -1,6 +1,7 @@
 //! Integration tests of redrec-ingest against the real Redis (one binary, several modules).
 
 mod acl;
+mod calibrate;
 mod cf_field;
 mod cli;
 mod common;

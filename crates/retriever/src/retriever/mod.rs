@@ -235,7 +235,7 @@ impl Retriever {
             vector_field: field.to_owned(),
             vector,
             k,
-            ef_runtime: hnsw.then(|| self.config.ef_runtime.max(k as u32)),
+            ef_runtime: hnsw.then(|| self.ef_runtime_for(k)),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(),
             hybrid_policy: policy,

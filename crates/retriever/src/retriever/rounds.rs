@@ -448,7 +448,7 @@ impl Retriever {
                 filter: filter.to_owned(),
                 vector_field: self.fields.vector.clone(),
                 vector: v.to_vec(),
-                ef_runtime: self.hnsw.then_some(self.config.ef_runtime),
+                ef_runtime: self.hnsw.then(|| self.ef_runtime_for(fetch)),
                 fusion: with_window(self.config.fusion, window),
                 limit: fetch,
                 load: self.return_fields.clone(),

@@ -11,6 +11,7 @@
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use redrec_core::calibration::EfCurve;
 use redrec_core::reply::{IndexInfo, parse_info};
 
 use super::Retriever;
@@ -31,12 +32,16 @@ pub struct IndexStatus {
 /// The last successful lookup; `None` before the first one and after a failed one.
 pub(super) struct IndexWatch {
     last: RwLock<Option<(Instant, IndexInfo)>>,
+    /// The serving index's measured EF curve (with `recall_target` only); kept across a failed
+    /// lookup, replaced when the serving index changes.
+    pub(super) ef_curve: RwLock<Option<EfCurve>>,
 }
 
 impl IndexWatch {
     pub(super) fn new() -> IndexWatch {
         IndexWatch {
             last: RwLock::new(None),
+            ef_curve: RwLock::new(None),
         }
     }
 
@@ -71,6 +76,9 @@ impl Retriever {
         match looked_up {
             Ok(info) => {
                 self.record_cf(&info);
+                if self.config.recall_target.is_some() {
+                    self.read_ef_curve(&info.name).await;
+                }
                 self.watch.set(Some(info.clone()));
                 Ok(info)
             }
@@ -79,6 +87,72 @@ impl Retriever {
                 Err(e)
             }
         }
+    }
+
+    /// Reads the measured EF curve of `index` (one `GET`). A missing curve, or one measured on
+    /// another index, leaves `ef_runtime` in force; an unreadable one is logged and ignored.
+    async fn read_ef_curve(&self, index: &str) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(self.ns.ef_curve(index));
+        let curve = match self.run(&pipe).await {
+            Ok(replies) => match replies.first() {
+                Some(redis::Value::BulkString(b)) => match EfCurve::parse(b) {
+                    Ok(c) if c.index == index => Some(c),
+                    Ok(c) => {
+                        tracing::warn!(index, measured_on = %c.index,
+                            "EF curve was measured on another index: ignored");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(index, error = %e, "unreadable EF curve: ignored");
+                        None
+                    }
+                },
+                _ => None,
+            },
+            // keep what we had: the lookup itself decides whether the index is reachable
+            Err(_) => return,
+        };
+        let mut slot = self
+            .watch
+            .ef_curve
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if *slot != curve {
+            match (&curve, self.config.recall_target) {
+                (Some(c), Some(target)) => tracing::info!(
+                    index,
+                    target,
+                    ef_runtime = c.ef_for(target).unwrap_or(self.config.ef_runtime),
+                    "EF_RUNTIME from the measured curve"
+                ),
+                _ => tracing::info!(
+                    index,
+                    ef_runtime = self.config.ef_runtime,
+                    "no EF curve for the serving index: the configured EF_RUNTIME is used"
+                ),
+            }
+            *slot = curve;
+        }
+    }
+
+    /// The `EF_RUNTIME` a KNN query asking for `k` results gets: the curve's EF for
+    /// `recall_target` when a curve of the serving index is known, else `ef_runtime`; never less
+    /// than `k`. No I/O.
+    pub fn ef_runtime_for(&self, k: usize) -> u32 {
+        let base = self
+            .config
+            .recall_target
+            .and_then(|target| {
+                self.watch
+                    .ef_curve
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .and_then(|c| c.ef_for(target))
+            })
+            .unwrap_or(self.config.ef_runtime);
+        base.max(u32::try_from(k).unwrap_or(u32::MAX))
     }
 
     /// The serving index as last looked up, if the last lookup succeeded. No I/O.

@@ -2,6 +2,7 @@
 //! Each test works in its own `TestSpace` namespace (own keys, index and alias).
 
 mod collaborative;
+mod ef_curve;
 mod filters;
 mod fusion;
 mod recall;
