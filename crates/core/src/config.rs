@@ -286,7 +286,10 @@ mod tests {
     fn a_user_state_cluster_comes_from_file_or_env() {
         figment::Jail::expect_with(|jail| {
             let s: Settings = figment(&Settings::default()).unwrap().extract()?;
-            assert_eq!(s.redis.user_state, None, "user state lives with the catalog");
+            assert_eq!(
+                s.redis.user_state, None,
+                "user state lives with the catalog"
+            );
             jail.create_file(
                 "redrec.toml",
                 "[redis.user_state]\ncluster = [\"redis://c1:7100\", \"redis://c2:7101\"]\n",

@@ -13,7 +13,6 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-
 use crate::{config::RateLimitBy, error::ApiError, state::AppState};
 
 /// What a route needs.

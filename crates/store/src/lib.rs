@@ -23,6 +23,6 @@ pub mod online;
 pub mod ratelimit;
 mod sentinel;
 
-pub use error::{Error, Failure, Result, classify};
 pub use cluster::UserStateConn;
+pub use error::{Error, Failure, Result, classify};
 pub use node::{NodeCheck, Redis, Route, create_pool};

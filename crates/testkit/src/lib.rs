@@ -217,8 +217,7 @@ impl TestCluster {
         let nodes: Vec<redis::Client> = urls
             .iter()
             .map(|url| {
-                let client =
-                    redis::Client::open(url.as_str()).unwrap_or_else(|e| fail(url, &e));
+                let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| fail(url, &e));
                 let mut con = client.get_connection().unwrap_or_else(|e| fail(url, &e));
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")

@@ -88,7 +88,11 @@ impl UserStateStore {
             let mut pipe = redis::pipe();
             let key = self.namespace().popularity();
             for (item, delta) in &popularity {
-                pipe.cmd("ZINCRBY").arg(&key).arg(*delta).arg(*item).ignore();
+                pipe.cmd("ZINCRBY")
+                    .arg(&key)
+                    .arg(*delta)
+                    .arg(*item)
+                    .ignore();
             }
             let counted: redis::RedisResult<()> = pipe.query_async(&mut *catalog).await;
             if let Err(e) = counted

@@ -301,7 +301,11 @@ impl UserStateStore {
             self.fields.cf_vector.clone().into_bytes(),
             f(c.cf_session_alpha),
             f(c.cf_long_term_alpha),
-            if count_popularity { b"1".to_vec() } else { b"0".to_vec() },
+            if count_popularity {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
             if self.keys.is_tagged() {
                 b"field".to_vec()
             } else {

@@ -72,7 +72,11 @@ async fn events_and_features_live_on_the_cluster_and_a_deleted_user_is_gone_from
     let keys = user_keys(&cluster, user);
     let nodes: std::collections::BTreeSet<&String> = keys.iter().map(|(n, _)| n).collect();
     assert_eq!(nodes.len(), 1, "{keys:?}");
-    assert_eq!(keys.len(), 6, "features, session, seen, recent, cart, markers: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        6,
+        "features, session, seen, recent, cart, markers: {keys:?}"
+    );
     let mut con = space.conn().await;
     let on_catalog: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:user:*", space.ns.name()))
