@@ -4,9 +4,10 @@
 //! `cluster_state:ok`. The other shards are recorded in the first node's group (`ha.rs`), so
 //! `redis down --port <first>` stops the whole cluster.
 //!
-//! Provisioning only: redrec does not use a cluster yet (user state on a cluster is not built;
-//! a search index in a cluster without the query-engine coordinator sees only its node's keys).
-//! See docs/SCALING.md.
+//! redrec keeps user state on such a cluster when `[redis.user_state]` names it (the catalog
+//! stays on a primary + replicas: a search index in a cluster without the query-engine
+//! coordinator sees only its node's keys). `cargo xtask test` starts one on free ports for the
+//! user-state cluster tests (`REDREC_TEST_CLUSTER`). See docs/SCALING.md.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,44 @@ pub fn up_ports(ports: &[u16], persist: bool) -> Result<()> {
     Ok(())
 }
 
+/// `n` free ports whose cluster bus ports (+ 10000) are free too.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut out = Vec::new();
+    let mut tries = 0;
+    while out.len() < n {
+        tries += 1;
+        if tries > 200 {
+            bail!("found no {n} free ports with free cluster bus ports");
+        }
+        let p = redis::free_port()?;
+        if p <= 55_535
+            && !out.contains(&p)
+            && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Stops the cluster whose first node is on `first` (every shard of its group, whatever
+/// `REDREC_REDIS__URL` says) and deletes the nodes' run directories: a node's `nodes.conf`
+/// would make a later node on the same port rejoin a cluster that is gone.
+pub fn down_and_clean(first: u16) -> Result<()> {
+    let mut ports = vec![first];
+    ports.extend(
+        ha::members(first)
+            .into_iter()
+            .filter(|(k, _)| *k == Kind::Shard)
+            .map(|(_, p)| p),
+    );
+    let stopped = ha::down_all_embedded(first);
+    for p in ports {
+        let _ = std::fs::remove_dir_all(Layout::new().run_dir.join(format!("cluster-{p}")));
+    }
+    stopped
+}
+
 /// Every node sees every other one, all slots assigned, state ok.
 fn formed(ports: &[u16]) -> Result<bool> {
     for &port in ports {
@@ -139,19 +178,8 @@ fn expect_ok(reply: Value, what: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Free ports whose cluster bus port (+ 10000) is free too.
     fn cluster_ports(n: usize) -> Vec<u16> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let p = redis::free_port().unwrap();
-            if p <= 55_535
-                && !out.contains(&p)
-                && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
-            {
-                out.push(p);
-            }
-        }
-        out
+        free_ports(n).unwrap()
     }
 
     /// A write sent to any node ends on the slot's owner (following `-MOVED`).

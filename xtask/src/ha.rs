@@ -57,7 +57,7 @@ fn group_file(primary: u16) -> PathBuf {
 }
 
 /// The members recorded for the primary on `primary`, in start order.
-fn members(primary: u16) -> Vec<(Kind, u16)> {
+pub(crate) fn members(primary: u16) -> Vec<(Kind, u16)> {
     let text = fs::read_to_string(group_file(primary)).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
@@ -290,8 +290,8 @@ pub fn down_all(primary: u16) -> Result<()> {
     redis::down(primary)
 }
 
-/// [`down_all`] whatever `REDREC_REDIS__URL` says (tests, which run with it set).
-#[cfg(test)]
+/// [`down_all`] whatever `REDREC_REDIS__URL` says (tests, which run with it set, and the test
+/// cluster of `cargo xtask test`).
 pub fn down_all_embedded(primary: u16) -> Result<()> {
     stop(primary, &[Kind::Sentinel, Kind::Replica, Kind::Shard])?;
     redis::down_embedded(primary)

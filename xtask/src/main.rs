@@ -289,17 +289,28 @@ fn test(no_lint: bool, cargo_args: &[String]) -> Result<()> {
     let model_dir = fetch(Asset::Model)?;
     let server = TestServer::start()?;
     let url = server.url();
+    // user state on a Redis Cluster is tested against three primaries of its own
+    let cluster = match TestCluster::start() {
+        Ok(c) => c,
+        Err(e) => {
+            server.stop()?;
+            return Err(e);
+        }
+    };
     let result = run_step(
         "cargo test",
         cargo()
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(cargo_args)
             .env("REDREC_REDIS__URL", &url)
+            .env("REDREC_TEST_CLUSTER", cluster.urls())
             .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir)
             .env("REDREC_TEST_REQUIRE_REDIS", "1"),
     )
     .and_then(|()| browser_test(&url, &model_dir));
+    let cluster_stopped = cluster.stop();
     server.stop()?;
+    cluster_stopped?;
     result?;
     eprintln!("xtask: all checks passed");
     Ok(())
@@ -363,6 +374,51 @@ impl TestServer {
     }
 }
 
+/// The Redis Cluster of the user-state cluster tests (`REDREC_TEST_CLUSTER`, every primary):
+/// three primaries on free ports, started and deleted here, unless the variable names one.
+enum TestCluster {
+    Existing(String),
+    /// Started here; the first port names the group (and its owner file, for the reaper).
+    Started(Vec<u16>),
+}
+
+impl TestCluster {
+    fn start() -> Result<TestCluster> {
+        if let Ok(urls) = std::env::var("REDREC_TEST_CLUSTER") {
+            return Ok(TestCluster::Existing(urls));
+        }
+        let ports = cluster::free_ports(3)?;
+        std::fs::create_dir_all(redis::Layout::new().run_dir)?;
+        // recorded first, so a run killed while the cluster forms still gets it reaped
+        std::fs::write(owner_file(ports[0]), std::process::id().to_string())?;
+        if let Err(e) = cluster::up_ports(&ports, false) {
+            let _ = cluster::down_and_clean(ports[0]);
+            let _ = std::fs::remove_file(owner_file(ports[0]));
+            return Err(e.context("cannot start the test cluster"));
+        }
+        Ok(TestCluster::Started(ports))
+    }
+
+    fn urls(&self) -> String {
+        match self {
+            TestCluster::Existing(urls) => urls.clone(),
+            TestCluster::Started(ports) => ports
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    fn stop(self) -> Result<()> {
+        if let TestCluster::Started(ports) = self {
+            cluster::down_and_clean(ports[0])?;
+            let _ = std::fs::remove_file(owner_file(ports[0]));
+        }
+        Ok(())
+    }
+}
+
 fn owner_file(port: u16) -> PathBuf {
     redis::Layout::new()
         .run_dir
@@ -392,7 +448,8 @@ fn reap_abandoned_test_servers() {
             continue;
         }
         eprintln!("xtask: stopping the test redis on port {port} left by an interrupted run");
-        if redis::down(port).is_ok() {
+        // a test cluster stops as one group (its other primaries are recorded as shards)
+        if cluster::down_and_clean(port).is_ok() {
             let _ = std::fs::remove_file(entry.path());
             let _ = std::fs::remove_dir_all(run_dir.join(format!("test-{port}")));
         }

@@ -44,6 +44,20 @@ pub struct RedisConfig {
     /// Find the primary through Sentinel instead of `url` (whose scheme, credentials and
     /// database are still used for the primary Sentinel names). Unset: `url` is the primary.
     pub sentinel: Option<SentinelConfig>,
+    /// A separate deployment for user state (`[redis.user_state]`): per-user features, event
+    /// idempotency markers and rate-limit counters. Unset (the default): they live with the
+    /// catalog on the deployment above.
+    pub user_state: Option<UserStateRedisConfig>,
+}
+
+/// Where user state lives when it does not live with the catalog (`[redis.user_state]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserStateRedisConfig {
+    /// Seed nodes of a Redis Cluster (`redis://host:port` URLs; the client discovers the rest
+    /// from them). Connections use `redis.connect_timeout_ms`, `redis.command_timeout_ms` and
+    /// `redis.tls_ca_file`.
+    pub cluster: Vec<String>,
 }
 
 /// Where the Sentinels are and which primary to ask them for (`[redis.sentinel]`).
@@ -75,6 +89,7 @@ impl Default for RedisConfig {
             replicas: Vec::new(),
             replica_retry_ms: 2_000,
             sentinel: None,
+            user_state: None,
         }
     }
 }
@@ -263,6 +278,37 @@ mod tests {
             let s: Settings = figment(&Settings::default()).unwrap().extract()?;
             assert_eq!(s.redis.replicas, ["redis://a:1", "redis://b:2"]);
             assert_eq!(s.redis.sentinel.unwrap().nodes, ["s2:1", "s3:2"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_user_state_cluster_comes_from_file_or_env() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(
+                s.redis.user_state, None,
+                "user state lives with the catalog"
+            );
+            jail.create_file(
+                "redrec.toml",
+                "[redis.user_state]\ncluster = [\"redis://c1:7100\", \"redis://c2:7101\"]\n",
+            )?;
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(
+                s.redis.user_state.unwrap().cluster,
+                ["redis://c1:7100", "redis://c2:7101"]
+            );
+            jail.set_env("REDREC_REDIS__USER_STATE__CLUSTER", "[\"redis://c3:1\"]");
+            let s: Settings = figment(&Settings::default()).unwrap().extract()?;
+            assert_eq!(s.redis.user_state.unwrap().cluster, ["redis://c3:1"]);
+            jail.create_file("redrec.toml", "[redis.user_state]\nclustr = []\n")?;
+            let err = figment(&Settings::default())
+                .unwrap()
+                .extract::<Settings>()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("clustr"), "{err}");
             Ok(())
         });
     }

@@ -13,8 +13,6 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use redrec_store::Route;
-
 use crate::{config::RateLimitBy, error::ApiError, state::AppState};
 
 /// What a route needs.
@@ -172,10 +170,14 @@ async fn check_rate(state: &AppState, identity: &str) -> Result<(), ApiError> {
     let window_ms = cfg.window_ms.max(1);
     // the rate window always runs on the wall clock, never a replay's
     let now_ms = crate::clock::now_ms().max(0) as u64;
+    // with user state on a cluster, the counters live there (one key per identity and window)
+    let mut con = state.user_state_conn().await?;
     let count = state
-        .call("rate limit INCR", Route::Primary, |mut con| async move {
-            redrec_store::ratelimit::hit(&mut con, &state.ns, identity, now_ms, window_ms).await
-        })
+        .redis
+        .call(
+            "rate limit INCR",
+            redrec_store::ratelimit::hit(&mut con, &state.ns, identity, now_ms, window_ms),
+        )
         .await?;
     if count > cfg.requests {
         let left_ms = window_ms - now_ms % window_ms;

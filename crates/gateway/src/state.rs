@@ -158,6 +158,20 @@ impl AppState {
             field: "user_state",
             message: e.to_string(),
         })?;
+        // user state on a cluster of its own: keys under the user's hash tag, items passed in
+        let user_state = if settings.redis.user_state.is_some() {
+            user_state.for_cluster().map_err(|e| match e {
+                redrec_userstate::Error::Config { field, message } => {
+                    StartError::Config { field, message }
+                }
+                other => StartError::Config {
+                    field: "redis.user_state",
+                    message: other.to_string(),
+                },
+            })?
+        } else {
+            user_state
+        };
         let reranker =
             redrec_reranker::Reranker::from_config(settings.reranker.clone()).map_err(|e| {
                 StartError::Config {
@@ -279,6 +293,12 @@ impl AppState {
     /// A pooled connection to the node serving `route`, or a 503 within the command timeout.
     pub async fn conn(&self, route: Route) -> Result<Connection, ApiError> {
         self.redis.conn(route).await.map_err(ApiError::from)
+    }
+
+    /// The connection serving user state (features, event markers, rate limits): the primary's,
+    /// or the user-state cluster's when `[redis.user_state]` names one; a 503 when unavailable.
+    pub async fn user_state_conn(&self) -> Result<redrec_store::UserStateConn, ApiError> {
+        self.redis.user_state_conn().await.map_err(ApiError::from)
     }
 
     /// Runs one store call (`what` names it in errors) on a connection for `route`, within the

@@ -420,6 +420,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Schema { action } => cmd_schema(ctx, action).await,
         Cmd::Migrate { action } => cmd_migrate(ctx, action).await,
         Cmd::Events(args) => {
+            if ctx.settings.redis.user_state.is_some() {
+                bail!(
+                    "`redis.user_state` puts user state on a Redis Cluster, which `events` does \
+                     not write to (it imports into the catalog deployment): send the events \
+                     through the gateway's POST /v1/events, or unset `redis.user_state`"
+                );
+            }
             let fields = &ctx.settings.index.fields;
             events_cli::run_events(
                 &ctx.con,

@@ -102,6 +102,8 @@ pub(crate) struct Nodes {
     /// Rotates the first replica looked at, so equal loads take turns.
     next: AtomicUsize,
     pub(crate) sentinel: Option<crate::sentinel::Sentinel>,
+    /// The user-state cluster (`redis.user_state`); `None`: user state lives on the primary.
+    pub(crate) user_state: Option<crate::cluster::UserStateCluster>,
 }
 
 /// The connection setup of a deployment (cheap to clone: the nodes are shared).
@@ -136,6 +138,11 @@ impl Redis {
                 Ok(Arc::new(Node::from_info(display_addr(url), info, cfg)?))
             })
             .collect::<Result<Vec<_>>>()?;
+        let user_state = cfg
+            .user_state
+            .as_ref()
+            .map(|u| crate::cluster::UserStateCluster::new(&u.cluster, cfg))
+            .transpose()?;
         Ok(Redis {
             nodes: Arc::new(Nodes {
                 cfg: cfg.clone(),
@@ -143,6 +150,7 @@ impl Redis {
                 replicas,
                 next: AtomicUsize::new(0),
                 sentinel,
+                user_state,
             }),
             command_timeout: Duration::from_millis(cfg.command_timeout_ms.max(1)),
         })
@@ -153,9 +161,11 @@ impl Redis {
         self.command_timeout
     }
 
-    /// One node serves everything: no replicas, no Sentinel (the default).
+    /// One node serves everything: no replicas, no Sentinel, no user-state cluster (the default).
     pub fn is_single_node(&self) -> bool {
-        self.nodes.replicas.is_empty() && self.nodes.sentinel.is_none()
+        self.nodes.replicas.is_empty()
+            && self.nodes.sentinel.is_none()
+            && self.nodes.user_state.is_none()
     }
 
     /// Whether read replicas are configured.
@@ -359,7 +369,8 @@ impl Redis {
     }
 
     /// `PING`s every node (the primary, then each replica, whether left out or not; a replica
-    /// also reports its link to the primary). A replica found answering is taken back in.
+    /// also reports its link to the primary; then every primary of the user-state cluster). A
+    /// replica found answering is taken back in.
     pub async fn check_nodes(&self) -> Vec<NodeCheck> {
         let mut out = Vec::new();
         match self.primary_conn().await {
@@ -414,6 +425,7 @@ impl Redis {
                 result,
             });
         }
+        out.extend(self.check_user_state_cluster().await);
         out
     }
 }
@@ -432,7 +444,7 @@ pub(crate) fn display_addr(url: &str) -> String {
 
 /// `rediss://` needs a rustls crypto provider for the process; the first pool installs ring's
 /// (a no-op when the application installed one already).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

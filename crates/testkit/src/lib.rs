@@ -4,6 +4,11 @@
 //! embedded server's `redis://127.0.0.1:6380`. When it cannot be reached the test FAILS with the
 //! command to run: there is no silent skip.
 //!
+//! Tests of user state on a Redis Cluster take a [`TestCluster`]: the primaries listed in
+//! `REDREC_TEST_CLUSTER` (comma-separated URLs, set by `cargo xtask test`, which starts a
+//! three-primary cluster), defaulting to the cluster `cargo xtask redis cluster up --port 7000
+//! --shards 3` starts. Unreachable, it fails the test with that command, like the server.
+//!
 //! Each test takes a [`TestSpace`]: a unique key namespace (and so unique index and alias names)
 //! whose keys and indexes are dropped when it goes out of scope. [`TestSpace::acl_user`] creates a
 //! Redis ACL user for the space (deleted on drop) and [`with_user`] puts its credentials in a URL.
@@ -168,6 +173,119 @@ impl TestSpace {
 }
 
 impl Drop for TestSpace {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Primaries of the Redis Cluster under test.
+pub fn cluster_urls() -> Vec<String> {
+    std::env::var("REDREC_TEST_CLUSTER")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".into()
+        })
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+fn cluster_unusable(url: &str, err: &dyn std::fmt::Display) -> ! {
+    panic!(
+        "redis cluster node {} under test is not usable ({err}).\n\
+         Run the tests with `cargo xtask test` (it starts a three-primary cluster), or start one \
+         with `cargo xtask redis cluster up --port 7000 --shards 3 --no-persist`, or list every \
+         primary of yours in REDREC_TEST_CLUSTER (comma-separated URLs).",
+        redrec_core::config::redact_url(url)
+    )
+}
+
+/// The keys of one namespace on the Redis Cluster under test (listed as `REDREC_TEST_CLUSTER`,
+/// every primary), deleted when the test starts and when it ends.
+pub struct TestCluster {
+    /// The primaries' URLs.
+    pub urls: Vec<String>,
+    prefix: String,
+    nodes: Vec<redis::Client>,
+}
+
+impl TestCluster {
+    /// Checks every primary answers as part of a healthy cluster and clears `ns`'s keys there.
+    pub fn new(ns: &Namespace) -> TestCluster {
+        let urls = cluster_urls();
+        let fail = cluster_unusable;
+        let nodes: Vec<redis::Client> = urls
+            .iter()
+            .map(|url| {
+                let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| fail(url, &e));
+                let mut con = client.get_connection().unwrap_or_else(|e| fail(url, &e));
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut con)
+                    .unwrap_or_else(|e| fail(url, &e));
+                if !info.contains("cluster_state:ok") {
+                    fail(url, &"CLUSTER INFO does not say cluster_state:ok");
+                }
+                client
+            })
+            .collect();
+        let cluster = TestCluster {
+            urls,
+            prefix: format!("{}:", ns.name()),
+            nodes,
+        };
+        cluster.cleanup();
+        cluster
+    }
+
+    /// A cluster connection (RESP3, a generous response timeout: the machine is shared).
+    pub async fn conn(&self) -> redis::cluster_async::ClusterConnection {
+        redis::cluster::ClusterClientBuilder::new(self.urls.clone())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .response_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("connection to the redis cluster under test")
+    }
+
+    /// `(node URL, key)` for every key of the namespace, node by node.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (url, client) in self.urls.iter().zip(&self.nodes) {
+            let mut con = client.get_connection().expect("cluster node");
+            let mut keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut con)
+                .expect("KEYS");
+            keys.sort();
+            out.extend(keys.into_iter().map(|k| (url.clone(), k)));
+        }
+        out
+    }
+
+    /// Deletes the namespace's keys on every primary (one key per command: a cluster node
+    /// refuses a multi-key command across slots).
+    pub fn cleanup(&self) {
+        for client in &self.nodes {
+            let Ok(mut con) = client.get_connection() else {
+                continue;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*", self.prefix))
+                .query(&mut con)
+                .unwrap_or_default();
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key).ignore();
+            }
+            let _: redis::RedisResult<()> = pipe.query(&mut con);
+        }
+    }
+}
+
+impl Drop for TestCluster {
     fn drop(&mut self) {
         self.cleanup();
     }

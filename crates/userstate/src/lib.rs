@@ -4,7 +4,9 @@
 //! applied by a Redis Function in one atomic server-side step per batch: the item's vector,
 //! category, brand and price are read inside Redis, so concurrent events for one user never lose
 //! an update. Reading returns [`redrec_core::user::UserFeatures`] in one pipelined round trip.
-//! The Redis layout is documented in docs/USER_STATE.md.
+//! The Redis layout is documented in docs/USER_STATE.md. User state may live on a Redis Cluster
+//! of its own ([`UserStateStore::for_cluster`], [`UserStateStore::apply_clustered`]: every key
+//! of a user under the user's hash tag, the items read from the catalog first; docs/SCALING.md).
 //!
 //! ```no_run
 //! use redrec_core::{keys::Namespace, schema::ItemFields};
@@ -23,9 +25,11 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod config;
 mod error;
 mod event;
+mod keys;
 mod library;
 mod store;
 

@@ -23,6 +23,7 @@ use redrec_core::{
 use crate::{
     Error, Result, UserStateConfig,
     event::{CheckedEvent, Event, EventKind, check_event, validate_user_id},
+    keys::UserKeys,
     library::Library,
 };
 
@@ -53,6 +54,8 @@ pub const READ_COMMANDS: usize = 6;
 #[derive(Debug, Clone)]
 pub struct UserStateStore {
     ns: Namespace,
+    /// Per-user key names: plain on a single node, under the user's hash tag for a cluster.
+    pub(crate) keys: UserKeys,
     fields: ItemFields,
     config: UserStateConfig,
     /// Shared: the Lua source is ~10 KB and the store is cloned into request handlers.
@@ -78,6 +81,7 @@ impl UserStateStore {
     ) -> Result<UserStateStore> {
         config.validate()?;
         Ok(UserStateStore {
+            keys: UserKeys::plain(ns.clone()),
             ns,
             fields: item_fields,
             config,
@@ -85,8 +89,38 @@ impl UserStateStore {
         })
     }
 
+    /// This store for user state on a Redis Cluster (`[redis.user_state]`): per-user keys under
+    /// the user's hash tag (`{ns}:user:{id}...`), idempotency markers in a per-user hash,
+    /// events applied with [`apply_clustered`](Self::apply_clustered). Refused for a namespace
+    /// holding braces and for `ack` other than `memory` (not supported on a cluster yet).
+    pub fn for_cluster(mut self) -> Result<UserStateStore> {
+        if self.config.ack != crate::AckMode::Memory {
+            return Err(Error::Config {
+                field: "user_state.ack",
+                message: "only `memory` is supported with user state on a Redis Cluster \
+                          (`[redis.user_state]`)"
+                    .into(),
+            });
+        }
+        self.keys = UserKeys::tagged(self.ns.clone())?;
+        Ok(self)
+    }
+
+    /// Whether this store keeps user state on a Redis Cluster ([`for_cluster`](Self::for_cluster)).
+    pub fn is_clustered(&self) -> bool {
+        self.keys.is_tagged()
+    }
+
     pub fn config(&self) -> &UserStateConfig {
         &self.config
+    }
+
+    pub(crate) fn fields(&self) -> &ItemFields {
+        &self.fields
+    }
+
+    pub(crate) fn library(&self) -> &Library {
+        &self.library
     }
 
     pub fn namespace(&self) -> &Namespace {
@@ -119,17 +153,15 @@ impl UserStateStore {
         events: &[Event],
         now_ms: i64,
     ) -> Result<ApplyReport> {
-        if events.len() > self.config.max_batch {
-            return Err(Error::BatchTooLarge {
-                size: events.len(),
-                max: self.config.max_batch,
+        if self.is_clustered() {
+            return Err(Error::Config {
+                field: "redis.user_state",
+                message: "user state on a cluster is applied with `apply_clustered` (the items \
+                          are read from the catalog deployment first)"
+                    .into(),
             });
         }
-        let checked = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| check_event(i, e, &self.config))
-            .collect::<Result<Vec<_>>>()?;
+        let checked = self.check_batch(events)?;
         if checked.is_empty() {
             return Ok(ApplyReport::default());
         }
@@ -139,6 +171,21 @@ impl UserStateStore {
             .call(con, &self.library.apply, &keys, &args)
             .await?;
         parse_apply_reply(&reply, &checked)
+    }
+
+    /// Validates a batch: its size, then every event.
+    pub(crate) fn check_batch<'a>(&self, events: &'a [Event]) -> Result<Vec<CheckedEvent<'a>>> {
+        if events.len() > self.config.max_batch {
+            return Err(Error::BatchTooLarge {
+                size: events.len(),
+                max: self.config.max_batch,
+            });
+        }
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| check_event(i, e, &self.config))
+            .collect()
     }
 
     /// The longest extra wait [`apply_acknowledged`](Self::apply_acknowledged) adds to a call
@@ -214,12 +261,28 @@ impl UserStateStore {
     }
 
     fn apply_call(&self, events: &[CheckedEvent<'_>], now_ms: i64) -> (Vec<String>, Vec<Vec<u8>>) {
-        let c = &self.config;
         let mut keys = Vec::with_capacity(1 + events.len() * 8);
         keys.push(self.ns.popularity());
-        let mut args: Vec<Vec<u8>> = vec![
+        let mut args = self.header_args(events.len(), now_ms, true, 0);
+        for e in events {
+            self.push_event(&mut keys, &mut args, e, self.ns.item(e.item_id));
+        }
+        (keys, args)
+    }
+
+    /// The function's header arguments: the clock, the batch size, the item field names, the
+    /// settings; whether it counts popularity itself, the marker layout, items passed in.
+    pub(crate) fn header_args(
+        &self,
+        events: usize,
+        now_ms: i64,
+        count_popularity: bool,
+        items_passed: usize,
+    ) -> Vec<Vec<u8>> {
+        let c = &self.config;
+        vec![
             now_ms.to_string().into_bytes(),
-            events.len().to_string().into_bytes(),
+            events.to_string().into_bytes(),
             self.fields.vector.clone().into_bytes(),
             self.fields.category.clone().into_bytes(),
             self.fields.brand.clone().into_bytes(),
@@ -238,46 +301,66 @@ impl UserStateStore {
             self.fields.cf_vector.clone().into_bytes(),
             f(c.cf_session_alpha),
             f(c.cf_long_term_alpha),
-        ];
-        for e in events {
-            let u = e.user_id;
-            keys.push(self.ns.user(u));
-            keys.push(self.ns.user_session(u));
-            keys.push(self.ns.user_seen(u));
-            keys.push(self.ns.user_recent(u));
-            keys.push(self.ns.user_cart(u));
-            keys.push(self.ns.item(e.item_id));
-            // Without an event_id no marker is touched; the user key fills the slot so every
-            // event has the same stride.
-            keys.push(match e.event_id {
-                Some(id) => self.ns.event_marker(id),
-                None => self.ns.user(u),
-            });
-            keys.push(self.ns.user_buys(u));
-            let cart_op = match e.kind {
-                EventKind::CartAdd => "add",
-                EventKind::Purchase => "remove",
-                _ => "-",
-            };
-            let price = matches!(e.kind, EventKind::CartAdd | EventKind::Purchase);
-            args.push(e.kind.as_str().as_bytes().to_vec());
-            args.push(e.item_id.as_bytes().to_vec());
-            args.push(f(e.weight));
-            args.push(if e.event_id.is_some() {
+            if count_popularity {
                 b"1".to_vec()
             } else {
                 b"0".to_vec()
-            });
-            args.push(if price { b"1".to_vec() } else { b"0".to_vec() });
-            args.push(cart_op.as_bytes().to_vec());
-            args.push(f(e.weight.max(0.0)));
-            args.push(
-                e.at_ms
-                    .map(|t| t.to_string().into_bytes())
-                    .unwrap_or_default(),
-            );
-        }
-        (keys, args)
+            },
+            if self.keys.is_tagged() {
+                b"field".to_vec()
+            } else {
+                b"key".to_vec()
+            },
+            items_passed.to_string().into_bytes(),
+        ]
+    }
+
+    /// One event's keys and arguments; `item_key` fills the item's key slot (its hash, or with
+    /// items passed in, any key of the user's slot).
+    pub(crate) fn push_event(
+        &self,
+        keys: &mut Vec<String>,
+        args: &mut Vec<Vec<u8>>,
+        e: &CheckedEvent<'_>,
+        item_key: String,
+    ) {
+        let u = e.user_id;
+        keys.push(self.keys.user(u));
+        keys.push(self.keys.session(u));
+        keys.push(self.keys.seen(u));
+        keys.push(self.keys.recent(u));
+        keys.push(self.keys.cart(u));
+        keys.push(item_key);
+        // Without an event_id no marker is touched; the user key fills the slot so every
+        // event has the same stride.
+        keys.push(match e.event_id {
+            Some(id) => self.keys.marker(u, id),
+            None => self.keys.user(u),
+        });
+        keys.push(self.keys.buys(u));
+        let cart_op = match e.kind {
+            EventKind::CartAdd => "add",
+            EventKind::Purchase => "remove",
+            _ => "-",
+        };
+        let price = matches!(e.kind, EventKind::CartAdd | EventKind::Purchase);
+        args.push(e.kind.as_str().as_bytes().to_vec());
+        args.push(e.item_id.as_bytes().to_vec());
+        args.push(f(e.weight));
+        args.push(if e.event_id.is_some() {
+            b"1".to_vec()
+        } else {
+            b"0".to_vec()
+        });
+        args.push(if price { b"1".to_vec() } else { b"0".to_vec() });
+        args.push(cart_op.as_bytes().to_vec());
+        args.push(f(e.weight.max(0.0)));
+        args.push(
+            e.at_ms
+                .map(|t| t.to_string().into_bytes())
+                .unwrap_or_default(),
+        );
+        args.push(e.event_id.unwrap_or_default().as_bytes().to_vec());
     }
 
     /// Reads everything the request path needs about a user in one pipelined round trip.
@@ -299,14 +382,14 @@ impl UserStateStore {
     pub fn queue_read(&self, pipe: &mut redis::Pipeline, user_id: &str, now_ms: i64) -> Result<()> {
         check_user_id(user_id)?;
         let c = &self.config;
-        pipe.cmd("HGETALL").arg(self.ns.user(user_id));
-        pipe.cmd("HGETALL").arg(self.ns.user_session(user_id));
+        pipe.cmd("HGETALL").arg(self.keys.user(user_id));
+        pipe.cmd("HGETALL").arg(self.keys.session(user_id));
         pipe.cmd("LRANGE")
-            .arg(self.ns.user_recent(user_id))
+            .arg(self.keys.recent(user_id))
             .arg(0)
             .arg(c.recent_cap as i64 - 1);
         pipe.cmd("ZRANGE")
-            .arg(self.ns.user_seen(user_id))
+            .arg(self.keys.seen(user_id))
             .arg("+inf")
             .arg(now_ms.saturating_sub(c.seen_ttl_ms as i64))
             .arg("BYSCORE")
@@ -314,9 +397,9 @@ impl UserStateStore {
             .arg("LIMIT")
             .arg(0)
             .arg(c.seen_cap);
-        pipe.cmd("SMEMBERS").arg(self.ns.user_cart(user_id));
+        pipe.cmd("SMEMBERS").arg(self.keys.cart(user_id));
         pipe.cmd("ZRANGE")
-            .arg(self.ns.user_buys(user_id))
+            .arg(self.keys.buys(user_id))
             .arg(0)
             .arg(c.history_read as i64 - 1)
             .arg("REV")
@@ -346,7 +429,7 @@ impl UserStateStore {
         let seen: Vec<String> = redis::from_redis_value_ref(seen)?;
         let cart: Vec<String> = redis::from_redis_value_ref(cart)?;
         let buys: Vec<(String, f64)> = redis::from_redis_value_ref(buys)?;
-        let user_key = self.ns.user(user_id);
+        let user_key = self.keys.user(user_id);
         let corrupt = |key: &str, message: String| Error::Corrupt {
             key: key.to_owned(),
             message,
@@ -410,7 +493,7 @@ impl UserStateStore {
 
         // Redis expires the session on its own clock; the check against the caller's clock
         // keeps reads consistent with the clock the events were applied with.
-        let session_key = self.ns.user_session(user_id);
+        let session_key = self.keys.session(user_id);
         let session_updated = session
             .get("updated_ms")
             .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
@@ -426,7 +509,7 @@ impl UserStateStore {
             );
         }
 
-        let recent_key = self.ns.user_recent(user_id);
+        let recent_key = self.keys.recent(user_id);
         out.recent = recent
             .iter()
             .map(|entry| {
@@ -461,8 +544,9 @@ impl UserStateStore {
     }
 
     /// Deletes everything stored for a user (long-term, session, seen, recent, cart, purchase
-    /// history). Returns
-    /// whether anything existed. Idempotency markers and popularity are not per-user and stay.
+    /// history; on a cluster also the user's idempotency markers). Returns whether anything
+    /// existed. On a single node idempotency markers are keyed by event id and expire on their
+    /// own; popularity is not per-user and stays.
     pub async fn delete(&self, con: &mut impl ConnectionLike, user_id: &str) -> Result<bool> {
         check_user_id(user_id)?;
         let n: i64 = redis::cmd("UNLINK")
@@ -474,14 +558,7 @@ impl UserStateStore {
 
     /// Every per-user key of `user_id`.
     pub fn user_keys(&self, user_id: &str) -> Vec<String> {
-        vec![
-            self.ns.user(user_id),
-            self.ns.user_session(user_id),
-            self.ns.user_seen(user_id),
-            self.ns.user_recent(user_id),
-            self.ns.user_cart(user_id),
-            self.ns.user_buys(user_id),
-        ]
+        self.keys.all(user_id)
     }
 
     /// Pending (not yet folded) popularity deltas of some items, from the popularity zset.
@@ -595,7 +672,7 @@ pub fn decay(score: f64, elapsed_ms: f64, half_life_ms: f64) -> f64 {
     }
 }
 
-fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<ApplyReport> {
+pub(crate) fn parse_apply_reply(reply: &Value, events: &[CheckedEvent<'_>]) -> Result<ApplyReport> {
     let protocol = || Error::Protocol {
         message: format!("{reply:?}"),
     };

@@ -3,14 +3,19 @@
 --
 -- `__APPLY__` applies a batch of already validated events atomically: it first checks every
 -- item exists (nothing is written when one does not), then applies the events one by one.
+-- On a single node it reads the items from their hashes; for a user-state cluster the caller
+-- reads them from the catalog first and passes their fields in ARGV (the item hashes live on
+-- another deployment, and every key of one call must share the user's slot), keeps the
+-- idempotency markers in a per-user hash with a TTL per field, and counts popularity itself.
 -- `__FOLD__` moves pending popularity deltas from the popularity zset into the indexed item
 -- hashes. The Rust side (crates/userstate/src/store.rs) builds KEYS/ARGV; the layout is
 -- documented in docs/FEATURES.md. Time always comes from the caller (ARGV), never from TIME,
 -- so tests can inject a clock and replicas replay deterministically.
 
-local HEADER = 20      -- ARGV slots before the per-event blocks
-local STRIDE_ARGV = 8  -- per event: type, item_id, weight, has_event_id, price_flag, cart_op, pop_weight, at_ms
+local HEADER = 23      -- ARGV slots before the per-event blocks
+local STRIDE_ARGV = 9  -- per event: type, item_id, weight, has_event_id, price_flag, cart_op, pop_weight, at_ms, event_id
 local STRIDE_KEYS = 8  -- per event: user, session, seen, recent, cart, item, event marker, buys
+local ITEM_ARGV = 6    -- per item passed in (after the events): id, vector, category, brand, price, cf vector
 -- Purchase-history scores are kept relative to a per-user reference time; past this many
 -- half-lives from it, the scores are rescaled and the reference moved (keeps them finite).
 local HISTORY_RESCALE = 64
@@ -209,8 +214,37 @@ local function bump_history(user, buys, item_id, at, half_life, cap)
   redis.call('ZREMRANGEBYRANK', buys, 0, -(cap + 1))
 end
 
--- One item's fields for the event step: normalised text and collaborative vectors (nil when
--- absent or zero), category, brand and a finite price; nil when the item does not exist.
+-- One item's fields for the event step from their stored values (false or '' when absent):
+-- normalised text and collaborative vectors (nil when absent or zero), category, brand and a
+-- finite price.
+local function item_fields(vec_blob, cat, brand, price_raw, cf_blob)
+  local vec = unpack_vec(vec_blob)
+  if vec ~= nil and not normalize(vec) then
+    vec = nil
+  end
+  -- most items have no collaborative vector (too few buyers): nil leaves the cf vectors alone
+  local cf = unpack_vec(cf_blob)
+  if cf ~= nil and not normalize(cf) then
+    cf = nil
+  end
+  if not cat or cat == '' then
+    cat = nil
+  end
+  if not brand or brand == '' then
+    brand = nil
+  end
+  -- tonumber accepts "nan" and "inf" (strtod): only finite prices enter the price band
+  local price = nil
+  if price_raw then
+    price = tonumber(price_raw)
+  end
+  if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
+    price = nil
+  end
+  return { vec = vec, cf = cf, cat = cat, brand = brand, price = price }
+end
+
+-- One item's fields read from its hash; nil when the item does not exist.
 local function read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
   if redis.call('EXISTS', item_key) == 0 then
     return nil
@@ -221,29 +255,7 @@ local function read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
   else
     h = redis.call('HMGET', item_key, f_vec, f_cat, f_brand, f_price)
   end
-  local vec = unpack_vec(h[1])
-  if vec ~= nil and not normalize(vec) then
-    vec = nil
-  end
-  -- most items have no collaborative vector (too few buyers): nil leaves the cf vectors alone
-  local cf = unpack_vec(h[5])
-  if cf ~= nil and not normalize(cf) then
-    cf = nil
-  end
-  local cat = h[2]
-  if not cat or cat == '' then
-    cat = nil
-  end
-  local brand = h[3]
-  if not brand or brand == '' then
-    brand = nil
-  end
-  -- tonumber accepts "nan" and "inf" (strtod): only finite prices enter the price band
-  local price = tonumber(h[4])
-  if price ~= nil and (price ~= price or price == math.huge or price == -math.huge) then
-    price = nil
-  end
-  return { vec = vec, cf = cf, cat = cat, brand = brand, price = price }
+  return item_fields(h[1], h[2], h[3], h[4], h[5])
 end
 
 local function apply_events(keys, args)
@@ -265,25 +277,48 @@ local function apply_events(keys, args)
   local f_cf = args[18]
   local cf_session_alpha = tonumber(args[19])
   local cf_long_alpha = tonumber(args[20])
+  -- '1': popularity goes to the zset KEYS[1]; '0': the caller counts it (cluster layout)
+  local count_pop = args[21] == '1'
+  -- 'key': one marker key per event id (SET NX PX); 'field': a field of the per-user marker
+  -- hash, with its own TTL (HSETNX + HPEXPIRE, Redis 7.4+)
+  local marker_fields = args[22] == 'field'
+  -- items passed in after the events (0: read from the item keys)
+  local passed = tonumber(args[23])
   local pop_key = keys[1]
 
   VECTORS = {}
   -- Phase 1: read every item (once per distinct item of the batch); an unknown item rejects
   -- the whole batch before any write.
   local items = {}
-  local by_key = {}
-  for j = 0, n - 1 do
-    local k = 2 + j * STRIDE_KEYS
-    local item_key = keys[k + 5]
-    local item = by_key[item_key]
-    if item == nil then
-      item = read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+  if passed > 0 then
+    local by_id = {}
+    local base = HEADER + n * STRIDE_ARGV
+    for i = 0, passed - 1 do
+      local b = base + i * ITEM_ARGV
+      by_id[args[b + 1]] = item_fields(args[b + 2], args[b + 3], args[b + 4], args[b + 5], args[b + 6])
+    end
+    for j = 0, n - 1 do
+      local item = by_id[args[HEADER + j * STRIDE_ARGV + 2]]
       if item == nil then
         return { 'unknown_item', j }
       end
-      by_key[item_key] = item
+      items[j] = item
     end
-    items[j] = item
+  else
+    local by_key = {}
+    for j = 0, n - 1 do
+      local k = 2 + j * STRIDE_KEYS
+      local item_key = keys[k + 5]
+      local item = by_key[item_key]
+      if item == nil then
+        item = read_item(item_key, f_vec, f_cat, f_brand, f_price, f_cf)
+        if item == nil then
+          return { 'unknown_item', j }
+        end
+        by_key[item_key] = item
+      end
+      items[j] = item
+    end
   end
 
   -- Phase 2: apply.
@@ -305,7 +340,13 @@ local function apply_events(keys, args)
     local item = items[j]
 
     local fresh = true
-    if has_eid then
+    if has_eid and marker_fields then
+      local event_id = args[a + 9]
+      fresh = redis.call('HSETNX', evt, event_id, '1') == 1
+      if fresh then
+        redis.call('HPEXPIRE', evt, idem_ttl, 'FIELDS', 1, event_id)
+      end
+    elseif has_eid then
       fresh = redis.call('SET', evt, '1', 'PX', idem_ttl, 'NX')
     end
     if not fresh then
@@ -363,7 +404,7 @@ local function apply_events(keys, args)
         bump_history(user, buys, item_id, now, history_half_life, history_cap)
       end
       -- item popularity lives in its own zset, folded into the index in batches
-      if pop_w > 0 then
+      if count_pop and pop_w > 0 then
         redis.call('ZINCRBY', pop_key, pop_w, item_id)
       end
       -- bookkeeping and TTLs: session state slides, long-term state is kept

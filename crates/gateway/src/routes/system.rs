@@ -128,8 +128,13 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
     };
     // With replicas or Sentinel, each node is reported too (`redis primary <addr>`, `redis
     // replica <addr>`); a replica that is down does not make the gateway unready: reads fall
-    // back to the other replicas, then the primary.
+    // back to the other replicas, then the primary. A user-state cluster that does not answer
+    // does (`redis user-state cluster <seeds>`): no event or user read could be served.
+    let mut user_state_ok = true;
     for node in index::nodes(&state).await {
+        if node.role == "user-state cluster" && node.result.is_err() {
+            user_state_ok = false;
+        }
         checks.insert(
             format!("redis {} {}", node.role, node.addr),
             match node.result {
@@ -180,7 +185,7 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
             false
         }
     };
-    let ready = redis_ok && index_ok && embedder_ok;
+    let ready = redis_ok && user_state_ok && index_ok && embedder_ok;
     let status = if ready {
         StatusCode::OK
     } else {

@@ -35,7 +35,8 @@ pub async fn ping(state: &AppState) -> ApiResult<()> {
         .await
 }
 
-/// Each node of a deployment with replicas or Sentinel (empty for a single node).
+/// Each node of a deployment with replicas, Sentinel or a user-state cluster (empty for a
+/// single node).
 pub async fn nodes(state: &AppState) -> Vec<redrec_store::NodeCheck> {
     if state.redis.is_single_node() {
         return Vec::new();

@@ -41,12 +41,16 @@ pub fn features_error(e: redrec_userstate::Error, batch: bool) -> ApiError {
     }
 }
 
-/// Applies a batch of events atomically (the primary: the next request must see them).
+/// Applies a batch of events atomically (the primary: the next request must see them; with a
+/// user-state cluster, atomically per user, the items read from the catalog's primary first).
 pub async fn apply_events(
     state: &AppState,
     events: &[Event],
     batch: bool,
 ) -> ApiResult<ApplyReport> {
+    if state.user_state.is_clustered() {
+        return apply_on_cluster(state, events, batch).await;
+    }
     let con = state.conn(Route::Primary).await?;
     let wait = state.user_state.ack_wait();
     // A durability wait (`WAITAOF` / `WAIT`) outlasts the per-command response timeout, so the
@@ -72,9 +76,43 @@ pub async fn apply_events(
     .map_err(|e| features_error(e, batch))
 }
 
-/// A user's features with decay applied to `now_ms` (read-your-writes: served by the primary).
+/// [`apply_events`] with user state on a cluster: the catalog reads and the popularity counts
+/// on the catalog's primary, one atomic step per user on the cluster. No durability wait
+/// (`ack = memory` is the only mode accepted with a cluster).
+async fn apply_on_cluster(
+    state: &AppState,
+    events: &[Event],
+    batch: bool,
+) -> ApiResult<ApplyReport> {
+    let mut catalog = state.conn(Route::Primary).await?;
+    let mut users = state.user_state_conn().await?;
+    // a catalog round trip, one step per user, the popularity counts
+    let users_in_batch = {
+        let mut ids: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len() as u32
+    };
+    tokio::time::timeout(
+        state.command_timeout() * (users_in_batch + 2),
+        state
+            .user_state
+            .apply_clustered(&mut catalog, &mut users, events, now_ms()),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::redis_unavailable(
+            "redis did not apply the events in time",
+            RedisFailure::Timeout,
+        )
+    })?
+    .map_err(|e| features_error(e, batch))
+}
+
+/// A user's features with decay applied to `now_ms` (read-your-writes: served by the primary,
+/// or by the user-state cluster's primary owning the user's slot).
 pub async fn read_user(state: &AppState, id: &str, now_ms: i64) -> ApiResult<UserFeatures> {
-    let mut con = state.conn(Route::Primary).await?;
+    let mut con = state.user_state_conn().await?;
     tokio::time::timeout(
         state.command_timeout(),
         state.user_state.read(&mut con, id, now_ms),
@@ -91,7 +129,7 @@ pub async fn read_user(state: &AppState, id: &str, now_ms: i64) -> ApiResult<Use
 
 /// Deletes everything stored for a user; returns whether anything existed.
 pub async fn delete_user(state: &AppState, id: &str) -> ApiResult<bool> {
-    let mut con = state.conn(Route::Primary).await?;
+    let mut con = state.user_state_conn().await?;
     tokio::time::timeout(
         state.command_timeout(),
         state.user_state.delete(&mut con, id),

@@ -4,6 +4,7 @@ mod admission;
 mod bodies;
 mod cache;
 mod clock;
+mod cluster;
 mod fixture;
 mod history;
 mod online;

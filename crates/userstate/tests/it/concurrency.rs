@@ -1,17 +1,18 @@
 //! Concurrent events for one user from many tasks on separate connections: no lost update. The
 //! expected totals are computed independently from the event list and compared exactly (up to
-//! float summation order).
+//! float summation order). The same race runs on a Redis Cluster in `cluster.rs`.
 
 use std::collections::BTreeMap;
 
+use redrec_core::user::UserFeatures;
 use redrec_userstate::{Event, EventKind, UserStateConfig, decay};
 
 use crate::support::{Fixture, T0, axis};
 
-const EVENTS: usize = 200;
-const TASKS: usize = 20;
+pub const EVENTS: usize = 200;
+pub const TASKS: usize = 20;
 /// (item id, category, brand, price)
-const ITEMS: [(&str, &str, &str, f64); 4] = [
+pub const ITEMS: [(&str, &str, &str, f64); 4] = [
     ("i0", "bread", "acme", 1.5),
     ("i1", "milk", "acme", 2.25),
     ("i2", "bread", "bolt", 3.0),
@@ -27,7 +28,7 @@ const KINDS: [EventKind; 6] = [
 ];
 
 /// Event `i` of the race (a timestamp per event, deliberately not in submission order).
-fn race_event(i: usize) -> (Event, i64) {
+pub fn race_event(i: usize) -> (Event, i64) {
     let kind = KINDS[i % KINDS.len()];
     let (item, ..) = ITEMS[i % ITEMS.len()];
     let mut e = Event::new(kind, "racer", item);
@@ -128,12 +129,27 @@ async fn race(fx: &Fixture, events: Vec<(Event, i64)>) -> (usize, usize) {
     total
 }
 
+/// When the race's totals are read.
+pub const READ_AT: i64 = T0 + 1000 * 60_000;
+
 async fn check_totals(fx: &Fixture, unique: &[(Event, i64)]) {
-    let config = fx.store.config();
-    let read_at = T0 + 1000 * 60_000;
-    let want = expected(config, unique, read_at);
     let mut con = fx.conn().await;
-    let f = fx.store.read(&mut con, "racer", read_at).await.unwrap();
+    let f = fx.store.read(&mut con, "racer", READ_AT).await.unwrap();
+    let ids: Vec<&str> = ITEMS.iter().map(|(id, ..)| *id).collect();
+    let pending = fx.store.pending_popularity(&mut con, &ids).await.unwrap();
+    assert_totals(fx.store.config(), &f, &ids, &pending, unique);
+}
+
+/// Checks the features read at [`READ_AT`] and the pending popularity of the items `ids`
+/// against the totals computed from `unique`, the events applied once each.
+pub fn assert_totals(
+    config: &UserStateConfig,
+    f: &UserFeatures,
+    ids: &[&str],
+    pending: &[f64],
+    unique: &[(Event, i64)],
+) {
+    let want = expected(config, unique, READ_AT);
 
     assert_close("category", &f.category_affinity, &want.category);
     assert_close("brand", &f.brand_affinity, &want.brand);
@@ -144,9 +160,11 @@ async fn check_totals(fx: &Fixture, unique: &[(Event, i64)]) {
         "every event counted once"
     );
 
-    let ids: Vec<&str> = want.popularity.keys().map(|s| s.as_str()).collect();
-    let pending = fx.store.pending_popularity(&mut con, &ids).await.unwrap();
-    let got: BTreeMap<String, f64> = ids.iter().map(|s| s.to_string()).zip(pending).collect();
+    let got: BTreeMap<String, f64> = ids
+        .iter()
+        .map(|s| s.to_string())
+        .zip(pending.iter().copied())
+        .collect();
     assert_close("popularity", &got, &want.popularity);
 
     let pb = f.price_band.expect("price band");
@@ -165,7 +183,7 @@ async fn check_totals(fx: &Fixture, unique: &[(Event, i64)]) {
     assert!(f.session_vector.is_some() && f.long_term_vector.is_some());
 }
 
-async fn fixture(label: &str) -> Fixture {
+pub async fn fixture(label: &str) -> Fixture {
     // a long session so the injected clock (spread over ~17 hours) keeps it alive
     let config = UserStateConfig {
         session_ttl_ms: 48 * 3600 * 1000,

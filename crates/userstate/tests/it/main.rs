@@ -1,6 +1,7 @@
 //! Integration tests of redrec-userstate against the real Redis (one binary, see STYLE.md).
 
 mod apply;
+mod cluster;
 mod collaborative;
 mod concurrency;
 mod history;
