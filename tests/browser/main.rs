@@ -1,6 +1,6 @@
 //! The demo page in headless Chromium (via chromedriver): type a query, pick a department, click
 //! an item, and check that the next list moved toward the clicked item's category. Saves a
-//! screenshot to `target/browser/demo.png`.
+//! screenshot to `target/browser/demo.png`. The operator dashboard's test is in `admin.rs`.
 //!
 //! Not part of a plain `cargo test` (`test = false`): `cargo xtask test` runs it when Chromium and
 //! chromedriver are installed, and says so when they are not. Run it alone with
@@ -12,6 +12,7 @@ mod fixture;
 mod http;
 #[path = "../e2e/support.rs"]
 mod support;
+mod admin;
 mod webdriver;
 
 use std::collections::BTreeMap;

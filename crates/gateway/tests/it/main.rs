@@ -11,6 +11,7 @@ mod ops;
 mod pipeline;
 mod secrets;
 mod security;
+mod telemetry;
 
 use axum::{
     Router,
