@@ -40,8 +40,7 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A label value, escaped as the text format requires (`prometheus-client` writes values as
-/// given). Static values (stages, reasons) are not copied.
+/// A label value. Static values (stages, reasons) are not copied.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LabelValue(Cow<'static, str>);
 
@@ -59,15 +58,8 @@ impl From<String> for LabelValue {
 
 impl EncodeLabelValue for LabelValue {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
-        for c in self.0.chars() {
-            match c {
-                '\\' => encoder.write_str("\\\\")?,
-                '"' => encoder.write_str("\\\"")?,
-                '\n' => encoder.write_str("\\n")?,
-                c => encoder.write_char(c)?,
-            }
-        }
-        Ok(())
+        // the encoder escapes `\`, `"` and newlines
+        encoder.write_str(&self.0)
     }
 }
 
@@ -107,9 +99,9 @@ impl EncodeMetric for Latency {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
         let mut buckets = [(0.0, 0); BUCKETS.len() + 1];
         for (i, slot) in buckets.iter_mut().enumerate() {
-            // the encoder writes an upper bound of f64::MAX as `+Inf`
+            // the encoder writes an infinite upper bound as `+Inf`
             *slot = (
-                BUCKETS.get(i).copied().unwrap_or(f64::MAX),
+                BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
                 self.counts[i].load(Ordering::Relaxed),
             );
         }
