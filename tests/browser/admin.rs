@@ -94,12 +94,26 @@ async fn admin_dashboard_shows_index_traffic_stage_latency_and_experiments() {
                 "item_id": list["items"][0]["id"], "rec_id": list["rec_id"], "position": 0}));
         }
     }
-    let r = http::json(&addr, "POST", "/v1/events", key, Some(&Value::Array(clicks))).await;
+    let r = http::json(
+        &addr,
+        "POST",
+        "/v1/events",
+        key,
+        Some(&Value::Array(clicks)),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.text());
     // the impression writer records in the background: wait until every list is in the report
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let report = loop {
-        let r = http::json(&addr, "GET", &format!("/v1/experiments/{EXPERIMENT}"), key, None).await;
+        let r = http::json(
+            &addr,
+            "GET",
+            &format!("/v1/experiments/{EXPERIMENT}"),
+            key,
+            None,
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let report = r.json();
         let lists: u64 = report["variants"]
@@ -123,7 +137,9 @@ async fn admin_dashboard_shows_index_traffic_stage_latency_and_experiments() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let index = http::json(&addr, "GET", "/v1/index", key, None).await.json();
+    let index = http::json(&addr, "GET", "/v1/index", key, None)
+        .await
+        .json();
 
     let browser = webdriver::Browser::launch().await;
     browser

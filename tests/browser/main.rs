@@ -6,13 +6,13 @@
 //! chromedriver are installed, and says so when they are not. Run it alone with
 //! `cargo test -p redrec-tests --test browser`.
 
+mod admin;
 #[path = "../../crates/gateway/tests/it/fixture.rs"]
 mod fixture;
 #[path = "../e2e/http.rs"]
 mod http;
 #[path = "../e2e/support.rs"]
 mod support;
-mod admin;
 mod webdriver;
 
 use std::collections::BTreeMap;

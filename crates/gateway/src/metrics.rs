@@ -572,7 +572,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("redrec_rate_limited_total 1"), "{text}");
-        assert!(text.contains("# TYPE redrec_redis_errors counter"), "{text}");
+        assert!(
+            text.contains("# TYPE redrec_redis_errors counter"),
+            "{text}"
+        );
     }
 
     #[test]

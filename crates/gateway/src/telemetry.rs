@@ -134,11 +134,13 @@ impl Otlp {
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
         let tracer = self.provider.tracer("redrec-gateway");
-        tracing_opentelemetry::layer().with_tracer(tracer).with_filter(
-            Targets::new()
-                .with_default(Level::INFO)
-                .with_target("redrec_gateway", Level::DEBUG),
-        )
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                Targets::new()
+                    .with_default(Level::INFO)
+                    .with_target("redrec_gateway", Level::DEBUG),
+            )
     }
 
     /// Exports every span finished so far (blocks until the collector answered or timed out).

@@ -14,11 +14,9 @@ pub mod config;
 pub mod stats;
 pub mod writer;
 
-use std::{
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
 };
 
 use arc_swap::ArcSwap;

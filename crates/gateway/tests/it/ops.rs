@@ -183,7 +183,10 @@ pub fn check_prometheus_text(text: &str) {
             }
         }
     }
-    assert!(last_bucket.is_empty(), "histograms without +Inf: {last_bucket:?}");
+    assert!(
+        last_bucket.is_empty(),
+        "histograms without +Inf: {last_bucket:?}"
+    );
     assert!(!types.is_empty(), "no metric families");
 }
 
