@@ -1,11 +1,12 @@
 //! The demo page in headless Chromium (via chromedriver): type a query, pick a department, click
 //! an item, and check that the next list moved toward the clicked item's category. Saves a
-//! screenshot to `target/browser/demo.png`.
+//! screenshot to `target/browser/demo.png`. The operator dashboard's test is in `admin.rs`.
 //!
 //! Not part of a plain `cargo test` (`test = false`): `cargo xtask test` runs it when Chromium and
 //! chromedriver are installed, and says so when they are not. Run it alone with
 //! `cargo test -p redrec-tests --test browser`.
 
+mod admin;
 #[path = "../../crates/gateway/tests/it/fixture.rs"]
 mod fixture;
 #[path = "../e2e/http.rs"]

@@ -456,7 +456,8 @@ fn reap_abandoned_test_servers() {
     }
 }
 
-/// The demo page in headless Chromium (tests/browser), when Chromium and chromedriver are installed.
+/// The demo page and the operator dashboard in headless Chromium (tests/browser), when Chromium
+/// and chromedriver are installed.
 fn browser_test(redis_url: &str, model_dir: &std::path::Path) -> Result<()> {
     let chromium = std::env::var("REDREC_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let driver =

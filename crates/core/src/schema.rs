@@ -338,7 +338,7 @@ fn default_version() -> String {
 impl IndexSchema {
     /// Parses and validates a RedisVL YAML schema.
     pub fn from_yaml(text: &str) -> Result<IndexSchema> {
-        let schema: IndexSchema = serde_yaml::from_str(text).map_err(|e| Error::Schema {
+        let schema: IndexSchema = serde_norway::from_str(text).map_err(|e| Error::Schema {
             message: e.to_string(),
         })?;
         schema.validate()?;
@@ -347,7 +347,7 @@ impl IndexSchema {
 
     /// Renders the schema as RedisVL YAML.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("schema serialises")
+        serde_norway::to_string(self).expect("schema serialises")
     }
 
     /// Checks names are unique, non-empty and free of characters the query syntax would misread,

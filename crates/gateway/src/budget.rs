@@ -58,7 +58,7 @@ pub struct Timings {
 }
 
 impl Timings {
-    pub fn record(&mut self, metrics: &Metrics, stage: &str, elapsed: Duration) {
+    pub fn record(&mut self, metrics: &Metrics, stage: &'static str, elapsed: Duration) {
         metrics.observe_stage(stage, elapsed);
         self.stages.push(StageTiming {
             stage: stage.to_owned(),

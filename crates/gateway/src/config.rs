@@ -50,6 +50,8 @@ pub struct GatewayConfig {
     /// eval`): a request then sees the user's state as it was at that instant. Off by default;
     /// while off, a request carrying the header is rejected with 422.
     pub replay_clock: bool,
+    /// OpenTelemetry trace export over OTLP/HTTP (off by default; `telemetry.rs`).
+    pub otlp: crate::telemetry::OtlpConfig,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +74,7 @@ impl Default for GatewayConfig {
             log_format: "pretty".into(),
             cors_allow_origins: Vec::new(),
             replay_clock: false,
+            otlp: crate::telemetry::OtlpConfig::default(),
         }
     }
 }

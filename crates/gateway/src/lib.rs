@@ -25,6 +25,7 @@ pub mod routes;
 pub mod security;
 pub mod services;
 pub mod state;
+pub mod telemetry;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},

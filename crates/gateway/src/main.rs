@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use redrec_gateway::{AppState, Settings};
+use redrec_gateway::{AppState, Settings, telemetry::Otlp};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 fn load_settings() -> Result<Settings> {
@@ -15,21 +15,31 @@ fn load_settings() -> Result<Settings> {
         .context("invalid configuration")
 }
 
-fn init_tracing(format: &str) {
+/// Installs the log (`RUST_LOG`, default `info`) and, with `[gateway.otlp]` on, the span
+/// export; each has its own filter, so the export's stage spans never reach the log.
+fn init_tracing(gateway: &redrec_gateway::GatewayConfig) -> Result<Option<Otlp>> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    if format == "json" {
-        registry.with(fmt::layer().json()).init();
+    let log = if gateway.log_format == "json" {
+        fmt::layer().json().boxed()
     } else {
-        registry.with(fmt::layer()).init();
+        fmt::layer().boxed()
+    };
+    let otlp = Otlp::start(&gateway.otlp).context("invalid configuration")?;
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(otlp.as_ref().map(|o| o.layer()))
+        .init();
+    if otlp.is_some() {
+        tracing::info!(endpoint = %gateway.otlp.endpoint, "exporting spans over OTLP/HTTP");
     }
+    Ok(otlp)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let settings = load_settings()?;
-    init_tracing(&settings.gateway.log_format);
+    let otlp = init_tracing(&settings.gateway)?;
     let embedder_cfg = settings.embedder.clone();
     let embedder = tokio::task::spawn_blocking(move || redrec_embedder::from_config(&embedder_cfg))
         .await
@@ -98,6 +108,13 @@ async fn main() -> Result<()> {
         .is_err()
     {
         tracing::warn!("served lists still queued at exit were not recorded");
+    }
+    if let Some(otlp) = otlp {
+        // spans still queued for the collector
+        let stopped = tokio::task::spawn_blocking(move || otlp.shutdown()).await;
+        if let Ok(Err(e)) = stopped {
+            tracing::warn!(error = %e, "spans still queued at exit were not exported");
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -235,6 +252,25 @@ mod tests {
             assert_eq!(s.gateway.admission.max_in_flight, 0, "adaptive by default");
             assert_eq!(s.gateway.api_keys, ["k1", "k2"]);
             assert!(s.gateway.rate_limit.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn loads_the_otlp_section_off_by_default() {
+        figment::Jail::expect_with(|jail| {
+            let s = load_settings().map_err(|e| e.to_string())?;
+            assert!(!s.gateway.otlp.enabled);
+            jail.create_file(
+                "redrec.toml",
+                "[gateway.otlp]\nenabled = true\nendpoint = \"http://otel:4318/v1/traces\"\n",
+            )?;
+            jail.set_env("REDREC_GATEWAY__OTLP__SERVICE_NAME", "recs-eu");
+            let s = load_settings().map_err(|e| e.to_string())?;
+            assert!(s.gateway.otlp.enabled);
+            assert_eq!(s.gateway.otlp.endpoint, "http://otel:4318/v1/traces");
+            assert_eq!(s.gateway.otlp.service_name, "recs-eu");
+            assert_eq!(s.gateway.otlp.timeout_ms, 3000);
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ use std::{sync::Arc, time::Duration};
 
 use redrec_core::{candidate::Candidate, user::UserFeatures};
 use redrec_reranker::{RankedItem, RerankRequest, retrieval_order};
+use tracing::Instrument as _;
 
 use crate::{
     budget::{Deadline, Timings},
@@ -70,6 +71,9 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let cfg = state.gateway();
     let deadline = Deadline::after(Duration::from_millis(cfg.deadline_ms));
     let mut timings = Timings::default();
+    // known from the start, so the request span and every stage span carry it (`telemetry.rs`)
+    let rec_id = state.online.next_rec_id();
+    tracing::Span::current().record("rec_id", rec_id.as_str());
     cpu::enter(cpu::Stage::Features);
 
     // Stage 1: user features and the query embedding are independent: run them together.
@@ -80,6 +84,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
                     &deadline,
                     state.admitted(&deadline, "features", read_user(state, uid, plan.now_ms)),
                 )
+                .instrument(tracing::debug_span!("features", rec_id = %rec_id))
                 .await,
             ),
             None => None,
@@ -87,7 +92,11 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     };
     let embed_fut = async {
         match &plan.query.text {
-            Some(t) => Some(timed(&deadline, embed_query(state, t.clone())).await),
+            Some(t) => Some(
+                timed(&deadline, embed_query(state, t.clone()))
+                    .instrument(tracing::debug_span!("embed", rec_id = %rec_id))
+                    .await,
+            ),
             None => None,
         }
     };
@@ -114,6 +123,7 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
         &deadline,
         crate::retrieve::candidates(state, &plan, &user, text_vector, &deadline),
     )
+    .instrument(tracing::debug_span!("retrieve", rec_id = %rec_id))
     .await;
     timings.record(&state.metrics, "retrieve", elapsed);
     let candidates = out.ok_or_else(|| past_deadline(state, "retrieve"))??;
@@ -123,13 +133,13 @@ pub async fn run(state: &AppState, plan: Plan) -> ApiResult<Outcome> {
     let rerank_budget = deadline.stage_budget(cfg.budgets.rerank_ms);
     let candidate_count = candidates.len();
     let (items, degraded_reason) =
-        rerank(state, &plan, &user, candidates, rerank_budget, &mut timings).await?;
+        rerank(state, &plan, &user, candidates, rerank_budget, &mut timings)
+            .instrument(tracing::debug_span!("rerank", rec_id = %rec_id))
+            .await?;
     if let Some(reason) = &degraded_reason {
         tracing::info!(reason = %reason, "degraded response");
     }
     let degraded_reason = flag_index_building(state, degraded_reason);
-    let rec_id = state.online.next_rec_id();
-    tracing::Span::current().record("rec_id", rec_id.as_str());
     record(state, &plan, &rec_id, &items);
     Ok(Outcome {
         items,

@@ -14,17 +14,16 @@ pub mod config;
 pub mod stats;
 pub mod writer;
 
-use std::{
-    fmt::Write as _,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
 };
 
 use arc_swap::ArcSwap;
 use redrec_reranker::{Reranker, RerankerConfig};
 use redrec_store::online::ServedList;
+
+use crate::metrics::{Scrape, label};
 
 pub use config::{
     Experiment, ExperimentConfig, Invalid, OnlineConfig, RouteKind, Variant, VariantConfig,
@@ -271,65 +270,73 @@ impl Online {
         self.counters.attributed[k][o].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Appends the online families to a `/metrics` body. Labels are bounded: experiments and
-    /// variants by the config's limits, kinds and outcomes by fixed lists.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Adds the online families to a `/metrics` scrape. Labels are bounded: experiments and
+    /// variants by the config's limits, kinds and outcomes by fixed lists. Experiment series
+    /// are those of the live config: a reload drops the series of removed experiments.
+    pub fn collect_metrics(&self, scrape: &mut Scrape) {
         let c = &self.counters;
-        let _ = writeln!(
-            out,
-            "# HELP redrec_impressions_recorded_total Served lists written to Redis.\n\
-             # TYPE redrec_impressions_recorded_total counter\nredrec_impressions_recorded_total {}\n\
-             # HELP redrec_impressions_dropped_total Served lists not recorded because the writer's queue was full.\n\
-             # TYPE redrec_impressions_dropped_total counter\nredrec_impressions_dropped_total {}\n\
-             # HELP redrec_impressions_failed_total Served lists not recorded because Redis refused or timed out.\n\
-             # TYPE redrec_impressions_failed_total counter\nredrec_impressions_failed_total {}",
-            c.recorded.load(Ordering::Relaxed),
-            c.dropped.load(Ordering::Relaxed),
-            c.failed.load(Ordering::Relaxed),
+        scrape.counter(
+            "redrec_impressions_recorded",
+            "Served lists written to Redis",
+            vec![(vec![], c.recorded.load(Ordering::Relaxed))],
         );
-        let _ = writeln!(
-            out,
-            "# HELP redrec_attribution_events_total Events carrying a rec_id, by kind and outcome.\n\
-             # TYPE redrec_attribution_events_total counter"
+        scrape.counter(
+            "redrec_impressions_dropped",
+            "Served lists not recorded because the writer's queue was full",
+            vec![(vec![], c.dropped.load(Ordering::Relaxed))],
         );
+        scrape.counter(
+            "redrec_impressions_failed",
+            "Served lists not recorded because Redis refused or timed out",
+            vec![(vec![], c.failed.load(Ordering::Relaxed))],
+        );
+        let mut attributed = Vec::new();
         for (k, row) in c.attributed.iter().enumerate() {
             let kind = FEEDBACK_KINDS.get(k).copied().unwrap_or("other");
             for (o, n) in row.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "redrec_attribution_events_total{{kind=\"{kind}\",outcome=\"{}\"}} {n}",
-                        Attribution::ALL[o].as_str()
-                    );
+                    attributed.push((
+                        vec![
+                            label("kind", kind),
+                            label("outcome", Attribution::ALL[o].as_str()),
+                        ],
+                        n,
+                    ));
                 }
             }
         }
-        let live = self.live();
-        let _ = writeln!(
-            out,
-            "# HELP redrec_experiment_lists_total Lists this gateway served per experiment variant (since start or reload).\n\
-             # TYPE redrec_experiment_lists_total counter\n\
-             # HELP redrec_experiment_feedback_total Attributed feedback events per experiment variant and kind (since start or reload).\n\
-             # TYPE redrec_experiment_feedback_total counter"
+        scrape.counter(
+            "redrec_attribution_events",
+            "Events carrying a rec_id, by kind and outcome",
+            attributed,
         );
+        let live = self.live();
+        let (mut lists, mut feedback) = (Vec::new(), Vec::new());
         for (e, row) in live.experiments.iter().zip(&live.metrics) {
             for (v, m) in e.variants.iter().zip(row) {
-                let labels = format!("experiment=\"{}\",variant=\"{}\"", e.name, v.name);
-                let _ = writeln!(
-                    out,
-                    "redrec_experiment_lists_total{{{labels}}} {}",
-                    m.served.load(Ordering::Relaxed)
-                );
+                let labels = vec![
+                    label("experiment", e.name.clone()),
+                    label("variant", v.name.clone()),
+                ];
+                lists.push((labels.clone(), m.served.load(Ordering::Relaxed)));
                 for (kind, n) in FEEDBACK_KINDS.iter().zip(&m.feedback) {
-                    let _ = writeln!(
-                        out,
-                        "redrec_experiment_feedback_total{{{labels},kind=\"{kind}\"}} {}",
-                        n.load(Ordering::Relaxed)
-                    );
+                    let mut labels = labels.clone();
+                    labels.push(label("kind", *kind));
+                    feedback.push((labels, n.load(Ordering::Relaxed)));
                 }
             }
         }
+        scrape.counter(
+            "redrec_experiment_lists",
+            "Lists this gateway served per experiment variant (since start or reload)",
+            lists,
+        );
+        scrape.counter(
+            "redrec_experiment_feedback",
+            "Attributed feedback events per experiment variant and kind (since start or reload)",
+            feedback,
+        );
     }
 }
 

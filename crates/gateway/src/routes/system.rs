@@ -196,20 +196,21 @@ pub async fn get_ready(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Prometheus text exposition of the gateway's metrics.
+/// The gateway's metrics in the OpenMetrics text format (which Prometheus scrapes): the
+/// request-path families, then what the pool, the admission limiter, the caches and online
+/// evaluation report at this instant.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format 1.0.0",
+        content_type = "application/openmetrics-text")))]
 pub async fn get_metrics(State(state): State<AppState>) -> Response {
-    let mut body = state.metrics.render(state.pool_gauges());
-    crate::metrics::render_admission(&mut body, &state.admission.stats());
-    crate::metrics::render_caches(&mut body, &state.caches.stats());
-    state.online.render_metrics(&mut body);
+    let mut scrape = crate::metrics::Scrape::new();
+    scrape.pool(state.pool_gauges());
+    scrape.admission(&state.admission.stats());
+    scrape.caches(&state.caches.stats());
+    state.online.collect_metrics(&mut scrape);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(&scrape),
     )
         .into_response()
 }

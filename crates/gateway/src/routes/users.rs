@@ -9,7 +9,7 @@ use axum::{
     routing::{get, post},
 };
 use redrec_core::user::UserFeatures;
-use redrec_userstate::Event;
+use redrec_userstate::{Event, EventKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -67,6 +67,7 @@ pub async fn post_events(
         });
     }
     let report = users::apply_events(&state, &events, batch).await?;
+    count_events(&state, &events, &report.duplicates);
     crate::services::online::attribute(&state, &events, &report.duplicates).await;
     Ok((
         StatusCode::ACCEPTED,
@@ -75,6 +76,28 @@ pub async fn post_events(
             duplicates: report.duplicates,
         }),
     ))
+}
+
+/// Counts the applied events by type (`redrec_events_accepted_total`); duplicates are skipped.
+fn count_events(state: &AppState, events: &[Event], duplicates: &[usize]) {
+    let mut by_kind = [0u64; EventKind::ALL.len()];
+    for (i, e) in events.iter().enumerate() {
+        if duplicates.contains(&i) {
+            continue;
+        }
+        // applied events have a valid type
+        if let Some(k) = EventKind::ALL
+            .iter()
+            .position(|k| k.as_str() == e.event_type)
+        {
+            by_kind[k] += 1;
+        }
+    }
+    for (kind, n) in EventKind::ALL.iter().zip(by_kind) {
+        if n > 0 {
+            state.metrics.events_accepted(kind.as_str(), n);
+        }
+    }
 }
 
 /// Read a user's features as the request path sees them (decay applied).

@@ -12,6 +12,7 @@ mod ops;
 mod pipeline;
 mod secrets;
 mod security;
+mod telemetry;
 
 use axum::{
     Router,

@@ -85,7 +85,7 @@ async fn metrics_parse_as_prometheus_text() {
         r.headers["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("text/plain")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     check_prometheus_text(&r.text);
     assert!(r.text.contains(
@@ -97,20 +97,27 @@ async fn metrics_parse_as_prometheus_text() {
     );
 }
 
-/// A strict reader of the text format: every sample belongs to a declared family, names and
-/// labels are well-formed, values parse, histogram buckets are cumulative and end in +Inf.
+/// A strict reader of the OpenMetrics text format: every sample belongs to a declared family
+/// (counters' samples end in `_total`, histograms' in `_bucket`, `_sum`, `_count`), names and
+/// labels are well-formed, values parse, histogram buckets are cumulative and end in +Inf, and
+/// the exposition ends with `# EOF`.
 pub fn check_prometheus_text(text: &str) {
     use std::collections::BTreeMap;
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut last_bucket: BTreeMap<String, f64> = BTreeMap::new();
+    assert!(text.ends_with("# EOF\n"), "no # EOF at the end");
     for line in text.lines() {
-        if line.is_empty() {
+        assert!(!line.is_empty(), "empty line in OpenMetrics text");
+        if line == "# EOF" {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, ty) = rest.split_once(' ').expect("TYPE line");
             assert!(["counter", "gauge", "histogram"].contains(&ty), "{line}");
-            types.insert(name.to_owned(), ty.to_owned());
+            assert!(
+                types.insert(name.to_owned(), ty.to_owned()).is_none(),
+                "family {name} declared twice"
+            );
             continue;
         }
         if line.starts_with("# HELP ") {
@@ -130,14 +137,27 @@ pub fn check_prometheus_text(text: &str) {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad metric name {name}"
         );
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| {
-                name.strip_suffix(s)
-                    .filter(|f| types.get(*f).map(String::as_str) == Some("histogram"))
-            })
-            .unwrap_or(name);
-        assert!(types.contains_key(family), "sample {name} has no TYPE line");
+        let family = [
+            ("_total", "counter"),
+            ("_bucket", "histogram"),
+            ("_sum", "histogram"),
+            ("_count", "histogram"),
+        ]
+        .iter()
+        .find_map(|(suffix, ty)| {
+            name.strip_suffix(suffix)
+                .filter(|f| types.get(*f).map(String::as_str) == Some(*ty))
+        })
+        .unwrap_or(name);
+        let ty = types
+            .get(family)
+            .unwrap_or_else(|| panic!("sample {name} has no TYPE line"));
+        assert!(
+            ty != "counter" || name.ends_with("_total"),
+            "counter sample {name} without _total"
+        );
+        let mut le = None;
+        let mut others = Vec::new();
         if let Some(l) = labels {
             for pair in split_labels(l) {
                 let (k, v) = pair.split_once('=').expect("label k=v");
@@ -146,14 +166,27 @@ pub fn check_prometheus_text(text: &str) {
                     "{line}"
                 );
                 assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+                if k == "le" {
+                    le = Some(v.to_owned());
+                } else {
+                    others.push(pair.clone());
+                }
             }
         }
         if name.ends_with("_bucket") {
-            let key = series.split(",le=").next().unwrap().to_owned();
-            let prev = last_bucket.insert(key, v).unwrap_or(0.0);
+            let le = le.unwrap_or_else(|| panic!("bucket without le: {line}"));
+            let key = format!("{name}{{{}}}", others.join(","));
+            let prev = last_bucket.insert(key.clone(), v).unwrap_or(0.0);
             assert!(v >= prev, "buckets not cumulative at {line}");
+            if le == "\"+Inf\"" {
+                last_bucket.remove(&key);
+            }
         }
     }
+    assert!(
+        last_bucket.is_empty(),
+        "histograms without +Inf: {last_bucket:?}"
+    );
     assert!(!types.is_empty(), "no metric families");
 }
 
