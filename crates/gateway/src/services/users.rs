@@ -60,20 +60,32 @@ pub async fn apply_events(
     if !wait.is_zero() {
         handle.set_response_timeout(state.command_timeout() + wait);
     }
-    tokio::time::timeout(
+    within_apply_deadline(
         state.command_timeout() + wait,
+        batch,
         state
             .user_state
             .apply_acknowledged(&mut handle, events, now_ms()),
     )
     .await
-    .map_err(|_| {
-        ApiError::redis_unavailable(
-            "redis did not apply the events in time",
-            RedisFailure::Timeout,
-        )
-    })?
-    .map_err(|e| features_error(e, batch))
+}
+
+/// Runs an event application within `deadline`: past it, a 503 (`unavailable`, timeout); a
+/// refusal or failure of the user-state store mapped by [`features_error`].
+async fn within_apply_deadline<T>(
+    deadline: std::time::Duration,
+    batch: bool,
+    apply: impl std::future::Future<Output = Result<T, redrec_userstate::Error>>,
+) -> ApiResult<T> {
+    tokio::time::timeout(deadline, apply)
+        .await
+        .map_err(|_| {
+            ApiError::redis_unavailable(
+                "redis did not apply the events in time",
+                RedisFailure::Timeout,
+            )
+        })?
+        .map_err(|e| features_error(e, batch))
 }
 
 /// [`apply_events`] with user state on a cluster: the catalog reads and the popularity counts
@@ -93,20 +105,14 @@ async fn apply_on_cluster(
         ids.dedup();
         ids.len() as u32
     };
-    tokio::time::timeout(
+    within_apply_deadline(
         state.command_timeout() * (users_in_batch + 2),
+        batch,
         state
             .user_state
             .apply_clustered(&mut catalog, &mut users, events, now_ms()),
     )
     .await
-    .map_err(|_| {
-        ApiError::redis_unavailable(
-            "redis did not apply the events in time",
-            RedisFailure::Timeout,
-        )
-    })?
-    .map_err(|e| features_error(e, batch))
 }
 
 /// A user's features with decay applied to `now_ms` (read-your-writes: served by the primary,
