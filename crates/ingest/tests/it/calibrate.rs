@@ -59,7 +59,29 @@ async fn stores_a_recall_curve_measured_against_brute_force() {
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(EfCurve::parse(&stored).unwrap(), curve);
+    // JSON text round-trips each recall to within one ulp (serde_json's default float parser)
+    let back = EfCurve::parse(&stored).unwrap();
+    assert_eq!(
+        (
+            &back.index,
+            back.items,
+            back.k,
+            back.queries,
+            back.measured_at_ms
+        ),
+        (
+            &curve.index,
+            curve.items,
+            curve.k,
+            curve.queries,
+            curve.measured_at_ms
+        )
+    );
+    assert_eq!(back.points.len(), curve.points.len());
+    for (b, c) in back.points.iter().zip(&curve.points) {
+        assert_eq!(b.ef, c.ef);
+        assert!((b.recall - c.recall).abs() < 1e-12, "{b:?} vs {c:?}");
+    }
 }
 
 #[tokio::test]

@@ -90,8 +90,28 @@ async fn rrf_fuses_bm25_and_knn_in_the_hand_checked_order() {
     req.filter = Filter::tag_not_any("category", ["X"]);
     let got = r.retrieve(&req).await.unwrap();
     let order: Vec<&str> = got.candidates.iter().map(|c| c.id.as_str()).collect();
-    // B 1/61 + 1/64 = .032018 ; D 1/62 + 1/63 = .032002 ; C 1/61 ; E 1/62
-    assert_eq!(order, ["B", "D", "C", "E"]);
+    // Without A both sides list B and D, C and E only the vector side. The BM25 order of B
+    // (two "apple" in four words) and D (one) is not fixed on RediSearch 2.10: under concurrent
+    // load on the same server its length normalisation was seen to rank D first (CI and a local
+    // stress loop), so the order is checked against RRF of the ranks the server returned.
+    assert!(order.iter().all(|id| *id != "A"), "{order:?}");
+    assert_eq!(&order[2..], ["C", "E"], "{:#?}", got.candidates);
+    let rrf = |c: &redrec_core::candidate::Candidate| -> f64 {
+        c.sources
+            .iter()
+            .map(|s| 1.0 / (61.0 + f64::from(s.rank)))
+            .sum()
+    };
+    assert!(
+        rrf(&got.candidates[0]) > rrf(&got.candidates[1]),
+        "{:#?}",
+        got.candidates
+    );
+    assert!(
+        got.candidates[..2].iter().all(|c| c.sources.len() == 2),
+        "{:#?}",
+        got.candidates
+    );
 
     // a window of 1 keeps only each side's best: A (text) and C (vector), tied, A by id
     let narrow = support::retriever(
