@@ -47,6 +47,12 @@ pub struct BenchArgs {
     /// Leave the benchmark Redis running afterwards
     #[arg(long)]
     keep_redis: bool,
+    /// Instead of the suite: read scaling. Seeds the catalog, starts N read replicas of the
+    /// benchmark Redis (on the next ports) and measures the closed-loop maximum of the raw plan
+    /// and of the gateway with 0, 1, .. N of them serving the searches; writes
+    /// target/bench/replicas/replicas.md
+    #[arg(long, default_value_t = 0)]
+    replicas: u16,
     /// Further arguments for redrec-bench (see `cargo run -p redrec-bench -- --help`)
     #[arg(last = true)]
     extra: Vec<String>,
@@ -78,21 +84,36 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     let bin_dir = root.join("target").join("release");
 
+    if args.replicas > 0 {
+        if let redis::Target::External(url) = redis::Target::from_env(args.redis_port) {
+            bail!(
+                "--replicas starts replicas of the embedded benchmark Redis, but REDREC_REDIS__URL \
+                 is set ({url}); unset it, or measure your own replicas with redrec-bench \
+                 --capacity-only --read-urls"
+            );
+        }
+        if !with_gateway {
+            bail!("--replicas compares the gateway too; it cannot be combined with --no-gateway");
+        }
+    }
     let (started_redis, redis_url) = redis::up_scratch(args.redis_port)?;
-    let result = run_with_redis(args, &bin_dir, &out, &redis_url, with_gateway);
+    let result = if args.replicas > 0 {
+        run_replicas(args, &bin_dir, &out.join("replicas"), &redis_url)
+    } else {
+        run_with_redis(args, &bin_dir, &out, &redis_url, with_gateway)
+    };
+    if args.replicas > 0 && !args.keep_redis {
+        // the replicas this run started (a primary it did not start stays up)
+        crate::ha::stop(args.redis_port, &[crate::ha::Kind::Replica])?;
+    }
     if started_redis && !args.keep_redis {
         redis::down(args.redis_port)?;
     }
     result
 }
 
-fn run_with_redis(
-    args: &BenchArgs,
-    bin_dir: &Path,
-    out: &Path,
-    redis_url: &str,
-    with_gateway: bool,
-) -> Result<()> {
+/// The arguments every `redrec-bench` invocation of one run shares.
+fn common_args(args: &BenchArgs, out: &Path, redis_url: &str) -> Vec<String> {
     let mut common: Vec<String> = vec![
         "--redis-url".into(),
         redis_url.into(),
@@ -110,6 +131,74 @@ fn run_with_redis(
     if let Some(d) = args.duration {
         common.extend(["--duration".into(), d.to_string()]);
     }
+    common
+}
+
+/// `--replicas N`: seed, start N replicas, then one capacity step per replica count with a
+/// gateway configured for exactly those replicas, and the table of all steps.
+fn run_replicas(args: &BenchArgs, bin_dir: &Path, dir: &Path, redis_url: &str) -> Result<()> {
+    // a table of this run's steps only
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let bench_bin = bin_dir.join("redrec-bench");
+    run_step(
+        "redrec-bench --seed-only",
+        Command::new(&bench_bin)
+            .args(common_args(args, dir, redis_url))
+            .arg("--seed-only"),
+    )?;
+    let ports = crate::ha::up_replicas(args.redis_port, args.replicas, false)?;
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect();
+    for n in 0..=urls.len() {
+        let step_out = dir.join(format!("replicas-{n}"));
+        std::fs::create_dir_all(&step_out)?;
+        let gw = start_gateway(args, bin_dir, &step_out, redis_url, &urls[..n])?;
+        let mut run = Command::new(&bench_bin);
+        run.args(common_args(args, &step_out, redis_url))
+            .arg("--capacity-only")
+            .args([
+                "--gateway-url",
+                &format!("http://127.0.0.1:{}", args.gateway_port),
+            ])
+            .args(["--gateway-pid", &gw.id().to_string()])
+            .args(["--gateway-api-key", BENCH_API_KEY]);
+        if n > 0 {
+            run.args(["--read-urls", &urls[..n].join(",")]);
+        }
+        if args.dim != MODEL_DIMS {
+            run.args(["--mix", "75,25,0"]);
+        }
+        run.args(&args.extra);
+        let result = run_step(&format!("redrec-bench --capacity-only ({n} replicas)"), &mut run);
+        let mut gw = gw;
+        let _ = gw.kill();
+        let _ = gw.wait();
+        result?;
+    }
+    run_step(
+        "redrec-bench --replica-table",
+        Command::new(&bench_bin).arg("--replica-table").arg(dir),
+    )?;
+    eprintln!(
+        "xtask: read-scaling table in {}",
+        dir.join("replicas.md").display()
+    );
+    Ok(())
+}
+
+fn run_with_redis(
+    args: &BenchArgs,
+    bin_dir: &Path,
+    out: &Path,
+    redis_url: &str,
+    with_gateway: bool,
+) -> Result<()> {
+    let common = common_args(args, out, redis_url);
     let bench_bin = bin_dir.join("redrec-bench");
     time_project_loader(args, bin_dir, out, redis_url)?;
     // Seed first, so the gateway starts over a complete index.
@@ -129,7 +218,7 @@ fn run_with_redis(
     }
     let mut gateway = None;
     if with_gateway {
-        let gw = start_gateway(args, bin_dir, out, redis_url)?;
+        let gw = start_gateway(args, bin_dir, out, redis_url, &[])?;
         run.args([
             "--gateway-url",
             &format!("http://127.0.0.1:{}", args.gateway_port),
@@ -195,7 +284,14 @@ fn time_project_loader(
     Ok(())
 }
 
-fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) -> Result<Child> {
+/// Starts the benchmark gateway over `redis_url`, its searches on `replicas` when any.
+fn start_gateway(
+    args: &BenchArgs,
+    bin_dir: &Path,
+    out: &Path,
+    redis_url: &str,
+    replicas: &[String],
+) -> Result<Child> {
     let model_dir = if args.dim == MODEL_DIMS {
         crate::fetch(crate::Asset::Model)?
     } else {
@@ -212,6 +308,10 @@ fn start_gateway(args: &BenchArgs, bin_dir: &Path, out: &Path, redis_url: &str) 
         .env("REDREC_INDEX__VECTOR__DIMS", args.dim.to_string())
         .env("REDREC_GATEWAY__API_KEYS", format!("[\"{BENCH_API_KEY}\"]"))
         .env("REDREC_EMBEDDER__MODEL_DIR", &model_dir);
+    if !replicas.is_empty() {
+        let list: Vec<String> = replicas.iter().map(|u| format!("\"{u}\"")).collect();
+        cmd.env("REDREC_REDIS__REPLICAS", format!("[{}]", list.join(",")));
+    }
     spawn_gateway(cmd, &listen, &out.join("gateway.log"))
 }
 

@@ -297,7 +297,8 @@ pub fn down_all_embedded(primary: u16) -> Result<()> {
     redis::down_embedded(primary)
 }
 
-fn stop(primary: u16, kinds: &[Kind]) -> Result<()> {
+/// Stops the recorded `kinds` of the group of `primary` (the primary itself stays up).
+pub fn stop(primary: u16, kinds: &[Kind]) -> Result<()> {
     let all = members(primary);
     let mut failed = Vec::new();
     for kind in kinds {

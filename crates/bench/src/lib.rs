@@ -13,6 +13,7 @@ pub mod http;
 pub mod plot;
 pub mod raw;
 pub mod recall;
+pub mod replicas;
 pub mod report;
 pub mod schedule;
 pub mod soak;

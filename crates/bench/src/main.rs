@@ -121,10 +121,40 @@ struct Cli {
     /// gateway's default `user_state.seen_cap` is 500)
     #[arg(long, default_value_t = 500)]
     soak_history: usize,
+    /// Instead of the suite: one read-scaling step over a seeded catalog, the closed-loop
+    /// maximum of the raw plan and of the gateway, written to <out>/capacity.json (see
+    /// `cargo xtask bench --replicas`)
+    #[arg(long)]
+    capacity_only: bool,
+    /// With --capacity-only: the replicas the raw side sends its searches to, in turn (comma
+    /// separated; the acting user's features stay on --redis-url, as in the gateway)
+    #[arg(long, value_delimiter = ',')]
+    read_urls: Vec<String>,
+    /// Render the capacity steps under this directory (<dir>/*/capacity.json) into
+    /// <dir>/replicas.md and print it, then exit
+    #[arg(long)]
+    replica_table: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.replica_table {
+        return match redrec_bench::replicas::write_table(dir) {
+            Ok((path, text)) => {
+                println!("{text}");
+                eprintln!("bench: table in {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if !cli.read_urls.is_empty() && !cli.capacity_only {
+        eprintln!("error: --read-urls applies to --capacity-only runs only");
+        return ExitCode::FAILURE;
+    }
     let mix = match cli.mix[..] {
         [vector, personal, text] if vector + personal + text == 100 => Mix {
             vector,
@@ -181,6 +211,15 @@ fn main() -> ExitCode {
         efs,
         queries: cli.sweep_queries,
     });
+    if cli.capacity_only {
+        return match capacity(&opts, &cli.read_urls) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(opts, cli.seed_only, soak, sweep) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,6 +227,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn capacity(opts: &Options, read_urls: &[String]) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let step = rt.block_on(redrec_bench::replicas::run(opts, read_urls))?;
+    let path = redrec_bench::replicas::write_step(&step, &opts.out)?;
+    println!("{}", path.display());
+    Ok(())
 }
 
 fn run(

@@ -1,7 +1,13 @@
 //! The raw baseline: the query mix sent straight to Redis with `FT.SEARCH` (no gateway), over
 //! either one shared multiplexed connection or a deadpool-redis pool.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use redis::{Value, aio::MultiplexedConnection};
@@ -26,6 +32,15 @@ pub enum RawConn {
     Mux(MultiplexedConnection),
     /// A deadpool-redis pool: one request per connection at a time.
     Pool(deadpool_redis::Pool),
+    /// One multiplexed connection per node (read replicas), taken in turn: the raw side of
+    /// `cargo xtask bench --replicas N`, where the searches go to the replicas.
+    Spread(Arc<Spread>),
+}
+
+/// Connections to several equivalent nodes and the turn of the next request.
+pub struct Spread {
+    conns: Vec<MultiplexedConnection>,
+    next: AtomicUsize,
 }
 
 impl RawConn {
@@ -42,10 +57,34 @@ impl RawConn {
         ))
     }
 
+    /// One multiplexed connection to each of `urls` (at least one), used in turn.
+    pub async fn spread(urls: &[String]) -> Result<RawConn> {
+        anyhow::ensure!(!urls.is_empty(), "a spread connection needs at least one node");
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            conns.push(
+                crate::catalog::connect(url)
+                    .await
+                    .with_context(|| format!("connecting to {url}"))?,
+            );
+        }
+        RawConn::spread_over(conns)
+    }
+
+    /// Connections already open (at least one), used in turn.
+    pub fn spread_over(conns: Vec<MultiplexedConnection>) -> Result<RawConn> {
+        anyhow::ensure!(!conns.is_empty(), "a spread connection needs at least one node");
+        Ok(RawConn::Spread(Arc::new(Spread {
+            conns,
+            next: AtomicUsize::new(0),
+        })))
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             RawConn::Mux(_) => "multiplexed",
             RawConn::Pool(_) => "pool",
+            RawConn::Spread(_) => "spread",
         }
     }
 
@@ -56,6 +95,10 @@ impl RawConn {
                 let mut c = p.get().await.context("pool checkout")?;
                 pipe.query_async(&mut c).await?
             }
+            RawConn::Spread(s) => {
+                let turn = s.next.fetch_add(1, Ordering::Relaxed) % s.conns.len();
+                pipe.query_async(&mut s.conns[turn].clone()).await?
+            }
         })
     }
 }
@@ -63,7 +106,11 @@ impl RawConn {
 /// Renders and sends the mix to Redis the way the retriever would.
 #[derive(Clone)]
 pub struct RawTarget {
+    /// Where everything goes unless `searches` is set: user reads and writes always.
     pub conn: RawConn,
+    /// Where `FT.SEARCH` goes when it is not `conn`: the read replicas, as the gateway routes
+    /// its searches with `redis.replicas` (the acting user's features stay on the primary).
+    pub searches: Option<RawConn>,
     pub ns: Namespace,
     pub schema: IndexSchema,
     pub ef_runtime: u32,
@@ -90,6 +137,7 @@ impl RawTarget {
         );
         RawTarget {
             conn,
+            searches: None,
             ns,
             schema,
             ef_runtime,
@@ -151,12 +199,17 @@ impl RawTarget {
             .context("raw query timed out")?
     }
 
+    /// The connection searches take.
+    fn search_conn(&self) -> &RawConn {
+        self.searches.as_ref().unwrap_or(&self.conn)
+    }
+
     async fn run_inner(&self, q: &BenchQuery) -> Result<Vec<String>> {
         match q.kind {
             Kind::Vector => {
                 let mut pipe = redis::pipe();
                 pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
-                let r = self.conn.query(&pipe).await?;
+                let r = self.search_conn().query(&pipe).await?;
                 self.top(&r[0], q.k)
             }
             Kind::Personal => {
@@ -184,7 +237,7 @@ impl RawTarget {
                 // Round trip 2: KNN with the session vector.
                 let mut pipe = redis::pipe();
                 pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
-                let r = self.conn.query(&pipe).await?;
+                let r = self.search_conn().query(&pipe).await?;
                 self.top(&r[0], q.k)
             }
             Kind::Text => {
@@ -192,7 +245,7 @@ impl RawTarget {
                 let mut pipe = redis::pipe();
                 pipe.add_command(self.text_cmd(&q.filter, text, q.k.max(self.candidates))?);
                 pipe.add_command(self.knn_cmd(&q.filter, &q.vector, q.k.max(self.candidates))?);
-                let r = self.conn.query(&pipe).await?;
+                let r = self.search_conn().query(&pipe).await?;
                 // the text half is parsed (a client pays for that too) but not returned
                 self.ids_in(&r[0], true)?;
                 self.top(&r[1], q.k)

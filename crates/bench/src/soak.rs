@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::{
     catalog,
-    driver::{Target, closed_loop, open_loop},
+    driver::{StageLatency, Target, closed_loop, open_loop},
     http::{GatewayTarget, HttpClient},
     raw::{RawConn, RawTarget},
     report::{Machine, load_average},
@@ -95,6 +95,12 @@ pub struct SoakMinute {
     /// Redis `used_memory` at the end of the minute.
     pub redis_used_bytes: f64,
     pub load_average: f64,
+    /// CPU of the gateway and of Redis over the minute, in percent of one core (None where the
+    /// process is not visible here): tells which side a latency change comes from.
+    pub gateway_cpu_pct: Option<f64>,
+    pub redis_cpu_pct: Option<f64>,
+    /// The gateway's own stage timings (`Server-Timing`) over the minute's answered reads.
+    pub stages: Vec<StageLatency>,
     /// The first error of the minute, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
@@ -391,9 +397,20 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
         capacity.achieved_qps, soak.minutes
     ));
 
+    let mut procs = vec![stats::Process {
+        name: "gateway".into(),
+        pid,
+    }];
+    if let Ok(redis_pid) = catalog::server_pid(&mut con).await {
+        procs.push(stats::Process {
+            name: "redis".into(),
+            pid: redis_pid,
+        });
+    }
     let mut minutes = Vec::new();
     let minute = Duration::from_secs(60);
     for m in 1..=soak.minutes {
+        let cpu_mark = stats::cpu_mark(&procs);
         let events = spawn_events(
             gw.clone(),
             &users,
@@ -420,6 +437,12 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
         .await;
         let (events_ok, event_errors, event_error) = events.await.context("event task")?;
         let (updates_ok, update_errors) = updates.await.context("update task")?;
+        let cpu = stats::cpu_since(&procs, &cpu_mark);
+        let cpu_of = |name: &str| {
+            cpu.iter()
+                .find(|c| c.process == name)
+                .map(|c| c.percent_of_core)
+        };
         let row = SoakMinute {
             minute: m,
             reads: reads.ok + reads.errors,
@@ -433,15 +456,20 @@ pub async fn run(opts: &Options, soak: &SoakOptions) -> Result<SoakReport> {
             gateway_rss_kb: stats::rss_kb(pid).unwrap_or(0) as f64,
             redis_used_bytes: catalog::used_memory(&mut con).await.unwrap_or(0) as f64,
             load_average: load_average(),
+            gateway_cpu_pct: cpu_of("gateway"),
+            redis_cpu_pct: cpu_of("redis"),
+            stages: gw.take_stages(),
             first_error: reads.first_error.or(event_error),
         };
         log(&format!(
-            "minute {m}: {} reads p99 {:.1} ms, {} errors; {events_ok} events, {updates_ok} updates; gateway RSS {:.1} MiB, redis {:.1} MiB; load {:.1}",
+            "minute {m}: {} reads p99 {:.1} ms, {} errors; {events_ok} events, {updates_ok} updates; gateway RSS {:.1} MiB, redis {:.1} MiB; CPU gateway {} redis {}; load {:.1}",
             row.reads,
             row.read_p99_ms,
             row.read_errors + row.event_errors + row.update_errors,
             row.gateway_rss_kb / 1024.0,
             row.redis_used_bytes / 1048576.0,
+            pct(row.gateway_cpu_pct),
+            pct(row.redis_cpu_pct),
             row.load_average
         ));
         minutes.push(row);
@@ -530,12 +558,12 @@ pub fn render(r: &SoakReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| minute | reads | read p50 ms | read p99 ms | errors | events | item updates | gateway RSS MiB | redis used MiB | load |\n|---|---|---|---|---|---|---|---|---|---|"
+        "\n| minute | reads | read p50 ms | read p99 ms | errors | events | item updates | gateway RSS MiB | redis used MiB | gateway CPU % | redis CPU % | load | gateway stages p50 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for m in &r.minutes {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {:.1} | {} |",
             m.minute,
             m.reads,
             m.read_p50_ms,
@@ -545,7 +573,10 @@ pub fn render(r: &SoakReport) -> String {
             m.updates_ok,
             m.gateway_rss_kb / 1024.0,
             m.redis_used_bytes / 1048576.0,
-            m.load_average
+            pct(m.gateway_cpu_pct),
+            pct(m.redis_cpu_pct),
+            m.load_average,
+            stage_p50s(&m.stages)
         );
     }
     if let Some(e) = r.minutes.iter().find_map(|m| m.first_error.clone()) {
@@ -555,6 +586,24 @@ pub fn render(r: &SoakReport) -> String {
         let _ = writeln!(s, "\n{n}");
     }
     s
+}
+
+/// `retrieve 3.10, rerank 0.40, ...`: each stage's p50 (the column that shows where a change in
+/// latency comes from).
+fn stage_p50s(stages: &[StageLatency]) -> String {
+    if stages.is_empty() {
+        return "-".to_owned();
+    }
+    stages
+        .iter()
+        .map(|s| format!("{} {:.2}", s.stage, s.p50_ms))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A CPU share for the log and the table (`-` when the process was not visible).
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
 }
 
 #[cfg(test)]
@@ -575,6 +624,9 @@ mod tests {
             gateway_rss_kb: rss_mib * 1024.0,
             redis_used_bytes: redis_mib * 1048576.0,
             load_average: 1.0,
+            gateway_cpu_pct: Some(30.0),
+            redis_cpu_pct: None,
+            stages: Vec::new(),
             first_error: None,
         }
     }
@@ -674,6 +726,19 @@ mod tests {
         minutes[2].read_errors = 40;
         minutes[3].event_errors = 10;
         assert!(!check(&verdict(&minutes, 128), "errors").passed);
+    }
+
+    #[test]
+    fn per_minute_cpu_and_stage_columns_render() {
+        assert_eq!((pct(Some(29.6)), pct(None)), ("30".to_owned(), "-".to_owned()));
+        let stages = [("features", 0.412), ("retrieve", 3.1)].map(|(stage, p50_ms)| StageLatency {
+            stage: stage.into(),
+            count: 10,
+            p50_ms,
+            p99_ms: 9.0,
+        });
+        assert_eq!(stage_p50s(&stages), "features 0.41, retrieve 3.10");
+        assert_eq!(stage_p50s(&[]), "-");
     }
 
     #[test]

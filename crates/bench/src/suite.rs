@@ -240,7 +240,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
 
 /// The processes whose CPU the report shows: the bench itself, Redis when its pid is visible
 /// here, and the gateway when its pid was given.
-async fn watched_processes(con: &mut MultiplexedConnection, opts: &Options) -> Vec<Process> {
+pub(crate) async fn watched_processes(con: &mut MultiplexedConnection, opts: &Options) -> Vec<Process> {
     let mut procs = vec![Process {
         name: "bench".into(),
         pid: std::process::id(),
@@ -263,7 +263,7 @@ async fn watched_processes(con: &mut MultiplexedConnection, opts: &Options) -> V
 
 /// The gateway under test, checked on `/healthz` and given the users' histories; `None` (and a
 /// note) when the run has no gateway.
-async fn connect_gateway(
+pub(crate) async fn connect_gateway(
     opts: &Options,
     users: &[BenchUser],
     notes: &mut Vec<String>,
@@ -536,7 +536,7 @@ fn max_qps(phases: &[Phase], side: Side) -> f64 {
 }
 
 /// One closed-loop phase per configured concurrency.
-async fn closed_phases(
+pub(crate) async fn closed_phases(
     side: Side,
     target: Arc<dyn Target>,
     queries: &Arc<Vec<BenchQuery>>,

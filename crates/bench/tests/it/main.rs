@@ -136,3 +136,103 @@ async fn loads_reads_back_and_answers_the_mix_exactly() {
             .is_empty()
     );
 }
+
+/// The `CLIENT LIST` line of the connection named `name`.
+async fn client_line(con: &mut redis::aio::MultiplexedConnection, name: &str) -> String {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(con)
+        .await
+        .unwrap();
+    list.lines()
+        .find(|l| l.split(' ').any(|f| f == format!("name={name}")))
+        .unwrap_or_else(|| panic!("no client named {name} in {list}"))
+        .to_owned()
+}
+
+/// The last command of the connection named `name`, lower case.
+async fn last_cmd(con: &mut redis::aio::MultiplexedConnection, name: &str) -> String {
+    let line = client_line(con, name).await;
+    line.split(' ')
+        .find_map(|f| f.strip_prefix("cmd="))
+        .unwrap()
+        .to_lowercase()
+}
+
+/// `--capacity-only --read-urls`: searches go to the search nodes in turn, the acting user's
+/// features to the primary, and the answers are those of a target without replicas.
+#[tokio::test]
+async fn a_spread_target_searches_on_its_nodes_in_turn_and_reads_users_on_the_primary() {
+    let space = TestSpace::new("bench_spread");
+    let url = redis_url();
+    let mut admin = catalog::connect(&url).await.unwrap();
+    catalog::load(&admin, &space.ns, SPEC, catalog::HnswBuild::default(), 300, 3)
+        .await
+        .unwrap();
+    let cat = catalog::read_back(&mut admin, &space.ns, SPEC.dims)
+        .await
+        .unwrap();
+    let generator = Synthetic::new(SPEC);
+    let users = workload::make_users(&generator, &cat, 3, 1);
+
+    let tag = space.ns.name().replace(':', "-");
+    let mut named = Vec::new();
+    for role in ["primary", "s1", "s2"] {
+        let mut c = catalog::connect(&url).await.unwrap();
+        let name = format!("{tag}-{role}");
+        let _: () = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        named.push((name, c));
+    }
+    let mut spread = RawTarget::new(
+        RawConn::Mux(named[0].1.clone()),
+        space.ns.clone(),
+        SPEC.dims,
+        100,
+    );
+    spread.searches = Some(
+        RawConn::spread_over(vec![named[1].1.clone(), named[2].1.clone()]).unwrap(),
+    );
+    let plain = RawTarget::new(
+        RawConn::mux(&url).await.unwrap(),
+        space.ns.clone(),
+        SPEC.dims,
+        100,
+    );
+    assert!(RawConn::spread_over(vec![]).is_err());
+
+    // a personalised query: the user's features from the primary, the KNN on the first node
+    let personal = BenchQuery {
+        kind: Kind::Personal,
+        vector: generator.item(5).vector,
+        user_id: Some(users[0].id.clone()),
+        text: None,
+        filter: Filter::All,
+        k: 10,
+    };
+    let got = spread.run(&personal).await.unwrap();
+    assert_eq!(got, plain.run(&personal).await.unwrap());
+    assert_eq!(got.len(), 10);
+    assert_eq!(last_cmd(&mut admin, &named[0].0).await, "smembers");
+    assert_eq!(last_cmd(&mut admin, &named[1].0).await, "ft.search");
+    assert_ne!(last_cmd(&mut admin, &named[2].0).await, "ft.search");
+
+    // the next search takes the second node
+    let vector = BenchQuery {
+        kind: Kind::Vector,
+        user_id: None,
+        ..personal
+    };
+    assert_eq!(
+        spread.run(&vector).await.unwrap(),
+        plain.run(&vector).await.unwrap()
+    );
+    assert_eq!(last_cmd(&mut admin, &named[2].0).await, "ft.search");
+    assert_eq!(last_cmd(&mut admin, &named[0].0).await, "smembers");
+
+    catalog::drop_namespace(&mut admin, &space.ns).await.unwrap();
+}
