@@ -174,7 +174,10 @@ fn run_replicas(args: &BenchArgs, bin_dir: &Path, dir: &Path, redis_url: &str) -
             run.args(["--mix", "75,25,0"]);
         }
         run.args(&args.extra);
-        let result = run_step(&format!("redrec-bench --capacity-only ({n} replicas)"), &mut run);
+        let result = run_step(
+            &format!("redrec-bench --capacity-only ({n} replicas)"),
+            &mut run,
+        );
         let mut gw = gw;
         let _ = gw.kill();
         let _ = gw.wait();

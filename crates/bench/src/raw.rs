@@ -59,7 +59,10 @@ impl RawConn {
 
     /// One multiplexed connection to each of `urls` (at least one), used in turn.
     pub async fn spread(urls: &[String]) -> Result<RawConn> {
-        anyhow::ensure!(!urls.is_empty(), "a spread connection needs at least one node");
+        anyhow::ensure!(
+            !urls.is_empty(),
+            "a spread connection needs at least one node"
+        );
         let mut conns = Vec::with_capacity(urls.len());
         for url in urls {
             conns.push(
@@ -73,7 +76,10 @@ impl RawConn {
 
     /// Connections already open (at least one), used in turn.
     pub fn spread_over(conns: Vec<MultiplexedConnection>) -> Result<RawConn> {
-        anyhow::ensure!(!conns.is_empty(), "a spread connection needs at least one node");
+        anyhow::ensure!(
+            !conns.is_empty(),
+            "a spread connection needs at least one node"
+        );
         Ok(RawConn::Spread(Arc::new(Spread {
             conns,
             next: AtomicUsize::new(0),

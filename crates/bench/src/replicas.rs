@@ -339,9 +339,18 @@ mod tests {
     #[test]
     fn the_table_scales_each_side_against_its_own_step_without_replicas() {
         let t = table(&[step(0, 400.0, 200.0), step(2, 600.0, 300.0)]);
-        assert!(t.contains("| raw | 0 | primary | 400 | 1.00x | 32 |"), "{t}");
-        assert!(t.contains("| raw | 2 | 2 replica(s) | 600 | 1.50x | 32 |"), "{t}");
-        assert!(t.contains("| gateway | 2 | 2 replica(s) | 300 | 1.50x | 8 |"), "{t}");
+        assert!(
+            t.contains("| raw | 0 | primary | 400 | 1.00x | 32 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| raw | 2 | 2 replica(s) | 600 | 1.50x | 32 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| gateway | 2 | 2 replica(s) | 300 | 1.50x | 8 |"),
+            "{t}"
+        );
         // one CPU column per replica of the largest step; absent figures are dashes
         assert!(t.contains("replica-2 CPU %"), "{t}");
         assert!(t.contains("| 90 | - | - | - | - | 190 |"), "{t}");
@@ -362,13 +371,17 @@ mod tests {
         assert_eq!(steps[1], step(1, 200.0, 50.0));
         let (path, text) = write_table(&dir).unwrap();
         assert!(path.ends_with(TABLE_FILE));
-        assert!(text.contains("| raw | 1 | 1 replica(s) | 200 | 2.00x |"), "{text}");
+        assert!(
+            text.contains("| raw | 1 | 1 replica(s) | 200 | 2.00x |"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn no_steps_is_an_error_that_says_what_to_run() {
-        let dir = std::env::temp_dir().join(format!("redrec-replicas-empty-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("redrec-replicas-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let err = read_steps(&dir).unwrap_err().to_string();
         assert!(err.contains("cargo xtask bench --replicas"), "{err}");

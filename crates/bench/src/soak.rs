@@ -730,7 +730,10 @@ mod tests {
 
     #[test]
     fn per_minute_cpu_and_stage_columns_render() {
-        assert_eq!((pct(Some(29.6)), pct(None)), ("30".to_owned(), "-".to_owned()));
+        assert_eq!(
+            (pct(Some(29.6)), pct(None)),
+            ("30".to_owned(), "-".to_owned())
+        );
         let stages = [("features", 0.412), ("retrieve", 3.1)].map(|(stage, p50_ms)| StageLatency {
             stage: stage.into(),
             count: 10,

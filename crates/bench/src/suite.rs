@@ -240,7 +240,10 @@ pub async fn run(opts: &Options) -> Result<Report> {
 
 /// The processes whose CPU the report shows: the bench itself, Redis when its pid is visible
 /// here, and the gateway when its pid was given.
-pub(crate) async fn watched_processes(con: &mut MultiplexedConnection, opts: &Options) -> Vec<Process> {
+pub(crate) async fn watched_processes(
+    con: &mut MultiplexedConnection,
+    opts: &Options,
+) -> Vec<Process> {
     let mut procs = vec![Process {
         name: "bench".into(),
         pid: std::process::id(),

@@ -166,9 +166,16 @@ async fn a_spread_target_searches_on_its_nodes_in_turn_and_reads_users_on_the_pr
     let space = TestSpace::new("bench_spread");
     let url = redis_url();
     let mut admin = catalog::connect(&url).await.unwrap();
-    catalog::load(&admin, &space.ns, SPEC, catalog::HnswBuild::default(), 300, 3)
-        .await
-        .unwrap();
+    catalog::load(
+        &admin,
+        &space.ns,
+        SPEC,
+        catalog::HnswBuild::default(),
+        300,
+        3,
+    )
+    .await
+    .unwrap();
     let cat = catalog::read_back(&mut admin, &space.ns, SPEC.dims)
         .await
         .unwrap();
@@ -194,9 +201,8 @@ async fn a_spread_target_searches_on_its_nodes_in_turn_and_reads_users_on_the_pr
         SPEC.dims,
         100,
     );
-    spread.searches = Some(
-        RawConn::spread_over(vec![named[1].1.clone(), named[2].1.clone()]).unwrap(),
-    );
+    spread.searches =
+        Some(RawConn::spread_over(vec![named[1].1.clone(), named[2].1.clone()]).unwrap());
     let plain = RawTarget::new(
         RawConn::mux(&url).await.unwrap(),
         space.ns.clone(),
@@ -234,5 +240,7 @@ async fn a_spread_target_searches_on_its_nodes_in_turn_and_reads_users_on_the_pr
     assert_eq!(last_cmd(&mut admin, &named[2].0).await, "ft.search");
     assert_eq!(last_cmd(&mut admin, &named[0].0).await, "smembers");
 
-    catalog::drop_namespace(&mut admin, &space.ns).await.unwrap();
+    catalog::drop_namespace(&mut admin, &space.ns)
+        .await
+        .unwrap();
 }
