@@ -8,6 +8,12 @@ use anyhow::{Context, Result};
 use redrec_gateway::{AppState, Settings, telemetry::Otlp};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+/// mimalloc instead of the system allocator: a request allocates thousands of small values
+/// (RESP replies, hits, JSON), and glibc's malloc / free took about a fifth of the gateway's CPU
+/// samples (docs/BENCHMARKS.md, "Gateway CPU per request").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn load_settings() -> Result<Settings> {
     redrec_core::config::figment(&Settings::default())
         .context("cannot read the configuration")?
