@@ -139,17 +139,12 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(dir) = &cli.replica_table {
-        return match redrec_bench::replicas::write_table(dir) {
-            Ok((path, text)) => {
+        return exit(
+            redrec_bench::replicas::write_table(dir).map(|(path, text)| {
                 println!("{text}");
                 eprintln!("bench: table in {}", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+            }),
+        );
     }
     if !cli.read_urls.is_empty() && !cli.capacity_only {
         eprintln!("error: --read-urls applies to --capacity-only runs only");
@@ -212,15 +207,14 @@ fn main() -> ExitCode {
         queries: cli.sweep_queries,
     });
     if cli.capacity_only {
-        return match capacity(&opts, &cli.read_urls) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit(capacity(&opts, &cli.read_urls));
     }
-    match run(opts, cli.seed_only, soak, sweep) {
+    exit(run(opts, cli.seed_only, soak, sweep))
+}
+
+/// The process's exit: success, or the error with its causes on stderr.
+fn exit(result: Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
