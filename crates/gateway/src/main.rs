@@ -42,8 +42,30 @@ fn init_tracing(gateway: &redrec_gateway::GatewayConfig) -> Result<Option<Otlp>>
     Ok(otlp)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Turns transparent huge pages off for this process, before the runtime and its threads start.
+/// mimalloc advises the kernel to back its arenas with 2 MiB pages (`MADV_HUGEPAGE`), so on a
+/// machine with THP in `madvise` (or `always`) mode the kernel's khugepaged folds partly used
+/// arena memory into whole huge pages over time: in a soak the resident set rose in steps of
+/// 12-20 MiB (`AnonHugePages` 4 -> 32 MiB) at a constant load, and never came back down
+/// (docs/RELIABILITY.md, soak run 6). Normal 4 KiB pages keep the resident set at what is used.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Not fatal: the gateway serves the same, its memory may only grow in steps.
+        eprintln!("redrec-gateway: cannot turn transparent huge pages off ({e}); continuing");
+    }
+}
+
+fn main() -> Result<()> {
+    disable_transparent_huge_pages();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> Result<()> {
     let settings = load_settings()?;
     let otlp = init_tracing(&settings.gateway)?;
     let embedder_cfg = settings.embedder.clone();

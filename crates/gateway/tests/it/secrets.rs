@@ -1,5 +1,6 @@
-//! The binary never writes a secret to its log: not the API keys (right or wrong ones presented),
-//! not the Redis password, whether Redis accepts it, refuses it, or the URL is malformed.
+//! The gateway binary as a process. It never writes a secret to its log: not the API keys (right
+//! or wrong ones presented), not the Redis password, whether Redis accepts it, refuses it, or the
+//! URL is malformed. And it runs with transparent huge pages off (its memory stays flat).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -181,4 +182,31 @@ async fn secrets_never_reach_the_log() {
         "the error names the setting: {text}"
     );
     assert_clean(&text, "malformed URL");
+}
+
+/// mimalloc advises huge pages for its arenas; the binary turns them off for the whole process
+/// (`PR_SET_THP_DISABLE`), which the kernel reports in `/proc/<pid>/status`. Without it a soak's
+/// resident set rose in 12-20 MiB steps at constant load (docs/RELIABILITY.md, soak run 6).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_binary_runs_with_transparent_huge_pages_off() {
+    let space = TestSpace::new("gw_thp");
+    let mut gw = gateway(&space, &redrec_testkit::redis_url());
+    let (_addr, log) = wait_listening(&mut gw);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.id())).unwrap();
+    let log = stop(gw, log);
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    // Kernels before 5.0 do not report the flag; every kernel these tests run on does.
+    assert_eq!(
+        thp,
+        Some("0"),
+        "THP must be off for the gateway:\n{status}\n{log}"
+    );
+    assert!(
+        !log.contains("cannot turn transparent huge pages off"),
+        "the prctl failed: {log}"
+    );
 }
