@@ -5,7 +5,7 @@
 //! middleware therefore runs every request as a [`metered`] future: each poll reads the thread's
 //! CPU clock (`CLOCK_THREAD_CPUTIME_ID`) before and after and charges the difference to the
 //! request's current [`Stage`], which the handler and the pipeline advance with [`enter`]. Work
-//! handed to another thread (reranking, embedding on the blocking pool) is charged with
+//! handed to another thread (a large rerank, embedding on the blocking pool) is charged with
 //! [`charge`] on that thread. The totals per route and stage are exported in `/metrics`
 //! (`redrec_request_cpu_seconds_total`), which `cargo xtask bench` reads to report CPU per
 //! request by stage.
@@ -37,7 +37,8 @@ pub enum Stage {
     Embed,
     /// Candidate retrieval: searches built, replies decoded into candidates, merged.
     Retrieve,
-    /// Reranking on the blocking pool, plus handing the candidates over.
+    /// Reranking: on the request's task, or for a large job on the blocking pool (plus handing
+    /// the candidates over).
     Rerank,
     /// The response: body serialisation, headers, metrics.
     Respond,
