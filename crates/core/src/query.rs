@@ -82,6 +82,10 @@ pub enum Projection {
     IdsOnly,
     /// These hash fields (plus the distance for vector queries).
     Fields(Vec<String>),
+    /// These hash fields and the raw blob of the vector field `vector`, returned under
+    /// [`VECTOR_ALIAS`] (read back into [`crate::reply::Hit::vector`]): the candidates' vectors
+    /// come with the search instead of costing another round trip.
+    FieldsAndVector { fields: Vec<String>, vector: String },
 }
 
 /// How RediSearch combines a KNN query with its pre-filter (`HYBRID_POLICY`).
@@ -115,6 +119,9 @@ pub struct KnnQuery {
 /// Default name of the distance field in vector query results.
 pub const DISTANCE_ALIAS: &str = "__dist";
 
+/// Name a returned vector blob carries in results ([`Projection::FieldsAndVector`]).
+pub const VECTOR_ALIAS: &str = "__vec";
+
 fn wrap_filter(filter: &str) -> String {
     let f = filter.trim();
     if f.is_empty() || f == "*" {
@@ -147,6 +154,18 @@ fn push_projection(a: &mut SearchArgs, projection: &Projection, distance: Option
             for f in fields {
                 a.push(f.as_str());
             }
+            if let Some(d) = d {
+                a.push(d);
+            }
+        }
+        (Projection::FieldsAndVector { fields, vector }, d) => {
+            // `<field> AS <alias>` counts as three arguments of RETURN
+            let n = fields.len() + 3 + usize::from(d.is_some());
+            a.push("RETURN").push(n.to_string());
+            for f in fields {
+                a.push(f.as_str());
+            }
+            a.push(vector.as_str()).push("AS").push(VECTOR_ALIAS);
             if let Some(d) = d {
                 a.push(d);
             }
@@ -308,6 +327,16 @@ impl SortedQuery {
                 f.push(self.sort_field.clone());
                 Projection::Fields(f)
             }
+            Projection::FieldsAndVector { fields, vector }
+                if !fields.contains(&self.sort_field) =>
+            {
+                let mut fields = fields.clone();
+                fields.push(self.sort_field.clone());
+                Projection::FieldsAndVector {
+                    fields,
+                    vector: vector.clone(),
+                }
+            }
             p => p.clone(),
         };
         push_projection(&mut a, &projection, None);
@@ -425,6 +454,17 @@ mod tests {
     fn renders_filtered_knn() {
         expect![[r#"FT.SEARCH shop:items '(@category:{BREAD} @price:[1 (5])=>[KNN $k @embedding $vec EF_RUNTIME $ef AS __dist]' PARAMS 6 k 20 vec <blob 16 bytes> ef 100 SORTBY __dist ASC LIMIT 0 20 RETURN 3 category price __dist TIMEOUT 50 DIALECT 2"#]]
         .assert_eq(&knn().args().unwrap().display());
+    }
+
+    #[test]
+    fn renders_knn_returning_the_vector_under_its_alias() {
+        let mut q = knn();
+        q.projection = Projection::FieldsAndVector {
+            fields: vec!["category".into(), "price".into()],
+            vector: "embedding".into(),
+        };
+        expect![[r#"FT.SEARCH shop:items '(@category:{BREAD} @price:[1 (5])=>[KNN $k @embedding $vec EF_RUNTIME $ef AS __dist]' PARAMS 6 k 20 vec <blob 16 bytes> ef 100 SORTBY __dist ASC LIMIT 0 20 RETURN 6 category price embedding AS __vec __dist TIMEOUT 50 DIALECT 2"#]]
+        .assert_eq(&q.args().unwrap().display());
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub(crate) fn history_list(
                     similarity,
                 }],
                 fields,
+                vector: None,
             })
             .collect(),
     }
@@ -115,6 +116,7 @@ mod tests {
             key: key.into(),
             score: None,
             fields: BTreeMap::from([("category".to_owned(), "MILK".to_owned())]),
+            vector: None,
         };
         // the server returned c and a (b did not pass the filter), in index order
         let page = Page {

@@ -22,6 +22,8 @@ pub struct ListEntry {
     /// The hits this entry stands for (one, or two for a fused text+vector entry).
     pub hits: Vec<SourceHit>,
     pub fields: BTreeMap<String, String>,
+    /// The item's vector, when the search returned it (see `Retriever::projection`).
+    pub vector: Option<Vec<f32>>,
 }
 
 /// A source's list, best first.
@@ -39,8 +41,8 @@ pub struct Merged {
 }
 
 /// Merges `lists` into at most `k` candidates (plus the `history` items beyond them), skipping
-/// ids in `exclude`. Consumes the lists: ids and fields move into the candidates (the first
-/// list that has an item gives each field; later lists only add fields it lacked).
+/// ids in `exclude`. Consumes the lists: ids, fields and vectors move into the candidates (the
+/// first list that has an item gives each field; later lists only add fields it lacked).
 pub fn merge(lists: Vec<RankedList>, exclude: &BTreeSet<String>, k: usize) -> Merged {
     let mut order: Vec<(Candidate, f64)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -51,7 +53,12 @@ pub fn merge(lists: Vec<RankedList>, exclude: &BTreeSet<String>, k: usize) -> Me
                 excluded += 1;
                 continue;
             }
-            let ListEntry { id, hits, fields } = e;
+            let ListEntry {
+                id,
+                hits,
+                fields,
+                vector,
+            } = e;
             let i = match index.get(&id) {
                 Some(&i) => i,
                 None => {
@@ -77,6 +84,9 @@ pub fn merge(lists: Vec<RankedList>, exclude: &BTreeSet<String>, k: usize) -> Me
                     Some(s) => *s = h,
                     None => cand.sources.push(h),
                 }
+            }
+            if cand.vector.is_none() {
+                cand.vector = vector;
             }
             if cand.fields.is_empty() {
                 cand.fields = fields;
@@ -125,6 +135,7 @@ pub fn list_of(source: SourceKind, items: &[(&str, f32)]) -> RankedList {
                     similarity: *sim,
                 }],
                 fields: BTreeMap::new(),
+                vector: None,
             })
             .collect(),
     }

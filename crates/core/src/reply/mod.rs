@@ -108,8 +108,23 @@ pub fn pairs_lenient(v: &Value) -> Vec<(String, &Value)> {
 /// The text values of a pairs reply (values that are not text are left out). Read straight
 /// from the reply (no intermediate pair list): this runs for every document of every search.
 pub fn string_map(v: &Value) -> ReplyResult<BTreeMap<String, String>> {
+    string_map_except(v, |_, _| false)
+}
+
+/// [`string_map`], but every pair is first offered to `take`; the pairs it takes (returns `true`
+/// for) stay out of the map. Search replies use it to keep a binary vector blob out of the text.
+pub fn string_map_except(
+    v: &Value,
+    mut take: impl FnMut(&Value, &Value) -> bool,
+) -> ReplyResult<BTreeMap<String, String>> {
+    if let Value::Attribute { data, .. } = v {
+        return string_map_except(data, take);
+    }
     let mut out = BTreeMap::new();
     let mut add = |k: &Value, v: &Value| {
+        if take(k, v) {
+            return true;
+        }
         let Some(k) = text(k) else {
             return false;
         };
@@ -121,7 +136,6 @@ pub fn string_map(v: &Value) -> ReplyResult<BTreeMap<String, String>> {
     let ok = match v {
         Value::Map(m) => m.iter().all(|(k, v)| add(k, v)),
         Value::Array(a) if a.len() % 2 == 0 => a.chunks_exact(2).all(|c| add(&c[0], &c[1])),
-        Value::Attribute { data, .. } => return string_map(data),
         _ => false,
     };
     if ok {

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use super::{ReplyError, ReplyResult, is_text, number, pairs, string_map, text};
+use super::{ReplyError, ReplyResult, is_text, number, pairs, string_map, string_map_except, text};
+use crate::query::VECTOR_ALIAS;
 
 /// One document of a search reply.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -13,6 +14,26 @@ pub struct Hit {
     /// `WITHSCORES` score (text queries) or the hybrid score.
     pub score: Option<f64>,
     pub fields: BTreeMap<String, String>,
+    /// The raw vector blob, when the search returned it under [`VECTOR_ALIAS`]
+    /// ([`crate::query::Projection::FieldsAndVector`]); it is never in `fields` (binary, not text).
+    pub vector: Option<Vec<u8>>,
+}
+
+/// Reads a document's returned fields into `hit`: text values into `fields`, the blob under
+/// [`VECTOR_ALIAS`] into `vector`, untouched by any text conversion.
+fn read_fields(v: &Value, hit: &mut Hit) -> ReplyResult<()> {
+    let mut vector = None;
+    hit.fields = string_map_except(v, |k, val| {
+        if is_text(k, VECTOR_ALIAS) != Some(true) {
+            return false;
+        }
+        if let Value::BulkString(b) = val {
+            vector = Some(b.clone());
+        }
+        true
+    })?;
+    hit.vector = vector;
+    Ok(())
 }
 
 /// A parsed search reply.
@@ -87,7 +108,7 @@ fn resp3_hit(r: &Value) -> ReplyResult<Hit> {
         } else if is_text(rk, "score") == Some(true) {
             hit.score = number(rv);
         } else if is_text(rk, "extra_attributes") == Some(true) {
-            hit.fields = string_map(rv)?;
+            read_fields(rv, &mut hit)?;
         }
     }
     Ok(hit)
@@ -99,7 +120,7 @@ fn resp3_hit_from_pairs(p: &[(String, &Value)]) -> ReplyResult<Hit> {
         match rk.as_str() {
             "id" => hit.key = text(rv).unwrap_or_default(),
             "score" => hit.score = number(rv),
-            "extra_attributes" => hit.fields = string_map(rv)?,
+            "extra_attributes" => read_fields(rv, &mut hit)?,
             _ => {}
         }
     }
@@ -128,7 +149,7 @@ fn parse_search_resp2(items: &[Value], shape: Shape) -> ReplyResult<Page> {
             let fields = it
                 .next()
                 .ok_or_else(|| ReplyError::new("document without its fields"))?;
-            hit.fields = string_map(fields)?;
+            read_fields(fields, &mut hit)?;
         }
         page.hits.push(hit);
     }
@@ -156,7 +177,12 @@ pub fn parse_hybrid(v: &Value) -> ReplyResult<Page> {
                     let mut fields = string_map(r)?;
                     let key = fields.remove("__key").unwrap_or_default();
                     let score = fields.remove("__score").and_then(|s| s.parse().ok());
-                    page.hits.push(Hit { key, score, fields });
+                    page.hits.push(Hit {
+                        key,
+                        score,
+                        fields,
+                        vector: None,
+                    });
                 }
             }
             _ => {}
@@ -235,6 +261,58 @@ mod tests {
         assert_eq!(page.hits[0].fields["__dist"], "0.125");
         assert_eq!(page.hits[0].score, Some(1.5));
         assert_eq!(page.warnings, ["Timeout limit was reached"]);
+    }
+
+    /// A vector blob that is not valid UTF-8 arrives byte for byte in `vector`, in both
+    /// protocols, and never among the text fields.
+    #[test]
+    fn keeps_a_returned_vector_blob_as_bytes() {
+        let blob: Vec<u8> = [0.5f32, -1.0, f32::from_bits(0xfffe_ff80)]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert!(
+            std::str::from_utf8(&blob).is_err(),
+            "the test blob must not be text"
+        );
+        let fields = vec![
+            b("category"),
+            b("BREAD"),
+            b(VECTOR_ALIAS),
+            Value::BulkString(blob.clone()),
+            b("__dist"),
+            b("0.25"),
+        ];
+        let resp2 = Value::Array(vec![Value::Int(1), b("i:1"), Value::Array(fields.clone())]);
+        let shape = Shape {
+            with_scores: false,
+            with_content: true,
+        };
+        let resp3 = Value::Map(vec![
+            (b("total_results"), Value::Int(1)),
+            (
+                b("results"),
+                Value::Array(vec![Value::Map(vec![
+                    (b("id"), b("i:1")),
+                    (
+                        b("extra_attributes"),
+                        Value::Map(
+                            fields
+                                .chunks_exact(2)
+                                .map(|c| (c[0].clone(), c[1].clone()))
+                                .collect(),
+                        ),
+                    ),
+                ])]),
+            ),
+        ]);
+        for v in [resp2, resp3] {
+            let hit = &parse_search(&v, shape).unwrap().hits[0];
+            assert_eq!(hit.vector.as_deref(), Some(blob.as_slice()));
+            assert_eq!(hit.fields.len(), 2, "{:?}", hit.fields);
+            assert_eq!(hit.fields["category"], "BREAD");
+            assert!(!hit.fields.contains_key(VECTOR_ALIAS));
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn fused_entry(f: FusedHit, fields: &mut BTreeMap<String, BTreeMap<String, Strin
         fields: fields.remove(&f.id).unwrap_or_default(),
         id: f.id,
         hits,
+        vector: None,
     }
 }
 

@@ -4,8 +4,11 @@
 //! 1. only when a source needs stored vectors (more-like-this, examples) the caller did not pass
 //!    in `stored_vectors`: one `HMGET` pipeline;
 //! 2. one pipeline with every source's `FT.SEARCH` (and, for text, BM25 + KNN, or `FT.HYBRID`);
+//!    with `with_vectors` (MMR) the KNN and popular searches also return each hit's vector blob
+//!    (`RETURN ... <vector> AS __vec`);
 //! 3. a second search pipeline only when exclusions left fewer than k and more may exist;
-//! 4. only for `with_vectors` (or the ids-then-fetch mode): one `HMGET` pipeline for the winners.
+//! 4. only in the ids-then-fetch mode, or for `with_vectors` winners whose vector did not come
+//!    with the search (text and history sources): one `HMGET` pipeline for them.
 //!
 //! This file holds the [`Retriever`] itself and its entry points; the concerns live in the
 //! submodules: `connection` (pool, sending), `capabilities` (`FT.HYBRID` detection, the
@@ -202,8 +205,14 @@ impl Retriever {
         (self.config.query_timeout_ms > 0).then_some(self.config.query_timeout_ms)
     }
 
-    fn projection(&self) -> Projection {
+    /// What each hit returns: the configured fields, and with `vectors` also the item's vector
+    /// (for MMR), so the winners' vectors need no `HMGET` round trip afterwards.
+    fn projection(&self, vectors: bool) -> Projection {
         match self.config.fetch {
+            FetchMode::Return if vectors => Projection::FieldsAndVector {
+                fields: self.return_fields.clone(),
+                vector: self.fields.vector.clone(),
+            },
             FetchMode::Return => Projection::Fields(self.return_fields.clone()),
             FetchMode::IdsThenHmget => Projection::IdsOnly,
         }
@@ -237,7 +246,7 @@ impl Retriever {
             k,
             ef_runtime: hnsw.then(|| self.ef_runtime_for(k)),
             distance_alias: DISTANCE_ALIAS.into(),
-            projection: self.projection(),
+            projection: self.projection(false),
             hybrid_policy: policy,
             timeout_ms: self.timeout(),
         }
@@ -317,7 +326,14 @@ impl Retriever {
             None
         };
         let searched = self
-            .search(&plans, &filter, policy, &exclude, post, req.k)
+            .search(
+                &plans,
+                &filter,
+                policy,
+                &exclude,
+                post,
+                (req.k, req.with_vectors),
+            )
             .await?;
         round_trips += searched.round_trips;
         let mut candidates = searched.merged.candidates;

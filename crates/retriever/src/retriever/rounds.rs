@@ -257,8 +257,9 @@ impl Retriever {
         Ok(v)
     }
 
-    /// Runs the search pipeline and merges its lists into at most `k` candidates; sends it
-    /// again once, larger, when exclusions cost results and a list was cut short.
+    /// Runs the search pipeline and merges its lists into at most `k` candidates (with their
+    /// vectors from the KNN and popular pages when `vectors`); sends it again once, larger, when
+    /// exclusions cost results and a list was cut short.
     pub(super) async fn search(
         &self,
         plans: &[Plan],
@@ -266,7 +267,7 @@ impl Retriever {
         policy: Option<HybridPolicy>,
         exclude: &BTreeSet<String>,
         post: Option<&Filter>,
-        k: usize,
+        (k, vectors): (usize, bool),
     ) -> Result<Searched> {
         // Over-fetch so that exclusions still leave k: all of a small exclusion set, or 2k.
         let max_fetch = self.config.max_k.max(k);
@@ -279,7 +280,9 @@ impl Retriever {
             fusion: FusionPath::None,
         };
         loop {
-            let round = self.search_round(plans, fetch, filter, policy).await?;
+            let round = self
+                .search_round(plans, fetch, filter, policy, vectors)
+                .await?;
             searched.round_trips += 1;
             searched.partial |= round.partial;
             searched.fusion = round.fusion;
@@ -346,8 +349,9 @@ impl Retriever {
         fetch: usize,
         filter: &str,
         policy: Option<HybridPolicy>,
+        vectors: bool,
     ) -> Result<Round> {
-        let built = self.round_pipeline(plans, fetch, filter, policy)?;
+        let built = self.round_pipeline(plans, fetch, filter, policy, vectors)?;
         let replies = self.run(&built.pipe).await?;
         if replies.len() != built.commands {
             return Err(Error::protocol(format!(
@@ -374,7 +378,12 @@ impl Retriever {
         fetch: usize,
         filter: &str,
         policy: Option<HybridPolicy>,
+        vectors: bool,
     ) -> Result<RoundPipeline> {
+        // KNN and popular pages carry the vectors when asked; text and history pages do not
+        // (their entries are rebuilt from fields; `hydrate` reads what is missing).
+        let with_vectors = self.projection(vectors);
+        let plain = self.projection(false);
         let mut p = RoundPipeline {
             pipe: redis::pipe(),
             commands: 0,
@@ -384,11 +393,14 @@ impl Retriever {
         for plan in plans {
             let slot = match &plan.kind {
                 PlanKind::Knn(v) => {
-                    let q = self.knn(filter, v.clone(), fetch, policy);
+                    let mut q = self.knn(filter, v.clone(), fetch, policy);
+                    q.projection = with_vectors.clone();
                     Slot::Knn(plan.source, p.add(q.args()?), self.metric)
                 }
                 PlanKind::CfKnn(v, field) => {
-                    let q = self.knn_on(&field.name, field.hnsw, filter, v.clone(), fetch, policy);
+                    let mut q =
+                        self.knn_on(&field.name, field.hnsw, filter, v.clone(), fetch, policy);
+                    q.projection = with_vectors.clone();
                     Slot::Knn(plan.source, p.add(q.args()?), field.metric)
                 }
                 PlanKind::Popular => {
@@ -399,7 +411,7 @@ impl Retriever {
                         descending: true,
                         offset: 0,
                         limit: fetch,
-                        projection: self.projection(),
+                        projection: with_vectors.clone(),
                         timeout_ms: self.timeout(),
                     };
                     Slot::Popular(p.add(q.args()))
@@ -414,7 +426,7 @@ impl Retriever {
                         index: self.alias.clone(),
                         filter: filter.to_owned(),
                         keys: items.iter().map(|(id, _)| self.ns.item(id)).collect(),
-                        projection: self.projection(),
+                        projection: plain.clone(),
                         timeout_ms: self.timeout(),
                     };
                     Slot::History {
@@ -464,7 +476,7 @@ impl Retriever {
             filter: filter.to_owned(),
             limit: window,
             scorer: self.config.text_scorer.clone(),
-            projection: self.projection(),
+            projection: self.projection(false),
             timeout_ms: self.timeout(),
         };
         let text_slot = p.add(t.args());
@@ -552,6 +564,8 @@ impl Retriever {
         with_vectors: bool,
     ) -> Result<bool> {
         let need_fields = self.config.fetch == FetchMode::IdsThenHmget;
+        // vectors usually came with the search (KNN and popular pages); read only the rest
+        let with_vectors = with_vectors && candidates.iter().any(|c| c.vector.is_none());
         if !(need_fields || with_vectors) || candidates.is_empty() {
             return Ok(false);
         }
@@ -562,12 +576,17 @@ impl Retriever {
         if with_vectors {
             wanted.push(self.fields.vector.clone());
         }
+        // every candidate when fields are needed, else only those still without a vector
         let mut pipe = redis::pipe();
-        for c in candidates.iter() {
+        let mut targets: Vec<&mut Candidate> = candidates
+            .iter_mut()
+            .filter(|c| need_fields || c.vector.is_none())
+            .collect();
+        for c in &targets {
             pipe.cmd("HMGET").arg(self.ns.item(&c.id)).arg(&wanted);
         }
         let replies = self.run(&pipe).await?;
-        for (c, r) in candidates.iter_mut().zip(&replies) {
+        for (c, r) in targets.iter_mut().zip(&replies) {
             let values = parse_hmget(r)?;
             for (name, value) in wanted.iter().zip(values) {
                 let Some(value) = value else { continue };

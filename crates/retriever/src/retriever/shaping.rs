@@ -4,12 +4,20 @@
 use redrec_core::candidate::{SourceHit, SourceKind};
 use redrec_core::query::DISTANCE_ALIAS;
 use redrec_core::schema::DistanceMetric;
+use redrec_core::vector;
 
 use super::Retriever;
 use crate::merge::{ListEntry, RankedList};
 use redrec_core::reply::{Hit, Page};
 
 impl Retriever {
+    /// The vector a hit returned, decoded; `None` when it returned none or a blob that is not
+    /// a vector of the index's dimension (`hydrate` then reads it with `HMGET`).
+    pub(super) fn hit_vector(&self, hit: &mut Hit) -> Option<Vec<f32>> {
+        let blob = hit.vector.take()?;
+        vector::decode(&blob).ok().filter(|v| v.len() == self.dims)
+    }
+
     pub(super) fn id_of(&self, key: &str) -> String {
         self.ns.item_id(key).unwrap_or(key).to_owned()
     }
@@ -53,6 +61,7 @@ impl Retriever {
                         rank: rank as u32,
                         similarity: similarity(&mut h),
                     }],
+                    vector: self.hit_vector(&mut h),
                     fields: h.fields,
                 })
                 .collect(),
@@ -73,8 +82,9 @@ impl Retriever {
                 .hits
                 .into_iter()
                 .enumerate()
-                .map(|(rank, h)| ListEntry {
+                .map(|(rank, mut h)| ListEntry {
                     id: self.id_of(&h.key),
+                    vector: self.hit_vector(&mut h),
                     hits: vec![SourceHit {
                         source: SourceKind::Popular,
                         rank: rank as u32,

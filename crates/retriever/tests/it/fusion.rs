@@ -85,6 +85,17 @@ async fn rrf_fuses_bm25_and_knn_in_the_hand_checked_order() {
         "C only matched the vector side"
     );
 
+    // vectors asked for (MMR): fused text entries carry none from the search, so the winners'
+    // vectors are read in a second round trip, and they are the stored ones
+    let mut req = RetrievalRequest::new(vec![text.clone()], 5);
+    req.with_vectors = true;
+    let with = r.retrieve(&req).await.unwrap();
+    assert_eq!(with.round_trips, 2);
+    for c in &with.candidates {
+        let stored = &items().into_iter().find(|i| i.id == c.id).unwrap().vector;
+        assert_eq!(c.vector.as_ref(), Some(stored), "{}", c.id);
+    }
+
     // the filter applies to both sides: without A, B leads
     let mut req = RetrievalRequest::new(vec![text.clone()], 5);
     req.filter = Filter::tag_not_any("category", ["X"]);

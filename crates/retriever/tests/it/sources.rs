@@ -216,7 +216,7 @@ async fn seen_exclusion_still_yields_k() {
 
 #[tokio::test]
 async fn cold_start_falls_back_to_filtered_popularity() {
-    let (_space, _cat, r) = setup("cold").await;
+    let (_space, cat, r) = setup("cold").await;
     let cold = UserFeatures::default();
     let mut req = RetrievalRequest::new(Source::from_user(&cold), 5);
     assert!(req.sources.is_empty());
@@ -232,6 +232,17 @@ async fn cold_start_falls_back_to_filtered_popularity() {
     assert_eq!(c.sources[0].source, SourceKind::Popular);
     assert_eq!(c.field("category"), Some("CAT1"));
     assert!(c.sources[0].similarity <= 1.0 && c.sources[0].similarity > 0.9);
+    assert!(c.vector.is_none(), "vectors only when asked");
+
+    // asked for vectors (an MMR profile): the popular page returns them, one round trip
+    req.with_vectors = true;
+    let with = r.retrieve(&req).await.unwrap();
+    assert_eq!(ids(&with), ids(&got));
+    assert_eq!(with.round_trips, 1);
+    for c in &with.candidates {
+        let stored = &cat.items.iter().find(|i| i.id == c.id).unwrap().vector;
+        assert_eq!(c.vector.as_ref(), Some(stored), "{}", c.id);
+    }
 }
 
 #[tokio::test]
@@ -243,17 +254,17 @@ async fn more_like_this_excludes_the_item_and_examples_steer() {
     let exact = cat.nearest(&cat.items[42].vector, |i| i.id != "sku-42");
     assert_eq!(ids(&got), exact[..5].to_vec());
     assert!(!ids(&got).contains(&"sku-42".to_owned()));
-    // vector fetch, search, vectors of the winners
-    assert_eq!(got.round_trips, 3);
-    let v = got.candidates[0].vector.as_ref().unwrap();
-    assert_eq!(
-        v,
-        &cat.items
-            .iter()
-            .find(|i| i.id == got.candidates[0].id)
-            .unwrap()
-            .vector
-    );
+    // vector fetch, then the search, which returns the winners' vectors with their fields
+    // (no HMGET round trip for them)
+    assert_eq!(got.round_trips, 2);
+    for c in &got.candidates {
+        let stored = &cat.items.iter().find(|i| i.id == c.id).unwrap().vector;
+        assert_eq!(c.vector.as_ref(), Some(stored), "{}", c.id);
+        assert!(
+            !c.fields.contains_key("__vec"),
+            "the blob is not a text field"
+        );
+    }
     assert_eq!(got.candidates[0].sources[0].source, SourceKind::SimilarItem);
 
     // examples: like cluster 0 items, unlike cluster 1 items
