@@ -61,8 +61,13 @@ mod tests {
             &[],
         ),
         ("testkit", &["redrec-core"], &["axum"]),
-        // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP
-        ("bench", &["redrec-core", "redrec-store"], &["axum"]),
+        // the load generator of `cargo xtask bench`: talks to Redis and to the gateway over HTTP;
+        // its KNN sweep also measures the retriever's own plan choice
+        (
+            "bench",
+            &["redrec-core", "redrec-store", "redrec-retriever"],
+            &["axum"],
+        ),
         // the quality evaluation of `cargo xtask eval`: reads interaction files with ingest's
         // sources, imports training events with ingest's interaction import (into userstate's
         // event function), talks to the gateway over HTTP with bench's client

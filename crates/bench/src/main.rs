@@ -73,13 +73,19 @@ struct Cli {
     #[arg(long, default_value_t = 200)]
     ef_construction: u32,
     /// Instead of the suite: recall and single-flight latency of every KNN plan (server's
-    /// choice and BATCHES at each of these EF_RUNTIME values, ADHOC_BF) at each selectivity rung,
-    /// on the catalog already seeded with --items (see docs/RETRIEVAL.md, "At a million items")
+    /// choice and BATCHES at each of these EF_RUNTIME values, ADHOC_BF, and the retriever's own
+    /// choice) at each selectivity rung, on the catalog already seeded with --items (see
+    /// docs/RETRIEVAL.md, "At a million items")
     #[arg(long, value_delimiter = ',')]
     sweep_ef: Option<Vec<u32>>,
     /// Sweep: queries per rung (each sent once per plan)
     #[arg(long, default_value_t = 100)]
     sweep_queries: usize,
+    /// Sweep: `recall_target` of the retriever row (its EF_RUNTIME is the smallest the index's
+    /// measured curve from `redrec-ingest calibrate` says reaches it; without a curve,
+    /// --ef-runtime)
+    #[arg(long, default_value_t = 0.95)]
+    sweep_recall_target: f64,
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Closed-loop concurrency levels, comma separated [default: 4,16,64; 8,32 with --quick]
@@ -205,6 +211,7 @@ fn main() -> ExitCode {
     let sweep = cli.sweep_ef.map(|efs| SweepOptions {
         efs,
         queries: cli.sweep_queries,
+        recall_target: cli.sweep_recall_target,
     });
     if cli.capacity_only {
         return exit(capacity(&opts, &cli.read_urls));

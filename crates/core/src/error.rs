@@ -40,4 +40,6 @@ pub enum Error {
     Filter { path: String, message: String },
     #[error("invalid query: {message}")]
     Query { message: String },
+    #[error("partition `{name}`: {message}")]
+    Partition { name: String, message: String },
 }

@@ -161,6 +161,13 @@ impl Namespace {
         self.meta(&format!("ef_curve:{index}"))
     }
 
+    /// The partitions of a concrete index (JSON of
+    /// [`PartitionSet`](crate::partition::PartitionSet)), e.g.
+    /// `shop:meta:partitions:shop:items:v1`.
+    pub fn partitions(&self, index: &str) -> String {
+        self.meta(&format!("partitions:{index}"))
+    }
+
     /// Name of the serving alias every query goes through, e.g. `redrec:items`.
     pub fn alias(&self) -> String {
         format!("{}:items", self.prefix)

@@ -12,6 +12,7 @@
 //! - [`config`]: configuration types and the figment layering;
 //! - [`candidate`] and [`user`]: the data passed between stages (`Candidate`, `UserFeatures`);
 //! - [`synthetic`]: the deterministic synthetic catalog (ingest, bench and tests share it);
+//! - [`partition`]: partitioned indexes (`FT.CREATE ... FILTER`), their filters and query routing;
 //! - [`calibration`]: the measured recall per `EF_RUNTIME` of an index and the EF a recall
 //!   target needs;
 //! - [`error`]: the crate's error type (every variant a user error).
@@ -25,6 +26,7 @@ pub mod hybrid;
 pub mod item;
 pub mod keys;
 pub mod lru;
+pub mod partition;
 pub mod query;
 pub mod reply;
 pub mod schema;

@@ -27,6 +27,7 @@ pub mod index;
 pub mod keyscan;
 pub mod load;
 pub mod migrate;
+pub mod partitions;
 pub mod progress;
 pub mod refresh;
 pub mod source;

@@ -25,6 +25,7 @@ use redrec_ingest::{
 use serde::{Deserialize, Serialize};
 
 mod events_cli;
+mod partitions_cli;
 mod seed_cli;
 
 /// The settings this binary reads (other sections of redrec.toml are ignored).
@@ -136,6 +137,12 @@ enum Cmd {
         /// Seed of the query draw
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+    /// Partitioned indexes of the serving index (`FT.CREATE ... FILTER`): a filtered KNN whose
+    /// filter lies inside one runs over its small graph
+    Partitions {
+        #[command(subcommand)]
+        action: partitions_cli::PartitionsCmd,
     },
     /// Read or write the index schema as RedisVL YAML
     Schema {
@@ -418,6 +425,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Schema { action } => cmd_schema(ctx, action).await,
+        Cmd::Partitions { action } => partitions_cli::run(&ctx.con, &ctx.ns, action).await,
         Cmd::Migrate { action } => cmd_migrate(ctx, action).await,
         Cmd::Events(args) => {
             if ctx.settings.redis.user_state.is_some() {

@@ -1,5 +1,6 @@
 //! Integration tests of the bench's Redis-facing pieces against the real Redis: the loader, the
-//! read-back, raw queries over both connection kinds, and recall against brute force.
+//! read-back, raw queries over both connection kinds, recall against brute force, and the plan
+//! sweep with its retriever row.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use redrec_bench::{
     catalog,
     driver::{closed_loop, open_loop},
     raw::{RawConn, RawTarget},
-    recall,
+    recall, suite, sweep,
     workload::{self, BenchQuery, Kind, Mix},
 };
 use redrec_core::{
@@ -243,4 +244,89 @@ async fn a_spread_target_searches_on_its_nodes_in_turn_and_reads_users_on_the_pr
     catalog::drop_namespace(&mut admin, &space.ns)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_sweep_measures_the_retriever_on_the_plan_its_raw_twin_measures() {
+    let space = TestSpace::new("bench_sweep");
+    let url = redis_url();
+    let con = catalog::connect(&url).await.unwrap();
+    catalog::load(&con, &space.ns, SPEC, catalog::HnswBuild::default(), 500, 2)
+        .await
+        .unwrap();
+    let opts = suite::Options {
+        redis_url: url,
+        gateway_url: None,
+        gateway_pid: None,
+        gateway_api_key: None,
+        raw_candidates: 50,
+        namespace: space.ns.name().to_owned(),
+        items: SPEC.items as usize,
+        dim: SPEC.dims,
+        seed: SPEC.seed,
+        duration_secs: 1.0,
+        warmup_secs: 0.0,
+        quick: true,
+        reuse: true,
+        ef_runtime: 100,
+        hnsw: catalog::HnswBuild::default(),
+        k: 10,
+        concurrency: vec![1],
+        max_in_flight: 1,
+        users: 0,
+        mix: Mix::default(),
+        drop_namespaces: Vec::new(),
+        out: std::env::temp_dir(),
+    };
+    let report = sweep::run(
+        &opts,
+        &sweep::SweepOptions {
+            efs: vec![100],
+            queries: 10,
+            recall_target: 0.95,
+        },
+    )
+    .await
+    .unwrap();
+    let rungs: Vec<&str> = report.cells.iter().map(|c| c.rung.as_str()).collect();
+    for rung in rungs
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let cells: Vec<_> = report.cells.iter().filter(|c| c.rung == rung).collect();
+        let last = cells.last().unwrap();
+        assert_eq!(
+            last.plan, "retriever",
+            "rung {rung}: the retriever row is last"
+        );
+        assert_eq!(
+            last.measured.errors, 0,
+            "rung {rung}: {:?}",
+            last.measured.first_error
+        );
+        // no curve for this index: --ef-runtime (above the 50 candidates asked)
+        assert_eq!(last.ef_runtime, Some(100), "rung {rung}");
+        // the same queries on the same plan give the same answers
+        let policy = last.policy.as_deref().unwrap();
+        let twin = cells
+            .iter()
+            .find(|c| c.plan == policy && c.ef_runtime == last.ef_runtime)
+            .unwrap_or_else(|| panic!("rung {rung}: no raw row for {policy}"));
+        assert_eq!(
+            last.measured.mean_recall, twin.measured.mean_recall,
+            "rung {rung}"
+        );
+    }
+    // `auto`: the server's choice unfiltered and for a filter keeping 1% of the items (under
+    // `auto_batches_above`), BATCHES for one keeping 90%
+    let policy = |rung: &str| {
+        let c = report.cells.iter().rfind(|c| c.rung == rung).unwrap();
+        c.policy.clone().unwrap()
+    };
+    assert_eq!(
+        (policy("none"), policy("1%"), policy("90%")),
+        ("server".into(), "server".into(), "batches".into())
+    );
+    assert!(sweep::render(&report).contains("| retriever (batches) | 100 |"));
 }

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod events;
 mod loaders;
+mod partitions;
 mod schema_yaml;
 mod validation;
 mod zero_downtime;
