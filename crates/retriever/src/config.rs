@@ -90,6 +90,10 @@ pub struct RetrieverConfig {
     /// progress, flagged in responses while under 100%, and the collaborative field); a quarter
     /// of that while the index is being built.
     pub index_check_ms: u64,
+    /// Route a request whose filter lies inside a partition of the serving index
+    /// (`redrec-ingest partitions`) to that partition's index. The partitions are read with the
+    /// background index lookups; without any, nothing changes.
+    pub partitions: bool,
 }
 
 impl Default for RetrieverConfig {
@@ -113,6 +117,7 @@ impl Default for RetrieverConfig {
             sample_check_secs: 30,
             cf_recheck_secs: 60,
             index_check_ms: 1000,
+            partitions: true,
         }
     }
 }

@@ -139,4 +139,6 @@ pub struct Retrieval {
     pub fusion: FusionPath,
     /// The `HYBRID_POLICY` sent with filtered KNN queries (`None`: the server chose).
     pub policy: Option<HybridPolicy>,
+    /// The partition whose index the searches ran on (`redrec-ingest partitions`), if any.
+    pub partition: Option<String>,
 }

@@ -19,6 +19,7 @@
 mod capabilities;
 mod connection;
 mod fusion;
+mod partitions;
 mod rounds;
 mod sampling;
 mod shaping;
@@ -54,6 +55,14 @@ pub use sampling::SampleStatus;
 use sampling::Sampler;
 pub use watch::IndexStatus;
 use watch::IndexWatch;
+
+/// Where one retrieval's searches go: the serving alias or a partition's index, with the filter
+/// and hybrid policy they carry.
+pub(super) struct Target<'a> {
+    pub(super) index: &'a str,
+    pub(super) filter: &'a str,
+    pub(super) policy: Option<HybridPolicy>,
+}
 
 /// Executes retrievals against one index alias.
 pub struct Retriever {
@@ -218,36 +227,29 @@ impl Retriever {
         }
     }
 
-    fn knn(
-        &self,
-        filter: &str,
-        vector: Vec<f32>,
-        k: usize,
-        policy: Option<HybridPolicy>,
-    ) -> KnnQuery {
-        self.knn_on(&self.fields.vector, self.hnsw, filter, vector, k, policy)
+    fn knn(&self, target: &Target<'_>, vector: Vec<f32>, k: usize) -> KnnQuery {
+        self.knn_on(target, &self.fields.vector, self.hnsw, vector, k)
     }
 
     /// A KNN query on any vector field of the index (the text-space field or `cf_vector`).
     fn knn_on(
         &self,
+        target: &Target<'_>,
         field: &str,
         hnsw: bool,
-        filter: &str,
         vector: Vec<f32>,
         k: usize,
-        policy: Option<HybridPolicy>,
     ) -> KnnQuery {
         KnnQuery {
-            index: self.alias.clone(),
-            filter: filter.to_owned(),
+            index: target.index.to_owned(),
+            filter: target.filter.to_owned(),
             vector_field: field.to_owned(),
             vector,
             k,
             ef_runtime: hnsw.then(|| self.ef_runtime_for(k)),
             distance_alias: DISTANCE_ALIAS.into(),
             projection: self.projection(false),
-            hybrid_policy: policy,
+            hybrid_policy: target.policy,
             timeout_ms: self.timeout(),
         }
     }
@@ -319,21 +321,30 @@ impl Retriever {
         }
         let mut exclude = req.exclude.clone();
         let plans = self.plan(&req.sources, &stored, cf.as_ref(), &mut exclude)?;
+        // A filter inside a partition searches the partition's index (the whole filter still
+        // applies there, or none when it keeps exactly the partition's items).
+        let routed = self.route(&searched_filter);
+        let knn = plans.iter().any(|p| p.searches_vectors());
         // Only KNN sources care about the hybrid policy (and only with a filter).
-        let policy = if plans.iter().any(|p| p.searches_vectors()) {
-            self.policy_for(&searched_filter)
-        } else {
-            None
+        let policy = match &routed {
+            _ if !knn => None,
+            Some(r) if r.exact => None,
+            Some(r) => self.policy_within(&searched_filter, Some(&r.filter)),
+            None => self.policy_within(&searched_filter, None),
+        };
+        let target = Target {
+            index: routed
+                .as_ref()
+                .map_or(self.alias.as_str(), |r| r.index.as_str()),
+            filter: if routed.as_ref().is_some_and(|r| r.exact) {
+                "*"
+            } else {
+                &filter
+            },
+            policy,
         };
         let searched = self
-            .search(
-                &plans,
-                &filter,
-                policy,
-                &exclude,
-                post,
-                (req.k, req.with_vectors),
-            )
+            .search(&plans, &target, &exclude, post, (req.k, req.with_vectors))
             .await?;
         round_trips += searched.round_trips;
         let mut candidates = searched.merged.candidates;
@@ -349,6 +360,7 @@ impl Retriever {
             partial: searched.partial,
             fusion: searched.fusion,
             policy,
+            partition: routed.map(|r| r.name),
         })
     }
 

@@ -10,15 +10,13 @@ use redrec_core::candidate::{Candidate, SourceKind};
 use redrec_core::filter::Filter;
 use redrec_core::hybrid::HybridQuery;
 use redrec_core::keys::validate_id;
-use redrec_core::query::{
-    HybridPolicy, InKeysQuery, SearchArgs, SortedQuery, TextQuery, lexical_expression,
-};
+use redrec_core::query::{InKeysQuery, SearchArgs, SortedQuery, TextQuery, lexical_expression};
 use redrec_core::schema::DistanceMetric;
 use redrec_core::vector;
 
-use super::Retriever;
 use super::capabilities::CfField;
 use super::fusion::with_window;
+use super::{Retriever, Target};
 use crate::config::FetchMode;
 use crate::error::{Error, Result};
 use crate::merge::{Merged, RankedList, merge};
@@ -263,8 +261,7 @@ impl Retriever {
     pub(super) async fn search(
         &self,
         plans: &[Plan],
-        filter: &str,
-        policy: Option<HybridPolicy>,
+        target: &Target<'_>,
         exclude: &BTreeSet<String>,
         post: Option<&Filter>,
         (k, vectors): (usize, bool),
@@ -280,9 +277,7 @@ impl Retriever {
             fusion: FusionPath::None,
         };
         loop {
-            let round = self
-                .search_round(plans, fetch, filter, policy, vectors)
-                .await?;
+            let round = self.search_round(plans, fetch, target, vectors).await?;
             searched.round_trips += 1;
             searched.partial |= round.partial;
             searched.fusion = round.fusion;
@@ -347,11 +342,10 @@ impl Retriever {
         &self,
         plans: &[Plan],
         fetch: usize,
-        filter: &str,
-        policy: Option<HybridPolicy>,
+        target: &Target<'_>,
         vectors: bool,
     ) -> Result<Round> {
-        let built = self.round_pipeline(plans, fetch, filter, policy, vectors)?;
+        let built = self.round_pipeline(plans, fetch, target, vectors)?;
         let replies = self.run(&built.pipe).await?;
         if replies.len() != built.commands {
             return Err(Error::protocol(format!(
@@ -376,8 +370,7 @@ impl Retriever {
         &self,
         plans: &[Plan],
         fetch: usize,
-        filter: &str,
-        policy: Option<HybridPolicy>,
+        target: &Target<'_>,
         vectors: bool,
     ) -> Result<RoundPipeline> {
         // KNN and popular pages carry the vectors when asked; text and history pages do not
@@ -393,20 +386,19 @@ impl Retriever {
         for plan in plans {
             let slot = match &plan.kind {
                 PlanKind::Knn(v) => {
-                    let mut q = self.knn(filter, v.clone(), fetch, policy);
+                    let mut q = self.knn(target, v.clone(), fetch);
                     q.projection = with_vectors.clone();
                     Slot::Knn(plan.source, p.add(q.args()?), self.metric)
                 }
                 PlanKind::CfKnn(v, field) => {
-                    let mut q =
-                        self.knn_on(&field.name, field.hnsw, filter, v.clone(), fetch, policy);
+                    let mut q = self.knn_on(target, &field.name, field.hnsw, v.clone(), fetch);
                     q.projection = with_vectors.clone();
                     Slot::Knn(plan.source, p.add(q.args()?), field.metric)
                 }
                 PlanKind::Popular => {
                     let q = SortedQuery {
-                        index: self.alias.clone(),
-                        filter: filter.to_owned(),
+                        index: target.index.to_owned(),
+                        filter: target.filter.to_owned(),
                         sort_field: self.fields.popularity.clone(),
                         descending: true,
                         offset: 0,
@@ -416,15 +408,15 @@ impl Retriever {
                     };
                     Slot::Popular(p.add(q.args()))
                 }
-                PlanKind::Text(text, v) => self.add_text(&mut p, text, v, fetch, filter, policy)?,
+                PlanKind::Text(text, v) => self.add_text(&mut p, text, v, fetch, target)?,
                 PlanKind::InKeys(items) if items.is_empty() => Slot::History {
                     index: None,
                     items: Vec::new(),
                 },
                 PlanKind::InKeys(items) => {
                     let q = InKeysQuery {
-                        index: self.alias.clone(),
-                        filter: filter.to_owned(),
+                        index: target.index.to_owned(),
+                        filter: target.filter.to_owned(),
                         keys: items.iter().map(|(id, _)| self.ns.item(id)).collect(),
                         projection: plain.clone(),
                         timeout_ms: self.timeout(),
@@ -448,39 +440,38 @@ impl Retriever {
         text: &str,
         v: &[f32],
         fetch: usize,
-        filter: &str,
-        policy: Option<HybridPolicy>,
+        target: &Target<'_>,
     ) -> Result<Slot> {
         let expr = lexical_expression(Some(&self.fields.text), text)?;
         let window = self.config.fusion.window().max(fetch);
         if let (Some(syntax), true) = (self.hybrid, self.config.use_ft_hybrid) {
             let q = HybridQuery {
-                index: self.alias.clone(),
+                index: target.index.to_owned(),
                 text: expr,
-                filter: filter.to_owned(),
+                filter: target.filter.to_owned(),
                 vector_field: self.fields.vector.clone(),
                 vector: v.to_vec(),
                 ef_runtime: self.hnsw.then(|| self.ef_runtime_for(fetch)),
                 fusion: with_window(self.config.fusion, window),
                 limit: fetch,
                 load: self.return_fields.clone(),
-                policy,
+                policy: target.policy,
                 timeout_ms: self.timeout(),
             };
             p.fusion = FusionPath::Server(syntax);
             return Ok(Slot::ServerText(p.add(q.args(syntax)?)));
         }
         let t = TextQuery {
-            index: self.alias.clone(),
+            index: target.index.to_owned(),
             text: expr,
-            filter: filter.to_owned(),
+            filter: target.filter.to_owned(),
             limit: window,
             scorer: self.config.text_scorer.clone(),
             projection: self.projection(false),
             timeout_ms: self.timeout(),
         };
         let text_slot = p.add(t.args());
-        let knn_slot = p.add(self.knn(filter, v.to_vec(), window, policy).args()?);
+        let knn_slot = p.add(self.knn(target, v.to_vec(), window).args()?);
         p.fusion = FusionPath::Client;
         Ok(Slot::ClientText {
             text: text_slot,

@@ -104,6 +104,28 @@ impl Retriever {
         }
     }
 
+    /// [`Retriever::policy_for`] for a search over a partition holding the items `within`
+    /// keeps: under `auto`, the share that counts is the filter's share of the partition.
+    pub(super) fn policy_within(
+        &self,
+        filter: &Filter,
+        within: Option<&Filter>,
+    ) -> Option<HybridPolicy> {
+        let Some(part) = within else {
+            return self.policy_for(filter);
+        };
+        if self.config.hybrid_policy != Some(PolicyName::Auto) {
+            return self.policy_for(filter);
+        }
+        let sample = self.sampler.current()?;
+        let share = sample.estimate(filter)?;
+        let of = sample.estimate(part)?;
+        let relative = if of > 0.0 { share / of } else { 1.0 };
+        (relative >= self.config.auto_batches_above).then_some(HybridPolicy::Batches {
+            batch_size: self.config.batch_size,
+        })
+    }
+
     /// Whether `exclusion` is checked on the candidates rather than sent with every search:
     /// when the sample says it removes less than `post_filter_below` of the items (and can
     /// judge it: no full-text part). Without a sample it stays in the search.

@@ -12,6 +12,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use redrec_core::calibration::EfCurve;
+use redrec_core::partition::PartitionSet;
 use redrec_core::reply::{IndexInfo, parse_info};
 
 use super::Retriever;
@@ -35,6 +36,8 @@ pub(super) struct IndexWatch {
     /// The serving index's measured EF curve (with `recall_target` only); kept across a failed
     /// lookup, replaced when the serving index changes.
     pub(super) ef_curve: RwLock<Option<EfCurve>>,
+    /// The serving index's partitions that exist and are fully indexed (`partitions.rs`).
+    pub(super) partitions: RwLock<Option<std::sync::Arc<PartitionSet>>>,
 }
 
 impl IndexWatch {
@@ -42,6 +45,7 @@ impl IndexWatch {
         IndexWatch {
             last: RwLock::new(None),
             ef_curve: RwLock::new(None),
+            partitions: RwLock::new(None),
         }
     }
 
@@ -50,14 +54,22 @@ impl IndexWatch {
     }
 }
 
+/// A lookup may take at most 1/`LOOKUP_SHARE` of the time between lookups. `FT.INFO` runs on
+/// Redis's main thread and its cost grows with the index: 210-240 ms at 1M items x 128 dims
+/// (measured, docs/RETRIEVAL.md), so a lookup every second would stall every search for a
+/// quarter of the time.
+const LOOKUP_SHARE: u32 = 50;
+
 /// How long the watcher sleeps before the next lookup: `check` normally, a quarter of it (at
-/// least 50 ms) while the index is being built.
-pub(super) fn next_check(check: Duration, building: bool) -> Duration {
-    if building {
+/// least 50 ms) while the index is being built, and never less than `LOOKUP_SHARE` times what
+/// the last lookup took.
+pub(super) fn next_check(check: Duration, building: bool, took: Duration) -> Duration {
+    let period = if building {
         (check / 4).max(Duration::from_millis(50)).min(check)
     } else {
         check
-    }
+    };
+    period.max(took * LOOKUP_SHARE)
 }
 
 impl Retriever {
@@ -78,6 +90,9 @@ impl Retriever {
                 self.record_cf(&info);
                 if self.config.recall_target.is_some() {
                     self.read_ef_curve(&info.name).await;
+                }
+                if self.config.partitions {
+                    self.read_partitions(&info.name).await;
                 }
                 self.watch.set(Some(info.clone()));
                 Ok(info)
@@ -181,6 +196,7 @@ impl Retriever {
         let check = Duration::from_millis(self.config.index_check_ms.max(1));
         let mut was_building = false;
         loop {
+            let started = Instant::now();
             let building = match self.look_up_index().await {
                 Ok(info) => {
                     let building = info.percent_indexed < 1.0;
@@ -201,7 +217,7 @@ impl Retriever {
                 }
             };
             was_building = building;
-            tokio::time::sleep(next_check(check, building)).await;
+            tokio::time::sleep(next_check(check, building, started.elapsed())).await;
         }
     }
 }
@@ -213,16 +229,30 @@ mod tests {
     #[test]
     fn checks_more_often_while_building() {
         let s = Duration::from_secs(1);
-        assert_eq!(next_check(s, false), s);
-        assert_eq!(next_check(s, true), Duration::from_millis(250));
+        let quick = Duration::from_micros(200);
+        assert_eq!(next_check(s, false, quick), s);
+        assert_eq!(next_check(s, true, quick), Duration::from_millis(250));
         // never busier than every 50 ms, never slower than the configured period
         assert_eq!(
-            next_check(Duration::from_millis(100), true),
+            next_check(Duration::from_millis(100), true, quick),
             Duration::from_millis(50)
         );
         assert_eq!(
-            next_check(Duration::from_millis(20), true),
+            next_check(Duration::from_millis(20), true, quick),
             Duration::from_millis(20)
+        );
+    }
+
+    #[test]
+    fn an_expensive_lookup_spaces_the_next_one() {
+        // FT.INFO of a 1M-item index took 240 ms: 12 s to the next lookup (2% of Redis's time)
+        let s = Duration::from_secs(1);
+        let slow = Duration::from_millis(240);
+        assert_eq!(next_check(s, false, slow), Duration::from_secs(12));
+        assert_eq!(next_check(s, true, slow), Duration::from_secs(12));
+        assert_eq!(
+            next_check(Duration::from_secs(60), false, slow),
+            Duration::from_secs(60)
         );
     }
 }

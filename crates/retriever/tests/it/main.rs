@@ -5,6 +5,7 @@ mod collaborative;
 mod ef_curve;
 mod filters;
 mod fusion;
+mod partitions;
 mod recall;
 mod sampling;
 mod sources;
