@@ -469,7 +469,11 @@ async fn through_retriever(
         let mut req = RetrievalRequest::new(vec![Source::Vector(q.vector.clone())], candidates);
         req.filter = q.filter.clone();
         let got = retriever.retrieve(&req).await?;
-        sent.insert(policy_name(got.policy));
+        // the plan as sent: the policy, and the partition searched when one was
+        sent.insert(match &got.partition {
+            Some(p) => format!("{} on {p}", policy_name(got.policy)),
+            None => policy_name(got.policy).to_owned(),
+        });
         Ok(got.candidates.into_iter().take(q.k).map(|c| c.id).collect())
     })
     .await;
@@ -500,7 +504,8 @@ pub fn render(r: &SweepReport) -> String {
         s,
         "Index: HNSW M {}, EF_CONSTRUCTION {}; Redis used_memory {:.0} bytes/item; load average \
          {:.1} -> {:.1}. One query in flight; each query sent once per plan. `retriever (p)`: \
-         through the project's retriever, which sent `HYBRID_POLICY` p and the EF_RUNTIME shown.\n",
+         through the project's retriever, which sent `HYBRID_POLICY` p and the EF_RUNTIME shown (`on x`: \
+         to partition x's index).\n",
         r.hnsw_m.as_deref().unwrap_or("?"),
         r.hnsw_ef_construction.as_deref().unwrap_or("?"),
         r.used_memory_bytes as f64 / r.items.max(1) as f64,

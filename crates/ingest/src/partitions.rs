@@ -35,6 +35,11 @@ pub struct PartitionSpec {
     pub filter: Filter,
 }
 
+/// Server-side `TIMEOUT` of the counting, sorting and grouping queries: they visit the whole
+/// catalog (a sorted page at rank 500,000 of 1M items takes seconds), far beyond the server's
+/// default of 500 ms for serving queries.
+const ADMIN_TIMEOUT_MS: u64 = 120_000;
+
 fn reply_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal {
         message: format!("{what} reply: {e}"),
@@ -127,6 +132,8 @@ async fn count_query(con: &mut MultiplexedConnection, index: &str, query: &str) 
         .arg("LIMIT")
         .arg(0)
         .arg(0)
+        .arg("TIMEOUT")
+        .arg(ADMIN_TIMEOUT_MS)
         .arg("DIALECT")
         .arg(2)
         .query_async(con)
@@ -316,6 +323,8 @@ async fn value_at_rank(
         .arg("RETURN")
         .arg(1)
         .arg(field)
+        .arg("TIMEOUT")
+        .arg(ADMIN_TIMEOUT_MS)
         .arg("DIALECT")
         .arg(2)
         .query_async(con)
@@ -426,6 +435,8 @@ pub async fn tag_values(
         .arg("LIMIT")
         .arg(0)
         .arg(10_000)
+        .arg("TIMEOUT")
+        .arg(ADMIN_TIMEOUT_MS)
         .arg("DIALECT")
         .arg(2)
         .query_async(con)

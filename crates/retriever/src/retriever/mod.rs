@@ -323,7 +323,7 @@ impl Retriever {
         let plans = self.plan(&req.sources, &stored, cf.as_ref(), &mut exclude)?;
         // A filter inside a partition searches the partition's index (the whole filter still
         // applies there, or none when it keeps exactly the partition's items).
-        let routed = self.route(&searched_filter);
+        let routed = self.route(&searched_filter, cf.as_ref().map(|f| f.name.as_str()));
         let knn = plans.iter().any(|p| p.searches_vectors());
         // Only KNN sources care about the hybrid policy (and only with a filter).
         let policy = match &routed {

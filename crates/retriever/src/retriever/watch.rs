@@ -12,7 +12,6 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use redrec_core::calibration::EfCurve;
-use redrec_core::partition::PartitionSet;
 use redrec_core::reply::{IndexInfo, parse_info};
 
 use super::Retriever;
@@ -37,7 +36,7 @@ pub(super) struct IndexWatch {
     /// lookup, replaced when the serving index changes.
     pub(super) ef_curve: RwLock<Option<EfCurve>>,
     /// The serving index's partitions that exist and are fully indexed (`partitions.rs`).
-    pub(super) partitions: RwLock<Option<std::sync::Arc<PartitionSet>>>,
+    pub(super) partitions: RwLock<Option<std::sync::Arc<super::partitions::Routable>>>,
 }
 
 impl IndexWatch {

@@ -154,8 +154,43 @@ async fn filters_inside_a_partition_search_its_index_with_the_same_results() {
     let (_, on, _) = ids(&routed, &q, &Filter::All).await;
     assert_eq!(on, None);
 
-    // a registry that disappears stops the routing at the next lookup
+    // a collaborative field added to the serving index after the partition was created: a
+    // request searching it stays on the serving index (the partition has no such field)
     let mut con = space.conn().await;
+    let _: () = redis::cmd("FT.ALTER")
+        .arg(&schema.index.name)
+        .arg("SCHEMA")
+        .arg("ADD")
+        .arg("cf_vector")
+        .arg("VECTOR")
+        .arg("HNSW")
+        .arg(6)
+        .arg("TYPE")
+        .arg("FLOAT32")
+        .arg("DIM")
+        .arg(4)
+        .arg("DISTANCE_METRIC")
+        .arg("COSINE")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    routed.look_up_index().await.unwrap();
+    assert!(routed.detect_cf().await.unwrap().is_some());
+    let mut req = RetrievalRequest::new(
+        vec![
+            Source::Vector(q.clone()),
+            Source::CfLongTerm(vec![0.5, 0.5, 0.5, 0.5]),
+        ],
+        10,
+    );
+    req.filter = shoes.clone();
+    let got = routed.retrieve(&req).await.unwrap();
+    assert_eq!(got.partition, None);
+    // without the collaborative source it still goes to the partition
+    let (_, on, _) = ids(&routed, &q, &shoes).await;
+    assert_eq!(on.as_deref(), Some("shoes"));
+
+    // a registry that disappears stops the routing at the next lookup
     let _: () = redis::cmd("DEL")
         .arg(space.ns.partitions(&space.ns.index(1)))
         .query_async(&mut con)
