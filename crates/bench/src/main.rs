@@ -86,6 +86,10 @@ struct Cli {
     /// --ef-runtime)
     #[arg(long, default_value_t = 0.95)]
     sweep_recall_target: f64,
+    /// Sweep: `post_filter_above` of the retriever row (the share a filter must keep to be
+    /// checked on unfiltered hits) [default: the retriever's]
+    #[arg(long)]
+    sweep_post_filter_above: Option<f64>,
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Closed-loop concurrency levels, comma separated [default: 4,16,64; 8,32 with --quick]
@@ -212,6 +216,7 @@ fn main() -> ExitCode {
         efs,
         queries: cli.sweep_queries,
         recall_target: cli.sweep_recall_target,
+        post_filter_above: cli.sweep_post_filter_above,
     });
     if cli.capacity_only {
         return exit(capacity(&opts, &cli.read_urls));

@@ -54,6 +54,8 @@ pub struct SweepOptions {
     /// `recall_target` of the retriever row's config: the `EF_RUNTIME` it sends is the smallest
     /// the index's measured curve says reaches it (without a curve, `--ef-runtime`).
     pub recall_target: f64,
+    /// `post_filter_above` of the retriever row's config (`None`: the retriever's default).
+    pub post_filter_above: Option<f64>,
 }
 
 /// How long the retriever may take for its first field sample and index lookup.
@@ -167,7 +169,7 @@ pub async fn run(opts: &Options, sweep: &SweepOptions) -> Result<SweepReport> {
     // its background tasks take the field sample while the catalog is read back; they end when
     // `background` is dropped
     let mut background = JoinSet::new();
-    let retriever = serving_retriever(opts, sweep.recall_target, &mut background).await?;
+    let retriever = serving_retriever(opts, sweep, &mut background).await?;
     log(&format!("reading back {} items", opts.items));
     let cat = catalog::read_back(&mut con, &ns, opts.dim).await?;
     if cat.len() != opts.items {
@@ -380,7 +382,7 @@ async fn measure(
 /// sample and the index watch (which reads the measured EF curve), run on `background`.
 async fn serving_retriever(
     opts: &Options,
-    recall_target: f64,
+    sweep: &SweepOptions,
     background: &mut JoinSet<()>,
 ) -> Result<Arc<Retriever>> {
     let redis = RedisConfig {
@@ -394,11 +396,15 @@ async fn serving_retriever(
         vector: catalog::vector_settings(opts.dim),
         ..IndexConfig::default()
     };
+    let defaults = RetrieverConfig::default();
     let config = RetrieverConfig {
         ef_runtime: opts.ef_runtime,
-        recall_target: Some(recall_target),
+        recall_target: Some(sweep.recall_target),
         query_timeout_ms: 20_000,
-        ..RetrieverConfig::default()
+        post_filter_above: sweep
+            .post_filter_above
+            .unwrap_or(defaults.post_filter_above),
+        ..defaults
     };
     let retriever = Arc::new(
         Retriever::connect(&redis, &index, config)
@@ -470,9 +476,14 @@ async fn through_retriever(
         req.filter = q.filter.clone();
         let got = retriever.retrieve(&req).await?;
         // the plan as sent: the policy, and the partition searched when one was
+        let plan = if got.post_filtered {
+            "post_filter"
+        } else {
+            policy_name(got.policy)
+        };
         sent.insert(match &got.partition {
-            Some(p) => format!("{} on {p}", policy_name(got.policy)),
-            None => policy_name(got.policy).to_owned(),
+            Some(p) => format!("{plan} on {p}"),
+            None => plan.to_owned(),
         });
         Ok(got.candidates.into_iter().take(q.k).map(|c| c.id).collect())
     })
@@ -505,7 +516,7 @@ pub fn render(r: &SweepReport) -> String {
         "Index: HNSW M {}, EF_CONSTRUCTION {}; Redis used_memory {:.0} bytes/item; load average \
          {:.1} -> {:.1}. One query in flight; each query sent once per plan. `retriever (p)`: \
          through the project's retriever, which sent `HYBRID_POLICY` p and the EF_RUNTIME shown (`on x`: \
-         to partition x's index).\n",
+         to partition x's index; `post_filter`: searched unfiltered, the filter checked on the hits).\n",
         r.hnsw_m.as_deref().unwrap_or("?"),
         r.hnsw_ef_construction.as_deref().unwrap_or("?"),
         r.used_memory_bytes as f64 / r.items.max(1) as f64,

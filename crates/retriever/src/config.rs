@@ -75,6 +75,12 @@ pub struct RetrieverConfig {
     /// time measured on 20k x 128); larger ones stay in the search. 0 keeps every exclusion in
     /// the search.
     pub post_filter_below: f64,
+    /// A request whose only sources are KNN and whose filter the sample says keeps at least
+    /// this share of the items searches without the filter, over-fetching by 1/share, and checks
+    /// the filter on the hits (RediSearch's `BATCHES` pays for evaluating a broad numeric filter:
+    /// 3x an unfiltered KNN at 1M items); when that leaves fewer than k, it searches again with
+    /// the filter. 0 turns it off.
+    pub post_filter_above: f64,
     /// With `auto`: items sampled (`SCAN` over item keys) to estimate filter selectivity.
     pub sample_size: usize,
     /// With `auto`: age after which the background sampler takes the sample again.
@@ -112,6 +118,7 @@ impl Default for RetrieverConfig {
             batch_size: None,
             auto_batches_above: 0.05,
             post_filter_below: 0.05,
+            post_filter_above: 0.5,
             sample_size: 1000,
             sample_max_age_secs: 600,
             sample_check_secs: 30,
@@ -147,6 +154,12 @@ impl RetrieverConfig {
             return Err(crate::Error::config(
                 "retriever.post_filter_below",
                 format!("is {}, expected a share in 0..=1", self.post_filter_below),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.post_filter_above) {
+            return Err(crate::Error::config(
+                "retriever.post_filter_above",
+                format!("is {}, expected a share in 0..=1", self.post_filter_above),
             ));
         }
         if let Some(t) = self.recall_target

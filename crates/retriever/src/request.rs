@@ -141,4 +141,7 @@ pub struct Retrieval {
     pub policy: Option<HybridPolicy>,
     /// The partition whose index the searches ran on (`redrec-ingest partitions`), if any.
     pub partition: Option<String>,
+    /// The filter was checked on the hits of an unfiltered KNN (a broad filter,
+    /// `retriever.post_filter_above`) rather than sent with the search.
+    pub post_filtered: bool,
 }

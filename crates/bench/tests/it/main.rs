@@ -284,6 +284,8 @@ async fn the_sweep_measures_the_retriever_on_the_plan_its_raw_twin_measures() {
             efs: vec![100],
             queries: 10,
             recall_target: 0.95,
+            // the `auto` policy is under test here, not the broad filters' post-filter
+            post_filter_above: Some(0.0),
         },
     )
     .await

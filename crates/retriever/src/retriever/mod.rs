@@ -343,9 +343,49 @@ impl Retriever {
             },
             policy,
         };
-        let searched = self
-            .search(&plans, &target, &exclude, post, (req.k, req.with_vectors))
-            .await?;
+        // A broad filter on a KNN-only request: searched without it, checked on the hits.
+        let broad = match (&routed, post) {
+            (None, None) if plans.iter().all(|p| p.is_knn()) => self.broad_share(&req.filter),
+            _ => None,
+        };
+        let mut searched = None;
+        if let Some(kept) = broad {
+            let unfiltered = Target {
+                index: &self.alias,
+                filter: "*",
+                policy: None,
+            };
+            let tried = self
+                .search(
+                    &plans,
+                    &unfiltered,
+                    &exclude,
+                    Some(&req.filter),
+                    (req.k, req.with_vectors, kept),
+                )
+                .await?;
+            // fewer than k passed (the filter's items lie away from the query): ask again with
+            // the filter in the search
+            if tried.merged.candidates.len() >= req.k {
+                searched = Some(tried);
+            } else {
+                round_trips += tried.round_trips;
+            }
+        }
+        let post_filtered = searched.is_some();
+        let searched = match searched {
+            Some(s) => s,
+            None => {
+                self.search(
+                    &plans,
+                    &target,
+                    &exclude,
+                    post,
+                    (req.k, req.with_vectors, 1.0),
+                )
+                .await?
+            }
+        };
         round_trips += searched.round_trips;
         let mut candidates = searched.merged.candidates;
         if self.hydrate(&mut candidates, req.with_vectors).await? {
@@ -359,8 +399,9 @@ impl Retriever {
             retried: searched.retried,
             partial: searched.partial,
             fusion: searched.fusion,
-            policy,
+            policy: if post_filtered { None } else { policy },
             partition: routed.map(|r| r.name),
+            post_filtered,
         })
     }
 

@@ -31,6 +31,11 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// A KNN query of a vector (the query's own or collaborative).
+    pub(super) fn is_knn(&self) -> bool {
+        matches!(self.kind, PlanKind::Knn(_) | PlanKind::CfKnn(..))
+    }
+
     /// KNN and text plans search the vector field, so only they care about `HYBRID_POLICY`.
     pub(super) fn searches_vectors(&self) -> bool {
         matches!(
@@ -264,11 +269,19 @@ impl Retriever {
         target: &Target<'_>,
         exclude: &BTreeSet<String>,
         post: Option<&Filter>,
-        (k, vectors): (usize, bool),
+        (k, vectors, kept): (usize, bool, f64),
     ) -> Result<Searched> {
-        // Over-fetch so that exclusions still leave k: all of a small exclusion set, or 2k.
+        // Over-fetch so that exclusions still leave k: all of a small exclusion set, or 2k; and
+        // by 1/kept (with a quarter and 10 more: near the query the share may be lower than
+        // over the catalog) when `post` is expected to keep only that share.
         let max_fetch = self.config.max_k.max(k);
-        let mut fetch = (k + exclude.len().min(2 * k)).min(max_fetch);
+        let base = k + exclude.len().min(2 * k);
+        let mut fetch = if kept < 1.0 {
+            (base as f64 * 1.25 / kept.max(0.01)).ceil() as usize + 10
+        } else {
+            base
+        }
+        .min(max_fetch);
         let mut searched = Searched {
             merged: Merged::default(),
             round_trips: 0,

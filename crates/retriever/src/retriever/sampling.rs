@@ -146,6 +146,26 @@ impl Retriever {
             .is_some_and(|kept| 1.0 - kept < self.config.post_filter_below)
     }
 
+    /// The share of the items `filter` keeps when it is broad enough to be checked on the hits
+    /// of an unfiltered KNN (at least `post_filter_above`, judged by the sample, every field it
+    /// reads returned with the hits); `None` otherwise.
+    pub(super) fn broad_share(&self, filter: &Filter) -> Option<f64> {
+        if filter.is_all()
+            || self.config.post_filter_above <= 0.0
+            || self.config.fetch != crate::config::FetchMode::Return
+        {
+            return None;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        super::rounds::filter_fields(filter, &mut names);
+        let returned = &self.config.return_fields;
+        if !returned.is_empty() && !names.iter().all(|n| returned.iter().any(|r| r == n)) {
+            return None;
+        }
+        let kept = self.sampler.current()?.estimate(filter)?;
+        (kept >= self.config.post_filter_above).then_some(kept)
+    }
+
     /// Whether this retriever chooses the policy from a sample (`hybrid_policy = "auto"`).
     pub fn samples_selectivity(&self) -> bool {
         self.config.hybrid_policy == Some(PolicyName::Auto)

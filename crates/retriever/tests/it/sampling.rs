@@ -61,9 +61,24 @@ async fn auto_is_the_default_and_requests_never_sample() {
     assert_eq!(got.policy, None);
     assert_eq!(got.candidates.len(), 5);
     assert_eq!(r.sample_status(), None, "a request took a sample");
-    // Once the sample exists, the broad filter (half the catalog) gets BATCHES.
+    // Once the sample exists, the broad filter (half the catalog) of this KNN-only request is
+    // checked on unfiltered hits (`post_filter_above`, 0.5 by default)...
     assert_eq!(r.refresh_sample().await.unwrap(), 100);
     let got = r.retrieve(&broad_request()).await.unwrap();
+    assert!(got.post_filtered);
+    assert_eq!(got.policy, None);
+    // ...and, with that off, searched with BATCHES.
+    let batches = support::retriever(
+        &space,
+        &schema,
+        RetrieverConfig {
+            post_filter_above: 0.0,
+            ..RetrieverConfig::default()
+        },
+    );
+    batches.refresh_sample().await.unwrap();
+    let got = batches.retrieve(&broad_request()).await.unwrap();
+    assert!(!got.post_filtered);
     assert!(
         matches!(got.policy, Some(HybridPolicy::Batches { .. })),
         "{:?}",

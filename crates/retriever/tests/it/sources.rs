@@ -496,6 +496,8 @@ async fn auto_policy_uses_batches_for_broad_filters_only() {
     let config = RetrieverConfig {
         hybrid_policy: Some(redrec_retriever::PolicyName::Auto),
         auto_batches_above: 0.2,
+        // the policy of filtered searches is under test, not the broad filter's post-filter
+        post_filter_above: 0.0,
         ..RetrieverConfig::default()
     };
     let r = support::retriever(&space, &schema, config);
