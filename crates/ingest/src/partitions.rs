@@ -22,7 +22,7 @@ use redis::{Value, aio::MultiplexedConnection};
 use redrec_core::filter::Filter;
 use redrec_core::keys::Namespace;
 use redrec_core::partition::{self, MAX_PARTITIONS, Partition, PartitionSet};
-use redrec_core::reply::{Shape, parse_search};
+use redrec_core::reply::{Page, Shape, parse_search};
 use redrec_core::schema::IndexSchema;
 use redrec_store::index as store;
 
@@ -126,27 +126,36 @@ async fn count(
 
 /// How many items of `index` match a query expression.
 async fn count_query(con: &mut MultiplexedConnection, index: &str, query: &str) -> Result<u64> {
+    Ok(admin_search(con, index, query, &["LIMIT", "0", "0"])
+        .await?
+        .total)
+}
+
+/// `FT.SEARCH index query <options>` with the long admin timeout; the reply as a page.
+async fn admin_search(
+    con: &mut MultiplexedConnection,
+    index: &str,
+    query: &str,
+    options: &[&str],
+) -> Result<Page> {
     let reply: Value = redis::cmd("FT.SEARCH")
         .arg(index)
         .arg(query)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(0)
+        .arg(options)
         .arg("TIMEOUT")
         .arg(ADMIN_TIMEOUT_MS)
         .arg("DIALECT")
         .arg(2)
         .query_async(con)
         .await?;
-    let page = parse_search(
+    parse_search(
         &reply,
         Shape {
             with_scores: false,
-            with_content: false,
+            with_content: true,
         },
     )
-    .map_err(|e| reply_error("FT.SEARCH", e))?;
-    Ok(page.total)
+    .map_err(|e| reply_error("FT.SEARCH", e))
 }
 
 /// Creates `specs` as partitions of the serving index, checks each, and records them; returns
@@ -311,32 +320,11 @@ async fn value_at_rank(
     field: &str,
     rank: u64,
 ) -> Result<f64> {
-    let reply: Value = redis::cmd("FT.SEARCH")
-        .arg(index)
-        .arg(format!("@{field}:[-inf +inf]"))
-        .arg("SORTBY")
-        .arg(field)
-        .arg("ASC")
-        .arg("LIMIT")
-        .arg(rank)
-        .arg(1)
-        .arg("RETURN")
-        .arg(1)
-        .arg(field)
-        .arg("TIMEOUT")
-        .arg(ADMIN_TIMEOUT_MS)
-        .arg("DIALECT")
-        .arg(2)
-        .query_async(con)
-        .await?;
-    let page = parse_search(
-        &reply,
-        Shape {
-            with_scores: false,
-            with_content: true,
-        },
-    )
-    .map_err(|e| reply_error("FT.SEARCH", e))?;
+    let rank = rank.to_string();
+    let options = [
+        "SORTBY", field, "ASC", "LIMIT", &rank, "1", "RETURN", "1", field,
+    ];
+    let page = admin_search(con, index, &format!("@{field}:[-inf +inf]"), &options).await?;
     page.hits
         .first()
         .and_then(|h| h.fields.get(field))

@@ -86,23 +86,7 @@ async fn cf_sources_search_the_collaborative_field_once_the_index_has_it() {
 
     // 2. the field is added to the live index (what redrec-ingest cf does) and filled
     let mut con = space.conn().await;
-    let _: () = redis::cmd("FT.ALTER")
-        .arg(&schema.index.name)
-        .arg("SCHEMA")
-        .arg("ADD")
-        .arg("cf_vector")
-        .arg("VECTOR")
-        .arg("HNSW")
-        .arg(6)
-        .arg("TYPE")
-        .arg("FLOAT32")
-        .arg("DIM")
-        .arg(CF_DIMS)
-        .arg("DISTANCE_METRIC")
-        .arg("COSINE")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    support::add_cf_field(&space, &schema.index.name, CF_DIMS).await;
     let mut pipe = redis::pipe();
     for (id, v) in &cf {
         pipe.cmd("HSET")

@@ -157,23 +157,7 @@ async fn filters_inside_a_partition_search_its_index_with_the_same_results() {
     // a collaborative field added to the serving index after the partition was created: a
     // request searching it stays on the serving index (the partition has no such field)
     let mut con = space.conn().await;
-    let _: () = redis::cmd("FT.ALTER")
-        .arg(&schema.index.name)
-        .arg("SCHEMA")
-        .arg("ADD")
-        .arg("cf_vector")
-        .arg("VECTOR")
-        .arg("HNSW")
-        .arg(6)
-        .arg("TYPE")
-        .arg("FLOAT32")
-        .arg("DIM")
-        .arg(4)
-        .arg("DISTANCE_METRIC")
-        .arg("COSINE")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    support::add_cf_field(&space, &schema.index.name, 4).await;
     routed.look_up_index().await.unwrap();
     assert!(routed.detect_cf().await.unwrap().is_some());
     let mut req = RetrievalRequest::new(

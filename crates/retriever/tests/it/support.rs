@@ -139,3 +139,26 @@ pub fn retriever(space: &TestSpace, schema: &IndexSchema, config: RetrieverConfi
 pub fn fields(pairs: &[(&'static str, String)]) -> BTreeMap<&'static str, String> {
     pairs.iter().cloned().collect()
 }
+
+/// Adds the collaborative vector field `cf_vector` (HNSW, cosine, `dims`) to a live index, as
+/// `redrec-ingest cf` does.
+pub async fn add_cf_field(space: &TestSpace, index: &str, dims: usize) {
+    let mut con = space.conn().await;
+    let _: () = redis::cmd("FT.ALTER")
+        .arg(index)
+        .arg("SCHEMA")
+        .arg("ADD")
+        .arg("cf_vector")
+        .arg("VECTOR")
+        .arg("HNSW")
+        .arg(6)
+        .arg("TYPE")
+        .arg("FLOAT32")
+        .arg("DIM")
+        .arg(dims)
+        .arg("DISTANCE_METRIC")
+        .arg("COSINE")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
