@@ -344,14 +344,20 @@ impl Retriever {
             policy,
         };
         // A broad filter on a KNN-only request: searched without it, checked on the hits.
+        // (within the partition when routed to one; never when it keeps exactly its items, as
+        // that search is unfiltered already). What is checked on the hits is the whole searched
+        // filter, exclusion included.
         let broad = match (&routed, post) {
-            (None, None) if plans.iter().all(|p| p.is_knn()) => self.broad_share(&req.filter),
+            (Some(r), None) if knn && !r.exact && plans.iter().all(|p| p.is_knn()) => {
+                self.broad_share_within(&searched_filter, &r.filter)
+            }
+            (None, None) if plans.iter().all(|p| p.is_knn()) => self.broad_share(&searched_filter),
             _ => None,
         };
         let mut searched = None;
         if let Some(kept) = broad {
             let unfiltered = Target {
-                index: &self.alias,
+                index: target.index,
                 filter: "*",
                 policy: None,
             };
@@ -360,7 +366,7 @@ impl Retriever {
                     &plans,
                     &unfiltered,
                     &exclude,
-                    Some(&req.filter),
+                    Some(&searched_filter),
                     (req.k, req.with_vectors, kept),
                 )
                 .await?;

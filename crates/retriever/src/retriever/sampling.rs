@@ -150,6 +150,11 @@ impl Retriever {
     /// of an unfiltered KNN (at least `post_filter_above`, judged by the sample, every field it
     /// reads returned with the hits); `None` otherwise.
     pub(super) fn broad_share(&self, filter: &Filter) -> Option<f64> {
+        self.broad_share_of(filter, self.config.post_filter_above)
+    }
+
+    /// The share `filter` keeps when it is at least `above` and can be checked on the hits.
+    fn broad_share_of(&self, filter: &Filter, above: f64) -> Option<f64> {
         if filter.is_all()
             || self.config.post_filter_above <= 0.0
             || self.config.fetch != crate::config::FetchMode::Return
@@ -163,7 +168,16 @@ impl Retriever {
             return None;
         }
         let kept = self.sampler.current()?.estimate(filter)?;
-        (kept >= self.config.post_filter_above).then_some(kept)
+        (kept >= above).then_some(kept)
+    }
+
+    /// [`Retriever::broad_share`] inside a partition holding the items `within` keeps: the
+    /// share of the partition's items `filter` keeps.
+    pub(super) fn broad_share_within(&self, filter: &Filter, within: &Filter) -> Option<f64> {
+        let kept = self.broad_share_of(filter, 0.0)?;
+        let of = self.sampler.current()?.estimate(within)?;
+        let relative = if of > 0.0 { (kept / of).min(1.0) } else { 1.0 };
+        (relative >= self.config.post_filter_above).then_some(relative)
     }
 
     /// Whether this retriever chooses the policy from a sample (`hybrid_policy = "auto"`).

@@ -40,6 +40,10 @@ async fn broad_filters_are_checked_on_unfiltered_hits_with_the_same_results() {
             fields: support::fields(&[
                 ("category", "c".into()),
                 (
+                    "department",
+                    if i % 4 == 0 { "KIOSK" } else { "GROCERY" }.into(),
+                ),
+                (
                     "price",
                     format!("{}", if i < 100 { 1 + i % 50 } else { 100 + i }),
                 ),
@@ -81,6 +85,20 @@ async fn broad_filters_are_checked_on_unfiltered_hits_with_the_same_results() {
     assert_eq!(got.round_trips, 3, "unfiltered, its retry, then filtered");
     assert_eq!(ids(&got), ids(&run(&filtered, &q, &dear).await));
     assert_eq!(got.candidates.len(), 10);
+
+    // an exclusion large enough to stay in the search is checked on the hits as well: a
+    // quarter of the items (every fourth, close ones included) are non-merchandise
+    let mut req = RetrievalRequest::new(vec![Source::Vector(q.clone())], 10);
+    req.filter = most.clone();
+    req.exclusion = Filter::tag_not_any("department", ["KIOSK"]);
+    let got = broad.retrieve(&req).await.unwrap();
+    assert!(got.post_filtered && !got.exclusion_after_search);
+    let want = filtered.retrieve(&req).await.unwrap();
+    assert_eq!(ids(&got), ids(&want));
+    assert_eq!(got.candidates.len(), 10);
+    for c in &got.candidates {
+        assert_ne!(c.fields["department"], "KIOSK", "{} is excluded", c.id);
+    }
 
     // narrow filters and text are never post-filtered
     let narrow = Filter::range("price", Bound::Unbounded, Bound::Excluded(5.0));

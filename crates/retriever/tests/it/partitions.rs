@@ -122,6 +122,7 @@ async fn filters_inside_a_partition_search_its_index_with_the_same_results() {
     );
     routed.look_up_index().await.unwrap();
     plain.look_up_index().await.unwrap();
+    assert_eq!(routed.refresh_sample().await.unwrap(), 400);
     // the partition without an index is never routed to
     assert_eq!(routed.routable_partitions(), ["shoes"]);
     assert!(plain.routable_partitions().is_empty());
@@ -141,6 +142,10 @@ async fn filters_inside_a_partition_search_its_index_with_the_same_results() {
     ]);
     let (a, on, _) = ids(&routed, &q, &cheap_shoes).await;
     assert_eq!(on.as_deref(), Some("shoes"));
+    // half of the partition's items: searched unfiltered on its index, checked on the hits
+    let mut req = RetrievalRequest::new(vec![Source::Vector(q.clone())], 10);
+    req.filter = cheap_shoes.clone();
+    assert!(routed.retrieve(&req).await.unwrap().post_filtered);
     let (b, _, _) = ids(&plain, &q, &cheap_shoes).await;
     assert_eq!(a, b);
     assert_eq!(a.len(), 10);
